@@ -1,0 +1,61 @@
+"""Command line of the engine: `python -m engine run --spec SPEC.json --events EVENTS.jsonl`.
+
+Argument parsing only; `engine.train.run` does the work. `python -m engine devices` prints
+the devices torch can see, as JSON, for the user's side that never imports torch.
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from engine.spec import RunSpec, SpecError
+
+
+def _devices() -> list[dict[str, object]]:
+    import torch
+
+    found: list[dict[str, object]] = [
+        {"name": "cpu", "description": "CPU", "threads": torch.get_num_threads()}
+    ]
+    if torch.cuda.is_available():
+        for index in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(index)
+            found.append(
+                {
+                    "name": f"cuda:{index}",
+                    "description": torch.cuda.get_device_name(index),
+                    "free_mb": free // 2**20,
+                    "total_mb": total // 2**20,
+                }
+            )
+    if torch.backends.mps.is_available():
+        found.append({"name": "mps", "description": "Apple GPU (Metal)"})
+    return found
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train one run from a spec file")
+    run.add_argument("--spec", required=True, type=Path, help="the run's spec.json")
+    run.add_argument("--events", required=True, type=Path, help="events.jsonl to append to")
+    run.add_argument("--run-dir", type=Path, help="folder for checkpoints (default: beside events)")
+    commands.add_parser("devices", help="list the devices torch can see, as JSON")
+    args = parser.parse_args(argv)
+
+    if args.command == "devices":
+        print(json.dumps(_devices()))
+        return 0
+    try:
+        spec = RunSpec.from_json(args.spec.read_text(encoding="utf-8"))
+    except (OSError, SpecError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    from engine.train import run as train
+
+    return train(spec, args.events, args.run_dir or args.events.parent)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,409 @@
+"""Datasets and batches: built-in shapes, torchvision datasets and image folders.
+
+Small datasets (shapes, MNIST-like, CIFAR) are held as one uint8 tensor on the training
+device and augmented a whole batch at a time; image folders are decoded per sample by
+DataLoader worker processes.
+"""
+
+import gzip
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from PIL import Image, UnidentifiedImageError
+from torch.nn import functional as F
+from torchvision import transforms
+
+from engine import catalog, locate
+from engine.errors import RunError, UnreadableImage
+from engine.shapes import generate_shapes
+from engine.spec import RunSpec, SpecError, dataset_kind
+
+SHAPES_SEEDS = {"shapes": (1, 2), "shapes-shift": (11, 12)}
+
+
+@dataclass
+class TensorSplit:
+    """Images held in memory: uint8 (N, C, H, W) and int64 labels (N,)."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "TensorSplit":
+        return TensorSplit(self.images[index], self.labels[index])
+
+
+@dataclass
+class FileSplit:
+    """Images as files on disk, decoded when a batch needs them."""
+
+    files: list[Path]
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "FileSplit":
+        return FileSplit([self.files[i] for i in index.tolist()], self.labels[index])
+
+
+Split = TensorSplit | FileSplit
+
+
+@dataclass
+class DatasetBundle:
+    """A dataset ready for training: its splits and what a model needs to know of it."""
+
+    name: str
+    classes: list[str]
+    channels: int
+    image_size: int
+    natural_images: bool
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    train: Split
+    val: Split
+    test: Split
+    notes: list[str] = field(default_factory=list)
+
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
+
+
+def load_dataset(spec: RunSpec) -> DatasetBundle:
+    """Load the spec's dataset with its class subset, few-shot subset, limit and val split."""
+    kind = dataset_kind(spec.dataset)
+    info = catalog.DATASETS[kind]
+    locate.check_dataset(spec)
+    notes: list[str] = []
+    if kind in SHAPES_SEEDS:
+        train_seed, test_seed = SHAPES_SEEDS[kind]
+        shifted = kind == "shapes-shift"
+        train = TensorSplit(*generate_shapes(info.train_size, train_seed, shifted))
+        test = TensorSplit(*generate_shapes(info.test_size, test_seed, shifted))
+        val = None
+        classes = list(info.classes)
+    elif kind in ("mnist", "fashion-mnist"):
+        train, test = _load_idx_dataset(spec)
+        val = None
+        classes = list(info.classes)
+    elif kind in ("cifar10", "cifar100"):
+        train, test, classes = _load_cifar(spec)
+        val = None
+    else:
+        train, val, test, classes, notes = _load_image_folder(spec)
+
+    generator = torch.Generator().manual_seed(spec.seed)
+    if spec.classes:
+        chosen = [classes.index(name) for name in spec.classes]
+        train = _keep_classes(train, chosen)
+        test = _keep_classes(test, chosen)
+        val = _keep_classes(val, chosen) if val is not None else None
+        classes = list(spec.classes)
+    if val is None:
+        train, val = _split_off(train, spec.val_fraction, generator)
+    if spec.train_per_class:
+        train = _few_shot(train, spec.train_per_class, len(classes), generator)
+    if spec.limit and spec.limit < len(train):
+        train = train.subset(torch.randperm(len(train), generator=generator)[: spec.limit])
+    if len(train) == 0:
+        raise RunError("bad_input", "no training images are left after the subsets", "")
+    if len(test) == 0:
+        raise RunError("bad_input", "no test images for the chosen classes", "")
+    if len(val) == 0:
+        val = test
+        notes.append("validation uses the test data (no images left to hold out)")
+    return DatasetBundle(
+        name=spec.dataset,
+        classes=classes,
+        channels=info.channels,
+        image_size=spec.image_size or info.image_size,
+        natural_images=info.natural_images,
+        mean=info.mean,
+        std=info.std,
+        train=train,
+        val=val,
+        test=test,
+        notes=notes,
+    )
+
+
+def _keep_classes(split: Split, chosen: list[int]) -> Split:
+    """Keep images of the `chosen` class indices, relabelled 0..k-1 in that order."""
+    relabel = torch.full((int(split.labels.max()) + 1 if len(split) else 1,), -1)
+    for new, old in enumerate(chosen):
+        if old < len(relabel):
+            relabel[old] = new
+    kept = relabel[split.labels] >= 0
+    result = split.subset(kept.nonzero().flatten())
+    result.labels = relabel[result.labels]
+    return result
+
+
+def _split_off(split: Split, fraction: float, generator: torch.Generator) -> tuple[Split, Split]:
+    order = torch.randperm(len(split), generator=generator)
+    held = int(round(len(split) * fraction))
+    return split.subset(order[held:].sort().values), split.subset(order[:held].sort().values)
+
+
+def _few_shot(split: Split, per_class: int, classes: int, generator: torch.Generator) -> Split:
+    order = torch.randperm(len(split), generator=generator)
+    chosen = []
+    for label in range(classes):
+        of_class = order[split.labels[order] == label]
+        chosen.append(of_class[:per_class])
+    return split.subset(torch.cat(chosen).sort().values)
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX file (MNIST's format), plain or gzipped, as a uint8 tensor."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as file:
+            data = file.read()
+    except (OSError, EOFError) as error:
+        raise RunError("bad_data", f"cannot read {path}: {error}", "download it again") from None
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    body = data[4 + 4 * dims :]
+    if data[2] != 0x08 or len(body) != math.prod(shape):
+        raise RunError("bad_data", f"{path} is not a valid IDX file", "download it again")
+    return torch.frombuffer(bytearray(body), dtype=torch.uint8).reshape(shape)
+
+
+def _load_idx_dataset(spec: RunSpec) -> tuple[TensorSplit, TensorSplit]:
+    if spec.download:
+        dataset_class = {
+            "mnist": torchvision.datasets.MNIST,
+            "fashion-mnist": torchvision.datasets.FashionMNIST,
+        }[spec.dataset]
+        dataset_class(str(locate.data_root(spec)), train=True, download=True)
+    folder = locate.dataset_folder(spec)
+    splits = []
+    for prefix in ("train", "t10k"):
+        images = _read_idx(locate.dataset_file(folder, f"{prefix}-images-idx3-ubyte"))
+        labels = _read_idx(locate.dataset_file(folder, f"{prefix}-labels-idx1-ubyte"))
+        splits.append(TensorSplit(images[:, None].contiguous(), labels.long()))
+    return splits[0], splits[1]
+
+
+def _load_cifar(spec: RunSpec) -> tuple[TensorSplit, TensorSplit, list[str]]:
+    dataset_class = {
+        "cifar10": torchvision.datasets.CIFAR10,
+        "cifar100": torchvision.datasets.CIFAR100,
+    }[spec.dataset]
+    root = str(locate.data_root(spec))
+    splits = []
+    for train in (True, False):
+        try:
+            dataset = dataset_class(root, train=train, download=spec.download)
+        except RuntimeError as error:
+            raise RunError("dataset_missing", str(error), "add --download to fetch it") from None
+        images = torch.from_numpy(dataset.data).permute(0, 3, 1, 2).contiguous()
+        splits.append(TensorSplit(images, torch.tensor(dataset.targets, dtype=torch.long)))
+    return splits[0], splits[1], list(dataset.classes)
+
+
+def _load_image_folder(
+    spec: RunSpec,
+) -> tuple[FileSplit, FileSplit | None, FileSplit, list[str], list[str]]:
+    root = Path(spec.dataset.split(":", 1)[1])
+    try:
+        layout = locate.scan_image_folder(root)
+    except SpecError as error:
+        raise RunError("bad_input", str(error)) from None
+    classes = layout.classes
+    notes = []
+    if layout.skipped:
+        shown = ", ".join(str(p.relative_to(root)) for p in layout.skipped[:3])
+        more = f" and {len(layout.skipped) - 3} more" if len(layout.skipped) > 3 else ""
+        notes.append(f"skipped {len(layout.skipped)} file(s) that are not images: {shown}{more}")
+
+    def as_split(by_class: dict[str, list[Path]]) -> FileSplit:
+        files, labels = [], []
+        for label, name in enumerate(classes):
+            files.extend(by_class.get(name, []))
+            labels.extend([label] * len(by_class.get(name, [])))
+        return FileSplit(files, torch.tensor(labels, dtype=torch.long))
+
+    if "all" in layout.splits:
+        everything = as_split(layout.splits["all"])
+        generator = torch.Generator().manual_seed(0)
+        rest, test = _split_off(everything, max(spec.val_fraction, 0.1), generator)
+        notes.append(f"one folder: {len(test)} images held out as test data")
+        return rest, None, test, classes, notes
+    train = as_split(layout.splits["train"])
+    val = as_split(layout.splits["val"]) if "val" in layout.splits else None
+    if "test" in layout.splits:
+        test = as_split(layout.splits["test"])
+    elif val is not None:
+        test = val
+        notes.append("test metrics are on val/ (the folder has no test/)")
+    else:
+        train, test = _split_off(train, max(spec.val_fraction, 0.1), torch.Generator())
+        notes.append(f"no val/ or test/: {len(test)} training images held out as test data")
+    return train, val, test, classes, notes
+
+
+class TensorBatches:
+    """Batches of an in-memory split, already on the device, augmented a batch at a time.
+
+    Training batches of natural images get a random crop (padding of 1/8 of the side) and a
+    horizontal flip; shapes, whose positions are random already, only the flip; digits
+    nothing. All are resized to `image_size` and normalised.
+    """
+
+    def __init__(
+        self,
+        split: TensorSplit,
+        bundle: DatasetBundle,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        augment: bool,
+        seed: int,
+    ) -> None:
+        self.images = split.images.to(device)
+        self.labels = split.labels.to(device)
+        self.batch_size = batch_size
+        self.train = train
+        self.augment = augment and train
+        self.crop = bundle.natural_images
+        self.flip = bundle.natural_images or bundle.name.startswith("shapes")
+        self.size = bundle.image_size
+        self.mean = torch.tensor(bundle.mean, device=device).view(1, -1, 1, 1) * 255
+        self.std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1) * 255
+        self.seed = seed
+        self.device = device
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.labels) / self.batch_size)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = len(self.labels)
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        if self.train:
+            order = torch.randperm(count, generator=generator).to(self.device)
+        else:
+            order = torch.arange(count, device=self.device)
+        for start in range(0, count, self.batch_size):
+            index = order[start : start + self.batch_size]
+            images = self.images[index]
+            if self.augment:
+                images = self._augment(images, generator)
+            images = images.float()
+            if images.shape[-1] != self.size or images.shape[-2] != self.size:
+                images = F.interpolate(
+                    images, size=(self.size, self.size), mode="bilinear", antialias=True
+                )
+            yield (images - self.mean) / self.std, self.labels[index]
+
+    def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        if self.crop:
+            images = self._crop(images, generator)
+        if self.flip:
+            flip = (torch.rand(len(images), generator=generator) < 0.5).to(self.device)
+            images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
+        return images
+
+    def _crop(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        count, _, height, width = images.shape
+        pad = max(1, height // 8)
+        padded = F.pad(images, (pad, pad, pad, pad))
+        dy = torch.randint(0, 2 * pad + 1, (count, 1, 1), generator=generator).to(self.device)
+        dx = torch.randint(0, 2 * pad + 1, (count, 1, 1), generator=generator).to(self.device)
+        rows = (dy + torch.arange(height, device=self.device).view(1, -1, 1)).expand(-1, -1, width)
+        cols = (dx + torch.arange(width, device=self.device).view(1, 1, -1)).expand(-1, height, -1)
+        batch = torch.arange(count, device=self.device).view(-1, 1, 1)
+        return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)
+
+
+class ImageFileDataset(torch.utils.data.Dataset):
+    """Decodes image files one at a time, for DataLoader workers."""
+
+    def __init__(self, split: FileSplit, transform: transforms.Compose) -> None:
+        self.split = split
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path = self.split.files[index]
+        try:
+            with Image.open(path) as image:
+                picture = image.convert("RGB")
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            raise UnreadableImage(f"cannot read image {path}: {error}") from None
+        return self.transform(picture), int(self.split.labels[index])
+
+
+class FileBatches:
+    """Batches of an image-folder split, decoded by worker processes into pinned memory."""
+
+    def __init__(
+        self,
+        split: FileSplit,
+        bundle: DatasetBundle,
+        batch_size: int,
+        device: torch.device,
+        train: bool,
+        augment: bool,
+        workers: int,
+        seed: int,
+    ) -> None:
+        size = bundle.image_size
+        normalise = transforms.Normalize(bundle.mean, bundle.std)
+        if train and augment:
+            steps = [
+                transforms.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True),
+                transforms.RandomHorizontalFlip(),
+            ]
+        else:
+            steps = [
+                transforms.Resize(int(size * 1.14), antialias=True),
+                transforms.CenterCrop(size),
+            ]
+        transform = transforms.Compose([*steps, transforms.ToTensor(), normalise])
+        self.generator = torch.Generator().manual_seed(seed)
+        self.loader = torch.utils.data.DataLoader(
+            ImageFileDataset(split, transform),
+            batch_size=batch_size,
+            shuffle=train,
+            num_workers=workers,
+            pin_memory=device.type == "cuda",
+            persistent_workers=workers > 0,
+            generator=self.generator,
+        )
+        self.device = device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        for images, labels in self.loader:
+            yield (
+                images.to(self.device, non_blocking=True),
+                labels.to(self.device, non_blocking=True),
+            )
+
+
+def make_batches(
+    split: Split,
+    bundle: DatasetBundle,
+    batch_size: int,
+    device: torch.device,
+    train: bool,
+    spec: RunSpec,
+) -> TensorBatches | FileBatches:
+    """Batches of `split` for training (shuffled, augmented) or evaluation (in order)."""
+    if isinstance(split, TensorSplit):
+        return TensorBatches(split, bundle, batch_size, device, train, spec.augment, spec.seed)
+    workers = spec.workers if spec.workers is not None else min(4, torch.get_num_threads())
+    return FileBatches(split, bundle, batch_size, device, train, spec.augment, workers, spec.seed)

@@ -1,0 +1,176 @@
+"""The networks: CIFAR-style ResNets and their plain twins, torchvision ResNets, a small CNN.
+
+Every model is built by `build_model` and describes its stages with `model_stages`, the one
+description of an architecture's parts (stem, stage 1..n, head) that freeze policies use.
+"""
+
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from engine.catalog import ARCHITECTURES, Architecture
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions; with `shortcut`, the input is added back (He et al. 2016, option A).
+
+    The shortcut of a block that halves the resolution and doubles the channels is the input
+    subsampled and zero-padded, so it adds no parameters, as in the paper's CIFAR networks.
+    A plain block (`shortcut=False`) is the same block without the addition.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, shortcut: bool) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.stride = stride
+        self.extra_channels = out_channels - in_channels
+        self.shortcut = shortcut
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.shortcut:
+            identity = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
+            if self.extra_channels:
+                identity = F.pad(identity, (0, 0, 0, 0, 0, self.extra_channels))
+            out = out + identity
+        return F.relu(out)
+
+
+class CifarResNet(nn.Module):
+    """ResNet-(6n+2) for small images: a 3x3 stem, three stages of n blocks, pooling, a head.
+
+    Stage widths are `width`, 2x and 4x `width` (16/32/64 in the paper); the second and third
+    stages halve the resolution.
+    """
+
+    def __init__(
+        self, depth: int, num_classes: int, in_channels: int, width: int, shortcut: bool
+    ) -> None:
+        super().__init__()
+        blocks_per_stage = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(in_channels, width, 3, 1, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        channels = width
+        stages = []
+        for index, stage_width in enumerate((width, 2 * width, 4 * width)):
+            blocks = []
+            for block in range(blocks_per_stage):
+                stride = 2 if index > 0 and block == 0 else 1
+                blocks.append(BasicBlock(channels, stage_width, stride, shortcut))
+                channels = stage_width
+            stages.append(nn.Sequential(*blocks))
+        self.layer1, self.layer2, self.layer3 = stages
+        self.fc = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+class SmallCNN(nn.Module):
+    """A plain convolutional baseline: three conv-BN-ReLU stages with pooling, then a head."""
+
+    def __init__(self, num_classes: int, in_channels: int, width: int) -> None:
+        super().__init__()
+
+        def stage(cin: int, cout: int) -> nn.Sequential:
+            return nn.Sequential(
+                nn.Conv2d(cin, cout, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(cout),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+            )
+
+        self.layer1 = stage(in_channels, width)
+        self.layer2 = stage(width, 2 * width)
+        self.layer3 = stage(2 * width, 4 * width)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
+
+
+TORCHVISION_BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": torchvision.models.resnet18,
+    "resnet34": torchvision.models.resnet34,
+    "resnet50": torchvision.models.resnet50,
+    "resnet101": torchvision.models.resnet101,
+    "resnet152": torchvision.models.resnet152,
+    "wide_resnet50_2": torchvision.models.wide_resnet50_2,
+    "resnext50_32x4d": torchvision.models.resnext50_32x4d,
+}
+
+
+def _torchvision_resnet(
+    arch: Architecture, num_classes: int, in_channels: int, small_stem: bool
+) -> nn.Module:
+    model = TORCHVISION_BUILDERS[arch.name](weights=None, num_classes=num_classes)
+    if small_stem:
+        model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
+        model.maxpool = nn.Identity()
+    elif in_channels != 3:
+        model.conv1 = nn.Conv2d(in_channels, 64, 7, 2, 3, bias=False)
+    if small_stem or in_channels != 3:
+        nn.init.kaiming_normal_(model.conv1.weight, mode="fan_out", nonlinearity="relu")
+    return model
+
+
+def build_model(
+    arch_name: str,
+    num_classes: int,
+    in_channels: int = 3,
+    width: int | None = None,
+    small_stem: bool = True,
+) -> nn.Module:
+    """Build architecture `arch_name` for `num_classes` outputs and `in_channels` inputs.
+
+    `width` sets the first stage's channels of CIFAR ResNets and the CNN (their default when
+    None); `small_stem` gives torchvision ResNets a 3x3 stride-1 stem without max-pooling.
+    """
+    arch = ARCHITECTURES[arch_name]
+    if arch.family == "cifar":
+        return CifarResNet(
+            arch.depth, num_classes, in_channels, width or arch.default_width, arch.shortcuts
+        )
+    if arch.family == "cnn":
+        return SmallCNN(num_classes, in_channels, width or arch.default_width)
+    return _torchvision_resnet(arch, num_classes, in_channels, small_stem)
+
+
+def model_stages(model: nn.Module) -> dict[str, list[nn.Module]]:
+    """Name the model's parts in order: `stem`, `stage1`..`stageN`, `head`."""
+    if isinstance(model, CifarResNet):
+        stem: list[nn.Module] = [model.conv1, model.bn1]
+        stages = [model.layer1, model.layer2, model.layer3]
+    elif isinstance(model, SmallCNN):
+        stem = []
+        stages = [model.layer1, model.layer2, model.layer3]
+    else:
+        stem = [model.conv1, model.bn1]
+        stages = [model.layer1, model.layer2, model.layer3, model.layer4]
+    parts = {"stem": stem}
+    parts.update({f"stage{index}": [stage] for index, stage in enumerate(stages, start=1)})
+    parts["head"] = [model.fc]
+    return parts
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """The model's parameter count: all of them, and those that train."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return total, trainable

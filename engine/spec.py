@@ -1,0 +1,264 @@
+"""The run specification: every choice of one training run, its validation and its JSON form.
+
+Torch-free: the CLI and the app validate a spec before anything starts, with the same
+one-line messages, and the engine reads the JSON back. Each field's metadata holds its help
+text, so the CLI's flags are made from this one list.
+"""
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from engine import catalog
+
+
+class SpecError(ValueError):
+    """A spec that cannot run; the message is one line saying what is wrong and what to do."""
+
+
+def _option(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class RunSpec:
+    """Everything that defines one training run."""
+
+    name: str | None = _option(None, "A name for the run (default: arch on dataset).")
+    arch: str = _option("resnet8", "Architecture; `resnet-tui archs` lists them.")
+    width: int | None = _option(
+        None, "Channels of the first stage, for CIFAR ResNets and cnn (default 16)."
+    )
+    small_stem: bool | None = _option(
+        None, "3x3 stride-1 stem for torchvision ResNets (default: on for images <= 64 px)."
+    )
+    dataset: str = _option("shapes", "Dataset, or imagefolder:PATH; `resnet-tui datasets`.")
+    data_root: str | None = _option(
+        None, "Where datasets live (default $RESNET_TUI_DATA or ~/.cache/resnet-tui/data)."
+    )
+    download: bool = _option(False, "Download a missing torchvision dataset.")
+    classes: list[str] | None = _option(
+        None, "Train on these classes only, by index or name, e.g. 0,1,2 or cat,dog."
+    )
+    train_per_class: int | None = _option(
+        None, "Few-shot: this many training images per class, chosen by the seed."
+    )
+    val_fraction: float = _option(0.1, "Share of the training data held out for validation.")
+    limit: int | None = _option(None, "Train on at most this many images (quick runs).")
+    image_size: int | None = _option(None, "Resize images to this many pixels a side.")
+    augment: bool = _option(True, "Random crop and flip for natural images and shapes.")
+    init: str = _option("scratch", "Where the weights start.")
+    freeze: str = _option("full", "Freeze policy: which parts train.")
+    device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps.")
+    optimizer: str = _option("adamw", "adamw, sgd or adam.")
+    lr: float | None = _option(
+        None, "Peak learning rate (default: 5e-3 for adamw, 0.1 for sgd, 1e-3 for adam)."
+    )
+    momentum: float = _option(0.9, "SGD momentum.")
+    nesterov: bool = _option(True, "Nesterov momentum for SGD.")
+    weight_decay: float | None = _option(
+        None, "Weight decay, not on norms and biases (default: 5e-4 sgd, 0.05 adamw, 0 adam)."
+    )
+    schedule: str = _option("onecycle", "Learning-rate schedule: onecycle, cosine, step, constant.")
+    warmup_epochs: float = _option(0.0, "Linear warm-up epochs for cosine, step and constant.")
+    lr_gamma: float = _option(0.1, "Factor of the step schedule.")
+    label_smoothing: float = _option(0.0, "Label smoothing of the cross-entropy loss.")
+    grad_clip: float | None = _option(None, "Clip the gradient norm to this value.")
+    amp: str = _option(
+        "auto", "Mixed precision: auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16."
+    )
+    channels_last: bool | None = _option(None, "channels_last memory format (default: on CUDA).")
+    epochs: int = _option(4, "Training epochs.")
+    batch_size: int = _option(64, "Training batch size.")
+    eval_batch_size: int | None = _option(None, "Evaluation batch size (default 2x batch size).")
+    workers: int | None = _option(None, "Data-loading processes for image folders.")
+    seed: int = _option(0, "Random seed; a seeded CPU run is reproducible bit for bit.")
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "RunSpec":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise SpecError(
+                f"the spec is not valid JSON ({error.msg} at line {error.lineno})"
+            ) from None
+        if not isinstance(data, dict):
+            raise SpecError("the spec must be a JSON object of option names and values")
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
+        """Build and validate a spec from option names (`batch_size` or `batch-size`)."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                try:
+                    catalog.resolve_name(name, list(known), "option")
+                except ValueError as error:
+                    raise SpecError(str(error).replace("_", "-")) from None
+            if value is not None:
+                values[name] = _coerce(name, value, known[name].type)
+        spec = cls(**values)
+        spec.validate()
+        return spec
+
+    def validate(self) -> None:
+        """Check every choice; resolve names to their canonical spelling. Raises SpecError."""
+        self.arch = _resolve(self.arch, list(catalog.ARCHITECTURES), "architecture")
+        self.dataset = normalise_dataset(self.dataset)
+        self.optimizer = _resolve(self.optimizer, list(catalog.OPTIMIZERS), "optimizer")
+        self.schedule = _resolve(self.schedule, list(catalog.SCHEDULES), "schedule")
+        self.init = _resolve(self.init, list(catalog.INIT_SOURCES), "init source")
+        self.freeze = _resolve(self.freeze, list(catalog.FREEZE_POLICIES), "freeze policy")
+        self.amp = _resolve(self.amp, list(catalog.AMP_MODES), "amp mode")
+        self.device = normalise_device(self.device)
+        _positive("epochs", self.epochs)
+        _positive("batch-size", self.batch_size)
+        for name in ("lr", "width", "train_per_class", "limit", "image_size", "eval_batch_size"):
+            value = getattr(self, name)
+            if value is not None:
+                _positive(name.replace("_", "-"), value)
+        if self.grad_clip is not None:
+            _positive("grad-clip", self.grad_clip)
+        if self.weight_decay is not None and self.weight_decay < 0:
+            raise SpecError("--weight-decay must be 0 or more")
+        if self.workers is not None and self.workers < 0:
+            raise SpecError("--workers must be 0 or more")
+        if not 0 <= self.val_fraction < 1:
+            raise SpecError("--val-fraction must be at least 0 and below 1, e.g. 0.1")
+        if not 0 <= self.label_smoothing < 1:
+            raise SpecError("--label-smoothing must be at least 0 and below 1, e.g. 0.1")
+        if not 0 <= self.momentum < 1:
+            raise SpecError("--momentum must be at least 0 and below 1, e.g. 0.9")
+        if self.warmup_epochs < 0 or self.warmup_epochs >= self.epochs:
+            raise SpecError("--warmup-epochs must be 0 or more and fewer than --epochs")
+        if not 0 < self.lr_gamma <= 1:
+            raise SpecError("--lr-gamma must be above 0 and at most 1, e.g. 0.1")
+        arch = catalog.ARCHITECTURES[self.arch]
+        if self.width is not None and arch.family == "torchvision":
+            raise SpecError(f"--width applies to CIFAR ResNets and cnn, not to {self.arch}")
+        if self.classes is not None:
+            self.classes = [c.strip() for c in self.classes if c.strip()]
+            if len(self.classes) < 2:
+                raise SpecError("--classes needs at least two classes, e.g. --classes 0,1")
+            if len(set(self.classes)) != len(self.classes):
+                raise SpecError("--classes names a class twice; list each class once")
+            known = catalog.DATASETS[dataset_kind(self.dataset)].classes
+            if known:
+                self.classes = resolve_classes(self.classes, known)
+
+    @property
+    def peak_lr(self) -> float:
+        return self.lr if self.lr is not None else catalog.DEFAULT_LR[self.optimizer]
+
+    @property
+    def decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return catalog.DEFAULT_WEIGHT_DECAY[self.optimizer]
+
+    @property
+    def display_name(self) -> str:
+        return self.name or f"{self.arch} on {self.dataset}"
+
+
+def spec_options() -> list[tuple[str, Any, Any, str]]:
+    """Each option as (name, type, default, help), in the order users read them."""
+    return [(f.name, f.type, f.default, f.metadata["help"]) for f in fields(RunSpec)]
+
+
+def dataset_kind(dataset: str) -> str:
+    """The catalog entry of a dataset name: `imagefolder` for any `imagefolder:PATH`."""
+    return "imagefolder" if dataset.startswith("imagefolder:") else dataset
+
+
+def normalise_dataset(dataset: str) -> str:
+    if dataset.lower().startswith(("imagefolder:", "folder:")):
+        path = dataset.split(":", 1)[1]
+        if not path:
+            raise SpecError("imagefolder needs a path, e.g. --dataset imagefolder:~/data/pets")
+        return "imagefolder:" + str(Path(os.path.expanduser(path)).resolve())
+    if dataset.lower() == "imagefolder":
+        raise SpecError("imagefolder needs a path, e.g. --dataset imagefolder:~/data/pets")
+    choices = [name for name in catalog.DATASETS if name != "imagefolder"]
+    return _resolve(dataset, choices + ["imagefolder"], "dataset")
+
+
+def normalise_device(device: str) -> str:
+    """Check the form of a device name; whether it is there is the engine's to say."""
+    name = device.strip().lower()
+    if name in ("auto", "cpu", "cuda", "mps"):
+        return name
+    if name.startswith("cuda:") and name[5:].isdigit():
+        return name
+    raise SpecError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps")
+
+
+def resolve_classes(chosen: list[str], known: tuple[str, ...]) -> list[str]:
+    """Turn class indices or names into names of `known`; raise SpecError for any other."""
+    names = []
+    for item in chosen:
+        if item.isdigit() and int(item) < len(known) and item not in known:
+            names.append(known[int(item)])
+        elif item in known:
+            names.append(item)
+        else:
+            raise SpecError(
+                f"--classes: no class '{item}'; the classes are "
+                + ", ".join(f"{i}={c}" for i, c in enumerate(known[:20]))
+                + (" ..." if len(known) > 20 else "")
+            )
+    return names
+
+
+def _resolve(name: str, choices: list[str], what: str) -> str:
+    try:
+        return catalog.resolve_name(name, choices, what)
+    except ValueError as error:
+        raise SpecError(str(error)) from None
+
+
+def _positive(flag: str, value: float) -> None:
+    if not value > 0 or (isinstance(value, float) and math.isinf(value)):
+        raise SpecError(f"--{flag} must be a positive number, not {value}")
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Turn a value from JSON, TOML or the command line into the field's type."""
+    flag = "--" + name.replace("_", "-")
+    text = str(kind)
+    try:
+        if "list" in text:
+            if isinstance(value, str):
+                return [part for part in value.split(",")]
+            return [str(part) for part in value]
+        if "bool" in text:
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in ("true", "yes", "on", "1"):
+                return True
+            if str(value).lower() in ("false", "no", "off", "0"):
+                return False
+            raise ValueError
+        if "int" in text:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            return int(value)
+        if "float" in text:
+            if isinstance(value, bool):
+                raise ValueError
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        wanted = next(w for w in ("list", "bool", "int", "float", "str") if w in text)
+        words = {"list": "a comma-separated list", "bool": "true or false", "int": "a whole number"}
+        expected = words.get(wanted, "a number" if wanted == "float" else "text")
+        raise SpecError(f"{flag} must be {expected}, not {value!r}") from None

@@ -1,0 +1,419 @@
+"""The training loop: device, optimiser and schedule, evaluation, checkpoints, signals, events."""
+
+import math
+import os
+import platform
+import resource
+import signal
+import sys
+import time
+import traceback
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from torch import nn
+from torch.nn import functional as F
+
+from engine import events as ev
+from engine.data import DatasetBundle, load_dataset, make_batches
+from engine.errors import RunError, UnreadableImage
+from engine.events import EventWriter
+from engine.metrics import classification_report
+from engine.models import build_model, count_parameters
+from engine.spec import RunSpec, SpecError
+
+PROGRESS_INTERVAL_S = 0.25
+ONECYCLE_WARMUP_SHARE = 0.25
+
+
+class StopRequest:
+    """Set by SIGINT or SIGTERM; the loop finishes its step, saves `last` and stops."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGINT, self._request)
+        signal.signal(signal.SIGTERM, self._request)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    def _request(self, signum: int, frame: Any) -> None:
+        self.requested = True
+
+
+def pick_device(name: str) -> torch.device:
+    """The torch device for a spec's device name; a device that is not there is an error."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise RunError(
+                "device_missing",
+                f"device {name} is not available: this machine has no usable CUDA GPU",
+                "use --device cpu, or --device auto to take the best device there is",
+            )
+        index = int(name.split(":")[1]) if ":" in name else 0
+        if index >= torch.cuda.device_count():
+            raise RunError(
+                "device_missing",
+                f"device {name} is not available: there are {torch.cuda.device_count()} CUDA GPUs",
+                "`resnet-tui devices` lists them",
+            )
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RunError(
+            "device_missing",
+            "device mps is not available on this machine",
+            "use --device cpu, or --device auto",
+        )
+    return torch.device(name)
+
+
+def lr_factor(schedule: str, step: int, total: int, warmup: int, gamma: float) -> float:
+    """The multiple of the peak learning rate at optimiser step `step` of `total`."""
+    if schedule == "onecycle":
+        warmup = max(1, int(total * ONECYCLE_WARMUP_SHARE))
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * progress)) * (1 - 1e-4) + 1e-4
+    if step < warmup:
+        return (step + 1) / warmup
+    if schedule == "cosine":
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "step":
+        return gamma ** sum(step >= total * milestone for milestone in (0.5, 0.75))
+    return 1.0
+
+
+def parameter_groups(model: nn.Module, spec: RunSpec) -> list[dict[str, Any]]:
+    """Weights that decay, and norms and biases that do not."""
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        if parameter.requires_grad:
+            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+    return [
+        {"name": "weights", "params": decay, "weight_decay": spec.decay},
+        {"name": "norms-and-biases", "params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def make_optimizer(groups: list[dict[str, Any]], spec: RunSpec) -> torch.optim.Optimizer:
+    if spec.optimizer == "sgd":
+        return torch.optim.SGD(
+            groups,
+            lr=spec.peak_lr,
+            momentum=spec.momentum,
+            nesterov=spec.nesterov and spec.momentum > 0,
+        )
+    optimizer_class = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
+    return optimizer_class(groups, lr=spec.peak_lr)
+
+
+def amp_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype, or None for full precision."""
+    if spec.amp == "off" or (spec.amp == "auto" and device.type != "cuda"):
+        return None
+    if spec.amp == "fp16":
+        if device.type != "cuda":
+            raise RunError("bad_input", "--amp fp16 needs a CUDA device", "use --amp bf16 or off")
+        return torch.float16
+    if spec.amp == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float16
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    scale = 1 if platform.system() == "Darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write a checkpoint to a temporary name, then rename it into place."""
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+
+
+class Trainer:
+    """One run: everything it holds between epochs, and the steps of an epoch."""
+
+    def __init__(self, spec: RunSpec, writer: EventWriter, run_dir: Path) -> None:
+        self.spec = spec
+        self.writer = writer
+        self.checkpoints = run_dir / "checkpoints"
+        self.stop = StopRequest()
+        self.device = pick_device(spec.device)
+        if self.device.type == "cpu":
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+            torch.set_num_threads(cores or os.cpu_count() or 1)
+        torch.manual_seed(spec.seed)
+        self.bundle: DatasetBundle = load_dataset(spec)
+        for note in self.bundle.notes:
+            writer.emit(ev.LOG, level="info", message=note)
+        small_stem = (
+            spec.small_stem if spec.small_stem is not None else self.bundle.image_size <= 64
+        )
+        self.model = build_model(
+            spec.arch,
+            len(self.bundle.classes),
+            self.bundle.channels,
+            spec.width,
+            small_stem,
+        ).to(self.device)
+        self.channels_last = (
+            spec.channels_last if spec.channels_last is not None else self.device.type == "cuda"
+        )
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.amp = amp_dtype(spec, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec)
+        eval_batch = spec.eval_batch_size or 2 * spec.batch_size
+        self.train_batches = make_batches(
+            self.bundle.train, self.bundle, spec.batch_size, self.device, True, spec
+        )
+        self.val_batches = make_batches(
+            self.bundle.val, self.bundle, eval_batch, self.device, False, spec
+        )
+        self.test_batches = make_batches(
+            self.bundle.test, self.bundle, eval_batch, self.device, False, spec
+        )
+        self.steps_per_epoch = len(self.train_batches)
+        self.total_steps = spec.epochs * self.steps_per_epoch
+        warmup = int(spec.warmup_epochs * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda step: lr_factor(spec.schedule, step, self.total_steps, warmup, spec.lr_gamma),
+        )
+        self.small_stem = small_stem
+        self.best_val_acc = -1.0
+        self.best_epoch = 0
+        self.step = 0
+
+    def started_event(self) -> None:
+        total, trainable = count_parameters(self.model)
+        self.writer.emit(
+            ev.STARTED,
+            device=str(self.device),
+            device_name=_device_name(self.device),
+            torch_version=torch.__version__,
+            torchvision_version=torchvision.__version__,
+            threads=torch.get_num_threads(),
+            pid=os.getpid(),
+            parameters=total,
+            trainable_parameters=trainable,
+            sizes=self.bundle.sizes(),
+            classes=self.bundle.classes,
+            image_size=self.bundle.image_size,
+            amp=str(self.amp).replace("torch.", "") if self.amp else "off",
+            channels_last=self.channels_last,
+            steps_per_epoch=self.steps_per_epoch,
+            epochs=self.spec.epochs,
+        )
+
+    def _autocast(self) -> Any:
+        if self.amp is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp)
+
+    def _prepare(self, images: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    def train_epoch(self, epoch: int) -> tuple[float, float]:
+        """One pass over the training data; returns mean loss and accuracy."""
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        window_start, window_seen, last_report = time.perf_counter(), 0, time.perf_counter()
+        for index, (images, labels) in enumerate(self.train_batches.epoch(epoch)):
+            with self._autocast():
+                logits = self.model(self._prepare(images))
+                loss = F.cross_entropy(logits, labels, label_smoothing=self.spec.label_smoothing)
+            self.optimizer.zero_grad(set_to_none=True)
+            self.scaler.scale(loss).backward()
+            if self.spec.grad_clip:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.scheduler.step()
+            self.step += 1
+            batch = len(labels)
+            seen += batch
+            window_seen += batch
+            loss_sum += loss.detach().float() * batch
+            correct += (logits.argmax(1) == labels).sum()
+            now = time.perf_counter()
+            if now - last_report >= PROGRESS_INTERVAL_S or self.stop.requested:
+                running_loss = float(loss_sum) / seen
+                self._check_finite(running_loss)
+                self.writer.emit(
+                    ev.PROGRESS,
+                    epoch=epoch,
+                    step=index + 1,
+                    steps=self.steps_per_epoch,
+                    global_step=self.step,
+                    loss=running_loss,
+                    samples_per_s=window_seen / max(now - window_start, 1e-9),
+                    lr=self.optimizer.param_groups[0]["lr"],
+                )
+                window_start, window_seen, last_report = now, 0, now
+            if self.stop.requested:
+                break
+        mean_loss = float(loss_sum) / max(seen, 1)
+        self._check_finite(mean_loss)
+        return mean_loss, float(correct) / max(seen, 1)
+
+    def _check_finite(self, loss: float) -> None:
+        if not math.isfinite(loss):
+            raise RunError(
+                "diverged",
+                f"the loss became {loss} by step {self.step}",
+                "try a lower --lr, --grad-clip 1.0 or --amp off",
+            )
+
+    @torch.no_grad()
+    def evaluate(self, batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's logits and the labels over a whole split, in order."""
+        self.model.eval()
+        all_logits, all_labels = [], []
+        for images, labels in batches.epoch(0):
+            with self._autocast():
+                all_logits.append(self.model(self._prepare(images)).float())
+            all_labels.append(labels)
+        return torch.cat(all_logits), torch.cat(all_labels)
+
+    def checkpoint_payload(self, epoch: int) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "arch": self.spec.arch,
+            "classes": self.bundle.classes,
+            "in_channels": self.bundle.channels,
+            "width": self.spec.width,
+            "small_stem": self.small_stem,
+            "image_size": self.bundle.image_size,
+            "mean": list(self.bundle.mean),
+            "std": list(self.bundle.std),
+            "epoch": epoch,
+            "step": self.step,
+            "best_val_acc": self.best_val_acc,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "spec": self.spec.to_json(),
+        }
+
+    def save(self, epoch: int, improved: bool) -> None:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        payload = self.checkpoint_payload(epoch)
+        for name in ("last", "best") if improved else ("last",):
+            path = self.checkpoints / f"{name}.pt"
+            save_checkpoint(path, payload)
+            self.writer.emit(
+                ev.CHECKPOINT, path=str(path), name=name, epoch=epoch, best=name == "best"
+            )
+
+    def fit(self) -> str:
+        """Train for the spec's epochs; returns `completed` or `stopped`."""
+        started = time.perf_counter()
+        for epoch in range(1, self.spec.epochs + 1):
+            self.writer.emit(ev.EPOCH_STARTED, epoch=epoch, epochs=self.spec.epochs)
+            epoch_start = time.perf_counter()
+            train_loss, train_acc = self.train_epoch(epoch)
+            logits, labels = self.evaluate(self.val_batches)
+            val_loss = float(F.cross_entropy(logits, labels))
+            val_acc = float((logits.argmax(1) == labels).float().mean())
+            improved = val_acc > self.best_val_acc
+            if improved:
+                self.best_val_acc, self.best_epoch = val_acc, epoch
+            self.writer.emit(
+                ev.EPOCH_ENDED,
+                epoch=epoch,
+                epochs=self.spec.epochs,
+                train_loss=train_loss,
+                train_acc=train_acc,
+                val_loss=val_loss,
+                val_acc=val_acc,
+                lr={g["name"]: g["lr"] for g in self.optimizer.param_groups},
+                seconds=time.perf_counter() - epoch_start,
+                elapsed=time.perf_counter() - started,
+                peak_memory_mb=_peak_memory_mb(self.device),
+                partial=self.stop.requested,
+            )
+            self.save(epoch, improved)
+            self.writer.sync()
+            if self.stop.requested:
+                return "stopped"
+        return "completed"
+
+    def test(self) -> dict[str, Any]:
+        """Test metrics of the best checkpoint."""
+        best = torch.load(self.checkpoints / "best.pt", map_location=self.device, weights_only=True)
+        self.model.load_state_dict(best["model"])
+        logits, labels = self.evaluate(self.test_batches)
+        report = classification_report(logits, labels, self.bundle.classes)
+        report["epoch"] = self.best_epoch
+        return report
+
+
+def run(spec: RunSpec, events_path: Path, run_dir: Path) -> int:
+    """Run one spec to its end, reporting everything as events; returns the exit code."""
+    writer = EventWriter(events_path)
+    started = time.time()
+    try:
+        trainer = Trainer(spec, writer, run_dir)
+        trainer.started_event()
+        status = trainer.fit()
+        test = trainer.test() if status == "completed" else None
+        writer.emit(
+            ev.FINISHED,
+            status=status,
+            best_val_acc=trainer.best_val_acc,
+            best_epoch=trainer.best_epoch,
+            test=test,
+            seconds=time.time() - started,
+        )
+        return 0 if status == "completed" else 3
+    except RunError as error:
+        writer.emit(ev.ERROR, kind=error.kind, message=error.message, hint=error.hint)
+    except SpecError as error:
+        writer.emit(ev.ERROR, kind="bad_input", message=str(error), hint="")
+    except UnreadableImage as error:
+        message = str(error).strip().splitlines()[-1].split(": ", 1)[-1]
+        writer.emit(ev.ERROR, kind="bad_data", message=message, hint="remove or replace the file")
+    except torch.OutOfMemoryError:
+        writer.emit(
+            ev.ERROR,
+            kind="out_of_memory",
+            message=f"out of memory at batch size {spec.batch_size}",
+            hint=f"try --batch-size {max(1, spec.batch_size // 2)} or --amp bf16",
+        )
+    except Exception as error:  # an engine bug: report it, with the traceback in engine.log
+        traceback.print_exc(file=sys.stderr)
+        writer.emit(
+            ev.ERROR,
+            kind="internal",
+            message=f"{type(error).__name__}: {error}",
+            hint="see engine.log in the run folder",
+        )
+    finally:
+        writer.close()
+    return 1

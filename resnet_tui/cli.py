@@ -1,0 +1,592 @@
+"""The `resnet-tui` command: train runs headless, list and inspect them, manage the store.
+
+With no subcommand it prints this help (the interactive app will open here). Every bad
+input ends in one line on stderr and exit code 2.
+"""
+
+import inspect
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import click
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from engine import catalog, locate
+from engine import events as ev
+from engine.spec import RunSpec, SpecError, spec_options
+from resnet_tui import config
+from resnet_tui.display import RunProgress, duration, percent, test_report_view
+from resnet_tui.follower import EventFollower, refresh_live_runs
+from resnet_tui.launcher import launch, request_stop
+from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError
+
+app = typer.Typer(
+    name="resnet-tui",
+    help="Train, watch and compare residual networks. `resnet-tui run` trains the default "
+    "ResNet on the built-in shapes dataset.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+errors = Console(stderr=True)
+
+POLL_INTERVAL_S = 0.1
+EXIT_USER_ERROR = 2
+
+DbOption = Annotated[
+    Optional[Path],
+    typer.Option("--db", envvar="RESNET_TUI_DB", help="Run store (default ./runs.db)."),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+_PANELS = {
+    "Model": ("name", "arch", "width", "small_stem"),
+    "Data": (
+        "dataset",
+        "data_root",
+        "download",
+        "classes",
+        "train_per_class",
+        "val_fraction",
+        "limit",
+        "image_size",
+        "augment",
+    ),
+    "Weights": ("init", "freeze"),
+    "Training": (
+        "optimizer",
+        "lr",
+        "momentum",
+        "nesterov",
+        "weight_decay",
+        "schedule",
+        "warmup_epochs",
+        "lr_gamma",
+        "label_smoothing",
+        "grad_clip",
+        "epochs",
+        "batch_size",
+        "eval_batch_size",
+        "seed",
+    ),
+    "Device": ("device", "amp", "channels_last", "workers"),
+}
+_PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
+
+
+def fail(message: str) -> typer.Exit:
+    """Print one line saying what is wrong, and exit with code 2."""
+    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_USER_ERROR)
+
+
+def open_store(db: Path | None) -> RunStore:
+    try:
+        return RunStore(db)
+    except StoreError as error:
+        raise fail(str(error)) from None
+
+
+def _spec_parameters() -> list[inspect.Parameter]:
+    """One Typer option per RunSpec field, each defaulting to None (not given)."""
+    parameters = []
+    for name, kind, default, help_text in spec_options():
+        flag = "--" + name.replace("_", "-")
+        text = str(kind)
+        if "bool" in text:
+            annotation: Any = Optional[bool]
+            declaration = f"{flag}/--no-{flag[2:]}"
+        elif "list" in text:
+            annotation, declaration = Optional[str], flag
+        elif "int" in text:
+            annotation, declaration = Optional[int], flag
+        elif "float" in text:
+            annotation, declaration = Optional[float], flag
+        else:
+            annotation, declaration = Optional[str], flag
+        shown = (
+            ""
+            if default is None
+            else f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
+        )
+        option = typer.Option(
+            None,
+            declaration,
+            help=help_text + shown,
+            show_default=False,
+            rich_help_panel=_PANEL_OF.get(name, "Training"),
+        )
+        parameters.append(
+            inspect.Parameter(
+                name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=annotation
+            )
+        )
+    return parameters
+
+
+def _exit_code(run: dict[str, Any]) -> int:
+    if run["status"] == "completed":
+        return 0
+    if run["status"] == "failed" and run.get("error"):
+        kind = json.loads(run["error"]).get("kind")
+        return EXIT_USER_ERROR if kind in ev.USER_ERROR_KINDS else 1
+    if run["status"] == "stopped":
+        return 130
+    return 1
+
+
+def _print_error(run: dict[str, Any]) -> None:
+    if run["status"] == "failed" and run.get("error"):
+        error = json.loads(run["error"])
+        hint = f"; {error['hint']}" if error.get("hint") else ""
+        errors.print(
+            f"[bold red]error:[/] {error['message']}{hint}", highlight=False, soft_wrap=True
+        )
+
+
+def follow_run(
+    store: RunStore, run_id: int, process: subprocess.Popen[bytes], as_json: bool
+) -> int:
+    """Follow a run started in the foreground until it ends; Ctrl-C stops it cleanly."""
+    follower = EventFollower(store, run_id)
+    display = None if as_json else RunProgress(console, run_id)
+    stopping = False
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            request_stop(process.pid)
+            errors.print("stopping after this step (the last checkpoint is kept)...")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        if display:
+            display.__enter__()
+        while True:
+            exited = process.poll() is not None
+            for event in follower.poll():
+                if display:
+                    display.handle(event)
+                else:
+                    print(json.dumps(event), flush=True)
+            if exited:
+                break
+            time.sleep(POLL_INTERVAL_S)
+        run = follower.finish_if_dead(pid_alive=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if display:
+            display.__exit__(None, None, None)
+    if display:
+        display.summary(run)
+    _print_error(run)
+    return _exit_code(run)
+
+
+def _run(
+    config_file: Path | None, detach: bool, as_json: bool, db: Path | None, **options: Any
+) -> None:
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values.update(config.read_options(config_file))
+        except config.ConfigError as error:
+            raise fail(str(error)) from None
+    values.update({name: value for name, value in options.items() if value is not None})
+    if values.get("data_root"):
+        values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+    try:
+        spec = RunSpec.from_dict(values)
+        locate.check_dataset(spec)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    store = open_store(db)
+    run_id, process = launch(store, spec)
+    if detach:
+        print(run_id)
+        return
+    raise typer.Exit(follow_run(store, run_id, process, as_json))
+
+
+def _make_run_command() -> None:
+    def run_command(**kwargs: Any) -> None:
+        _run(**kwargs)
+
+    extra = [
+        inspect.Parameter(
+            "config_file",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                None,
+                "--config",
+                help="TOML or JSON file of options; flags override it.",
+                rich_help_panel="Run",
+            ),
+            annotation=Optional[Path],
+        ),
+        inspect.Parameter(
+            "detach",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--detach",
+                help="Print the run id and return; the run goes on.",
+                rich_help_panel="Run",
+            ),
+            annotation=bool,
+        ),
+        inspect.Parameter(
+            "as_json",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                False,
+                "--json",
+                help="Print the events as JSON lines instead of progress bars.",
+                rich_help_panel="Run",
+            ),
+            annotation=bool,
+        ),
+        inspect.Parameter(
+            "db",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                None,
+                "--db",
+                envvar="RESNET_TUI_DB",
+                help="Run store (default ./runs.db).",
+                rich_help_panel="Run",
+            ),
+            annotation=Optional[Path],
+        ),
+    ]
+    parameters = _spec_parameters() + extra
+    run_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    run_command.__annotations__ = {p.name: p.annotation for p in parameters}
+    run_command.__doc__ = (
+        "Train one run and show its progress; exit 0 when it completes. "
+        "With no options: a ResNet-8 on the built-in shapes dataset, about a minute on a CPU."
+    )
+    app.command("run")(run_command)
+
+
+_make_run_command()
+
+
+def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
+    """A run as JSON for scripts: its columns, with JSON columns decoded."""
+    result = dict(run)
+    for column in ("spec", "parents", "engine_info", "test_report", "error"):
+        if result.get(column):
+            result[column] = json.loads(result[column])
+    return result
+
+
+@app.command("runs")
+def list_runs(
+    status: Annotated[
+        Optional[str], typer.Option(help=f"Only runs with this status: {', '.join(STATUSES)}.")
+    ] = None,
+    arch: Annotated[Optional[str], typer.Option(help="Only runs of this architecture.")] = None,
+    dataset: Annotated[Optional[str], typer.Option(help="Only runs on this dataset.")] = None,
+    sort: Annotated[
+        str, typer.Option(help="Column to sort by, e.g. test_acc or created_at.")
+    ] = "id",
+    ascending: Annotated[
+        bool, typer.Option("--asc", help="Sort ascending (default: descending).")
+    ] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Show at most this many runs.")] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """List the runs in the store."""
+    if status and status not in STATUSES:
+        raise fail(f"unknown status '{status}'; choose one of {', '.join(STATUSES)}")
+    if sort not in SORTABLE:
+        try:
+            catalog.resolve_name(sort, list(SORTABLE), "sort column")
+        except ValueError as error:
+            raise fail(str(error)) from None
+    if limit is not None and limit < 1:
+        raise fail("--limit must be a positive number")
+    store = open_store(db)
+    refresh_live_runs(store)
+    runs = store.list_runs(status, arch, dataset, sort, not ascending, limit)
+    if as_json:
+        print(json.dumps([_run_summary(run) for run in runs], indent=2))
+        return
+    if not runs:
+        console.print(f"no runs in {store.path}; start one with `resnet-tui run`")
+        return
+    table = Table(box=None, header_style="bold")
+    for column in (
+        "id",
+        "name",
+        "status",
+        "arch",
+        "dataset",
+        "init",
+        "freeze",
+        "epochs",
+        "best val",
+        "test acc",
+        "time",
+        "started",
+    ):
+        table.add_column(
+            column,
+            justify="right"
+            if column in ("id", "epochs", "best val", "test acc", "time")
+            else "left",
+        )
+    colours = {
+        "completed": "green",
+        "running": "cyan",
+        "failed": "red",
+        "crashed": "red",
+        "stopped": "yellow",
+    }
+    for run in runs:
+        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"]))
+        table.add_row(
+            str(run["id"]),
+            run["name"],
+            f"[{colours.get(run['status'], 'white')}]{run['status']}[/]",
+            run["arch"],
+            run["dataset"],
+            run["init"],
+            run["freeze"],
+            f"{run['epochs_done']}/{run['epochs']}",
+            percent(run["best_val_acc"]),
+            percent(run["test_acc"]),
+            duration(run["seconds"]),
+            started,
+        )
+    console.print(table)
+
+
+def _get_run(store: RunStore, run_id: int) -> dict[str, Any]:
+    run = store.run(run_id)
+    if run is None:
+        raise fail(f"no run {run_id} in {store.path}; `resnet-tui runs` lists them")
+    return run
+
+
+@app.command("show")
+def show_run(
+    run_id: Annotated[int, typer.Argument(help="The run's id, from `resnet-tui runs`.")],
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Show one run: its spec, a table of its epochs, its test metrics and confusion matrix."""
+    store = open_store(db)
+    refresh_live_runs(store)
+    run = _get_run(store, run_id)
+    epochs = store.epoch_table(run_id)
+    if as_json:
+        print(json.dumps({**_run_summary(run), "epoch_table": epochs}, indent=2))
+        return
+    console.print(f"[bold]run {run['id']}[/] · {run['name']} · {run['status']}")
+    spec = json.loads(run["spec"])
+    defaults = RunSpec()
+    settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))
+    for key, value in spec.items():
+        marker = "" if getattr(defaults, key) == value else " [dim](set)[/]"
+        settings.add_row(key.replace("_", "-"), f"{value}{marker}")
+    console.print(settings)
+    if run.get("engine_info"):
+        info = json.loads(run["engine_info"])
+        console.print(
+            f"device {info['device']} ({info['device_name']}), torch {info['torch_version']}, "
+            f"{info['parameters']:,} parameters ({info['trainable_parameters']:,} trainable), "
+            f"amp {info['amp']}, channels_last {info['channels_last']}"
+        )
+    if epochs:
+        table = Table(title="Epochs", box=None, header_style="bold")
+        for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"):
+            table.add_column(column, justify="right")
+        for row in epochs:
+            lr = next((v for k, v in row.items() if k.startswith("lr/")), None)
+            table.add_row(
+                str(row["epoch"]),
+                f"{row.get('train_loss', 0):.4f}",
+                percent(row.get("train_acc")),
+                f"{row.get('val_loss', 0):.4f}",
+                percent(row.get("val_acc")),
+                "-" if lr is None else f"{lr:.2e}",
+                f"{row.get('seconds', 0):.1f}",
+            )
+        console.print(table)
+    if run.get("test_report"):
+        console.print(test_report_view(json.loads(run["test_report"])))
+    if run.get("error"):
+        error = json.loads(run["error"])
+        console.print(
+            f"[red]failed ({error['kind']}):[/] {error['message']} {error.get('hint') or ''}"
+        )
+    console.print(f"[dim]folder: {run['run_dir']}[/]")
+
+
+@app.command("rm")
+def remove_runs(
+    run_ids: Annotated[list[int], typer.Argument(help="Ids of the runs to delete.")],
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete runs: their rows, metrics and run folders."""
+    store = open_store(db)
+    refresh_live_runs(store)
+    runs = [_get_run(store, run_id) for run_id in run_ids]
+    live = [str(run["id"]) for run in runs if run["status"] in ("running", "queued")]
+    if live:
+        raise fail(f"run {', '.join(live)} is still live; stop it first with `resnet-tui stop`")
+    if not yes:
+        names = ", ".join(f"{run['id']} ({run['name']})" for run in runs)
+        if not sys.stdin.isatty():
+            raise fail("rm asks for confirmation; add --yes to delete without asking")
+        if not typer.confirm(f"Delete run {names} and its files?"):
+            raise typer.Exit(1)
+    store.delete_runs(run_ids)
+    for run in runs:
+        if run.get("run_dir"):
+            shutil.rmtree(run["run_dir"], ignore_errors=True)
+    console.print(f"deleted {len(runs)} run{'s' if len(runs) != 1 else ''}")
+
+
+@app.command("stop")
+def stop_runs(
+    run_ids: Annotated[list[int], typer.Argument(help="Ids of the runs to stop.")],
+    db: DbOption = None,
+) -> None:
+    """Stop running runs cleanly: each finishes its step and keeps its last checkpoint."""
+    store = open_store(db)
+    for run_id in run_ids:
+        run = _get_run(store, run_id)
+        if run["status"] != "running" or not request_stop(run["pid"]):
+            raise fail(f"run {run_id} is not running (it is {run['status']})")
+        console.print(f"asked run {run_id} to stop")
+
+
+@app.command("archs")
+def list_architectures(as_json: JsonOption = False) -> None:
+    """List the architectures, with parameter counts for 10 classes."""
+    if as_json:
+        print(json.dumps([vars(arch) for arch in catalog.ARCHITECTURES.values()], indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "parameters", "description"):
+        table.add_column(column, justify="right" if column == "parameters" else "left")
+    for arch in catalog.ARCHITECTURES.values():
+        table.add_row(arch.name, f"{arch.parameters / 1e6:.2f} M", arch.description)
+    console.print(table)
+
+
+def _dataset_status(name: str) -> str:
+    info = catalog.DATASETS[name]
+    if info.source == "builtin":
+        return "built in"
+    if info.source == "folder":
+        return "your folder"
+    try:
+        locate.check_dataset(RunSpec(dataset=name))
+    except SpecError:
+        return "not downloaded"
+    return "on disk"
+
+
+@app.command("datasets")
+def list_datasets(as_json: JsonOption = False) -> None:
+    """List the datasets, and whether each is on disk (under $RESNET_TUI_DATA)."""
+    rows = [
+        {
+            "name": info.name,
+            "classes": len(info.classes) or None,
+            "image_size": info.image_size,
+            "train_size": info.train_size or None,
+            "test_size": info.test_size or None,
+            "status": _dataset_status(name),
+            "description": info.description,
+        }
+        for name, info in catalog.DATASETS.items()
+    ]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("name", "classes", "size", "train", "test", "status", "description"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"],
+            str(row["classes"] or "-"),
+            f"{row['image_size']} px",
+            f"{row['train_size']:,}" if row["train_size"] else "-",
+            f"{row['test_size']:,}" if row["test_size"] else "-",
+            row["status"],
+            row["description"],
+        )
+    console.print(table)
+    console.print(f"[dim]data root: {locate.default_data_root()}[/]")
+
+
+@app.command("devices")
+def list_devices(as_json: JsonOption = False) -> None:
+    """List the devices the engine can train on (asks torch in a subprocess)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "devices"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        errors.print(f"[bold red]error:[/] the engine could not list devices: {last_line}")
+        raise typer.Exit(1)
+    devices = json.loads(result.stdout)
+    if as_json:
+        print(json.dumps(devices, indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("device", "description", "memory"):
+        table.add_column(column)
+    for device in devices:
+        memory = (
+            f"{device['free_mb']:,} MB free of {device['total_mb']:,} MB"
+            if "total_mb" in device
+            else (f"{device['threads']} threads" if "threads" in device else "-")
+        )
+        table.add_row(device["name"], device["description"], memory)
+    console.print(table)
+
+
+def main() -> None:
+    """Entry point: Click's usage errors become one line and exit code 2."""
+    if len(sys.argv) == 1:
+        sys.argv.append("--help")
+    try:
+        code = app(standalone_mode=False)
+    except click.exceptions.UsageError as error:
+        hint = ""
+        if error.ctx is not None:
+            hint = f" (see `{error.ctx.command_path} --help`)"
+        errors.print(
+            f"[bold red]error:[/] {error.format_message()}{hint}", highlight=False, soft_wrap=True
+        )
+        sys.exit(EXIT_USER_ERROR)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click.exceptions.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

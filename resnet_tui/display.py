@@ -1,0 +1,139 @@
+"""Showing a run in the terminal with Rich: live progress, a line per epoch, the test report."""
+
+import json
+from typing import Any
+
+from rich.console import Console, Group
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from engine import events as ev
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def test_report_view(report: dict[str, Any]) -> Group:
+    """The test metrics and the confusion matrix of a finished run."""
+    summary = Table(title="Test metrics", show_header=False, box=None, padding=(0, 2))
+    summary.add_row("top-1", percent(report["top1"]))
+    summary.add_row(f"top-{report.get('top5_k', 5)}", percent(report["top5"]))
+    summary.add_row("macro-F1", f"{report['macro_f1']:.4f}")
+    auroc = report.get("auroc")
+    summary.add_row("macro AUROC", "-" if auroc is None else f"{auroc:.4f}")
+    summary.add_row("loss", f"{report['loss']:.4f}")
+    summary.add_row("images", str(report.get("samples", "-")))
+    classes = report["classes"]
+    confusion = Table(title="Confusion matrix (rows: true class)", box=None, padding=(0, 1))
+    confusion.add_column("", style="bold")
+    for index in range(len(classes)):
+        confusion.add_column(str(index), justify="right")
+    confusion.add_column("acc", justify="right")
+    per_class = report["per_class_accuracy"]
+    for index, (name, row) in enumerate(zip(classes, report["confusion"], strict=True)):
+        cells = [
+            f"[bold green]{count}[/]" if column == index else (str(count) if count else "[dim]·[/]")
+            for column, count in enumerate(row)
+        ]
+        confusion.add_row(f"{index} {name}", *cells, percent(per_class.get(name)))
+    return Group(summary, "", confusion)
+
+
+class RunProgress:
+    """Turns a run's events into Rich output: bars for epochs and steps, a line per epoch."""
+
+    def __init__(self, console: Console, run_id: int) -> None:
+        self.console = console
+        self.run_id = run_id
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        )
+        self.epochs = self.progress.add_task("epochs", total=None, detail="")
+        self.steps = self.progress.add_task("steps ", total=None, detail="")
+        self.final: dict[str, Any] | None = None
+
+    def __enter__(self) -> "RunProgress":
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def handle(self, event: dict[str, Any]) -> None:
+        kind = event["type"]
+        if kind == ev.STARTED:
+            sizes = event["sizes"]
+            self.console.print(
+                f"[bold]run {self.run_id}[/] on {event['device']} ({event['device_name']}, "
+                f"{event['threads']} threads) · {event['parameters']:,} parameters · "
+                f"{sizes['train']:,} train / {sizes['val']:,} val / {sizes['test']:,} test images"
+                f" · {len(event['classes'])} classes"
+            )
+            self.progress.update(self.epochs, total=event["epochs"])
+            self.progress.update(self.steps, total=event["steps_per_epoch"])
+        elif kind == ev.EPOCH_STARTED:
+            self.progress.reset(self.steps, total=self.progress.tasks[self.steps].total)
+        elif kind == ev.PROGRESS:
+            self.progress.update(
+                self.steps,
+                completed=event["step"],
+                detail=f"loss {event['loss']:.3f} · {event['samples_per_s']:,.0f} img/s",
+            )
+        elif kind == ev.EPOCH_ENDED:
+            self.progress.update(self.epochs, completed=event["epoch"])
+            self.console.print(
+                f"epoch {event['epoch']:>3}/{event['epochs']}  "
+                f"train loss {event['train_loss']:.4f} acc {percent(event['train_acc']):>6}  "
+                f"val loss {event['val_loss']:.4f} acc {percent(event['val_acc']):>6}  "
+                f"{event['seconds']:.1f} s"
+            )
+        elif kind == ev.LOG:
+            self.console.print(f"[dim]{event['level']}: {event['message']}[/]")
+        elif kind in ev.TERMINAL_TYPES:
+            self.final = event
+
+    def summary(self, run: dict[str, Any]) -> None:
+        """The closing lines: the test report of a completed run, else its status."""
+        self.progress.stop()
+        status = run["status"]
+        if status == "completed" and run.get("test_report"):
+            self.console.print(test_report_view(json.loads(run["test_report"])))
+            self.console.print(
+                f"[green]completed[/] run {self.run_id}: test accuracy "
+                f"{percent(run['test_acc'])}, best val {percent(run['best_val_acc'])}, "
+                f"{duration(run['seconds'])}"
+            )
+        elif status == "stopped":
+            self.console.print(
+                f"[yellow]stopped[/] run {self.run_id} after {run['epochs_done']} epochs; "
+                "its last checkpoint is kept"
+            )
+        elif status == "crashed":
+            self.console.print(
+                f"[red]crashed[/] run {self.run_id}: the engine ended without a final event; "
+                f"see {run['run_dir']}/engine.log"
+            )

@@ -1,0 +1,86 @@
+"""Starting the engine as a detached process, and telling whether a run's process lives.
+
+The engine runs in its own session with no terminal, so closing the app, a Ctrl-C meant for
+the viewer or a dropped SSH connection never reaches it; it writes only to files in its run
+folder.
+"""
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from engine.spec import RunSpec
+from resnet_tui.store import RunStore
+
+
+def engine_command(spec_path: Path, events_path: Path, run_dir: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "engine",
+        "run",
+        "--spec",
+        str(spec_path),
+        "--events",
+        str(events_path),
+        "--run-dir",
+        str(run_dir),
+    ]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]]:
+    """Create the run in the store, write its spec and start the engine on it."""
+    run_id = store.create_run(spec)
+    run_dir = Path(store.run(run_id)["run_dir"])
+    spec_path = run_dir / "spec.json"
+    write_atomically(spec_path, spec.to_json())
+    with open(run_dir / "engine.log", "ab") as log:
+        process = subprocess.Popen(
+            engine_command(spec_path, run_dir / "events.jsonl", run_dir),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    store.update(run_id, status="running", pid=process.pid)
+    return run_id, process
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether process `pid` runs (a zombie, finished but not yet reaped, does not)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        return state not in ("Z", "X")
+    return True
+
+
+def request_stop(pid: int | None) -> bool:
+    """Ask a run's engine to stop after its current step; False if it was not running."""
+    if not process_alive(pid):
+        return False
+    try:
+        os.kill(pid, signal.SIGINT)
+    except ProcessLookupError:
+        return False
+    return True

@@ -1,0 +1,346 @@
+"""The run store: every run and its metrics in one SQLite file (`runs.db`), via sqlite-utils.
+
+WAL journal and a busy timeout let an engine's follower and several viewers share the file.
+The schema version lives in `PRAGMA user_version`; `_MIGRATIONS` takes an older file forward.
+Summary columns on `runs` are kept current as events arrive, so listing never reads `metrics`.
+"""
+
+import json
+import os
+import socket
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from engine import events as ev
+from engine.spec import RunSpec
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30
+STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
+LIVE_STATUSES = ("queued", "running")
+
+RUN_COLUMNS = {
+    "id": int,
+    "name": str,
+    "kind": str,
+    "status": str,
+    "created_at": float,
+    "started_at": float,
+    "ended_at": float,
+    "arch": str,
+    "dataset": str,
+    "init": str,
+    "freeze": str,
+    "device": str,
+    "spec": str,
+    "parents": str,
+    "pid": int,
+    "host": str,
+    "run_dir": str,
+    "events_offset": int,
+    "last_seq": int,
+    "epochs": int,
+    "epochs_done": int,
+    "best_val_acc": float,
+    "test_acc": float,
+    "test_top5": float,
+    "seconds": float,
+    "engine_info": str,
+    "test_report": str,
+    "error": str,
+    "notes": str,
+    "tags": str,
+}
+SORTABLE = tuple(RUN_COLUMNS)
+
+
+class StoreError(Exception):
+    """A store that cannot be used; the message says which file and what to do."""
+
+
+def _create_schema(db: sqlite_utils.Database) -> None:
+    db["runs"].create(
+        RUN_COLUMNS,
+        pk="id",
+        not_null={"status", "kind"},
+        defaults={
+            "kind": "train",
+            "events_offset": 0,
+            "last_seq": 0,
+            "epochs_done": 0,
+            "parents": "[]",
+        },
+    )
+    db["metrics"].create(
+        {
+            "run_id": int,
+            "seq": int,
+            "epoch": int,
+            "step": int,
+            "split": str,
+            "name": str,
+            "value": float,
+        },
+        foreign_keys=[("run_id", "runs", "id")],
+    )
+    db["metrics"].create_index(["run_id", "seq", "split", "name"], unique=True)
+    db["metrics"].create_index(["name", "run_id"])
+    for column in ("status", "arch", "dataset", "created_at", "best_val_acc", "test_acc"):
+        db["runs"].create_index([column])
+
+
+_MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_schema]
+
+
+def default_db_path() -> Path:
+    """$RESNET_TUI_DB, else runs.db in the working directory."""
+    return Path(os.environ.get("RESNET_TUI_DB") or "runs.db")
+
+
+class RunStore:
+    """The runs of one `runs.db`, with their folders in `runs/` beside it."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else default_db_path()
+        self.runs_dir = self.path.parent / "runs"
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder; --db wants a runs.db file")
+        creating = not self.path.exists()
+        if creating and not os.access(self.path.parent if str(self.path.parent) else ".", os.W_OK):
+            raise StoreError(
+                f"cannot create {self.path}: its folder is not writable; choose another --db"
+            )
+        if not creating and not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path} is read-only; make it writable or choose another --db")
+        try:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            connection.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"{self.path} is not a resnet-tui run store ({error}); choose another --db"
+            ) from None
+        if creating:
+            os.chmod(self.path, 0o600)
+        if version > SCHEMA_VERSION:
+            connection.close()
+            raise StoreError(
+                f"{self.path} was written by a newer resnet-tui (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}); upgrade resnet-tui to open it"
+            )
+        self.db = sqlite_utils.Database(connection)
+        if version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the schema forward under a write lock, so two processes migrate it once."""
+        connection = self.db.conn
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            for index in range(version, SCHEMA_VERSION):
+                _MIGRATIONS[index](self.db)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        self.db.conn.close()
+
+    # Runs
+
+    def create_run(self, spec: RunSpec, status: str = "queued") -> int:
+        """Add a run for `spec` and make its folder; returns the run id."""
+        record = {
+            "name": spec.display_name,
+            "kind": "train",
+            "status": status,
+            "created_at": time.time(),
+            "arch": spec.arch,
+            "dataset": spec.dataset,
+            "init": spec.init,
+            "freeze": spec.freeze,
+            "device": spec.device,
+            "spec": spec.to_json(),
+            "epochs": spec.epochs,
+            "host": socket.gethostname(),
+        }
+        with self.db.conn:
+            run_id = self.db["runs"].insert(record).last_pk
+        run_dir = self.runs_dir / str(run_id)
+        self.runs_dir.mkdir(mode=0o700, exist_ok=True)
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        self.update(run_id, run_dir=str(run_dir.resolve()))
+        return run_id
+
+    def update(self, run_id: int, **values: Any) -> None:
+        with self.db.conn:
+            self.db["runs"].update(run_id, values)
+
+    def run(self, run_id: int) -> dict[str, Any] | None:
+        rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+        return rows[0] if rows else None
+
+    def list_runs(
+        self,
+        status: str | None = None,
+        arch: str | None = None,
+        dataset: str | None = None,
+        sort: str = "id",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict[str, Any]]:
+        """Runs matching the filters, sorted in SQL (only known column names are accepted)."""
+        if sort not in SORTABLE:
+            raise ValueError(f"cannot sort by '{sort}'; choose one of {', '.join(SORTABLE)}")
+        where, args = [], []
+        for column, value in (("status", status), ("arch", arch), ("dataset", dataset)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        direction = "DESC" if descending else "ASC"
+        sql += f" ORDER BY {sort} IS NULL, {sort} {direction}, id {direction}"
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        return list(self.db.query(sql, args))
+
+    def live_runs(self) -> list[dict[str, Any]]:
+        marks = ", ".join("?" for _ in LIVE_STATUSES)
+        return list(self.db.query(f"SELECT * FROM runs WHERE status IN ({marks})", LIVE_STATUSES))
+
+    def delete_runs(self, run_ids: Iterable[int]) -> None:
+        ids = list(run_ids)
+        marks = ", ".join("?" for _ in ids)
+        with self.db.conn:
+            self.db.execute(f"DELETE FROM metrics WHERE run_id IN ({marks})", ids)
+            self.db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
+
+    # Metrics
+
+    def epoch_table(self, run_id: int) -> list[dict[str, Any]]:
+        """One row per epoch: train/val loss and accuracy, learning rate, seconds."""
+        rows = self.db.query(
+            "SELECT epoch, split, name, value FROM metrics "
+            "WHERE run_id = ? AND split IN ('train', 'val', 'epoch') ORDER BY epoch",
+            [run_id],
+        )
+        table: dict[int, dict[str, Any]] = {}
+        for row in rows:
+            entry = table.setdefault(row["epoch"], {"epoch": row["epoch"]})
+            key = row["name"] if row["split"] == "epoch" else f"{row['split']}_{row['name']}"
+            entry[key] = row["value"]
+        return [table[epoch] for epoch in sorted(table)]
+
+    def metric_series(self, run_id: int, split: str, name: str) -> list[tuple[int, float]]:
+        rows = self.db.query(
+            "SELECT epoch, step, value FROM metrics WHERE run_id = ? AND split = ? AND name = ? "
+            "ORDER BY seq",
+            [run_id, split, name],
+        )
+        return [(row["step"] if split == "step" else row["epoch"], row["value"]) for row in rows]
+
+    # Events
+
+    def apply(self, run_id: int, events: list[dict[str, Any]], offset: int) -> list[dict[str, Any]]:
+        """Apply events read up to byte `offset` of the run's events file, in one transaction.
+
+        Events at or below the run's last applied sequence number are skipped, so applying
+        the same events twice (two followers, or a follower restarted) changes nothing.
+        Returns the events that were new.
+        """
+        connection = self.db.conn
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            run = self.run(run_id)
+            if run is None:
+                connection.execute("ROLLBACK")
+                return []
+            fresh = [e for e in events if e["seq"] > (run["last_seq"] or 0)]
+            metrics: list[tuple[Any, ...]] = []
+            summary: dict[str, Any] = {}
+            for event in fresh:
+                metrics.extend(_metric_rows(run_id, event))
+                summary.update(_summary_changes(event, {**run, **summary}))
+            connection.executemany(
+                "INSERT OR IGNORE INTO metrics (run_id, seq, epoch, step, split, name, value) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                metrics,
+            )
+            summary["events_offset"] = offset
+            if fresh:
+                summary["last_seq"] = fresh[-1]["seq"]
+            assignments = ", ".join(f"{column} = ?" for column in summary)
+            connection.execute(
+                f"UPDATE runs SET {assignments} WHERE id = ?", [*summary.values(), run_id]
+            )
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return fresh
+
+
+def _metric_rows(run_id: int, event: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """(run_id, seq, epoch, step, split, name, value) rows of one event."""
+    seq, epoch = event["seq"], event.get("epoch")
+    if event["type"] == ev.PROGRESS:
+        return [(run_id, seq, epoch, event["global_step"], "step", "loss", event["loss"])]
+    if event["type"] != ev.EPOCH_ENDED:
+        return []
+    rows = [
+        (run_id, seq, epoch, None, split, name, event[f"{split}_{name}"])
+        for split in ("train", "val")
+        for name in ("loss", "acc")
+    ]
+    rows.append((run_id, seq, epoch, None, "epoch", "seconds", event["seconds"]))
+    for group, lr in event.get("lr", {}).items():
+        rows.append((run_id, seq, epoch, None, "epoch", f"lr/{group}", lr))
+    return rows
+
+
+def _summary_changes(event: dict[str, Any], run: dict[str, Any]) -> dict[str, Any]:
+    """The `runs` columns an event changes, given the run's columns so far."""
+    kind = event["type"]
+    if kind == ev.STARTED:
+        info = {k: v for k, v in event.items() if k not in ("seq", "t", "type")}
+        return {
+            "status": "running",
+            "started_at": event["t"],
+            "engine_info": json.dumps(info),
+            "pid": event.get("pid", run.get("pid")),
+        }
+    if kind == ev.EPOCH_ENDED:
+        best = run.get("best_val_acc")
+        return {
+            "epochs_done": event["epoch"],
+            "best_val_acc": event["val_acc"] if best is None else max(best, event["val_acc"]),
+            "seconds": event["elapsed"],
+        }
+    if kind == ev.FINISHED:
+        test = event.get("test") or {}
+        return {
+            "status": event["status"],
+            "ended_at": event["t"],
+            "best_val_acc": event.get("best_val_acc"),
+            "test_acc": test.get("top1"),
+            "test_top5": test.get("top5"),
+            "test_report": json.dumps(test) if test else None,
+            "seconds": event.get("seconds"),
+        }
+    if kind == ev.ERROR:
+        error = {k: event.get(k) for k in ("kind", "message", "hint")}
+        return {"status": "failed", "ended_at": event["t"], "error": json.dumps(error)}
+    return {}
