@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
-import click
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -27,6 +26,11 @@ from resnet_tui.display import RunProgress, duration, percent, test_report_view
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop
 from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError
+
+try:  # Typer 0.20 and later carry their own copy of Click
+    from typer._click import exceptions as click_exceptions
+except ImportError:
+    from click import exceptions as click_exceptions
 
 app = typer.Typer(
     name="resnet-tui",
@@ -327,50 +331,37 @@ def list_runs(
     if not runs:
         console.print(f"no runs in {store.path}; start one with `resnet-tui run`")
         return
-    table = Table(box=None, header_style="bold")
-    for column in (
-        "id",
-        "name",
-        "status",
-        "arch",
-        "dataset",
-        "init",
-        "freeze",
-        "epochs",
-        "best val",
-        "test acc",
-        "time",
-        "started",
-    ):
+    wide = console.width >= 110
+    columns = ["id", "name", "status", "arch", "dataset"]
+    columns += ["init", "freeze"] if wide else []
+    columns += ["epochs", "val", "test", "time", "created"]
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for column in columns:
+        numeric = column in ("id", "epochs", "val", "test", "time")
         table.add_column(
             column,
-            justify="right"
-            if column in ("id", "epochs", "best val", "test acc", "time")
-            else "left",
+            justify="right" if numeric else "left",
+            no_wrap=True,
+            overflow="ellipsis",
+            ratio=1 if column == "name" else None,
         )
-    colours = {
-        "completed": "green",
-        "running": "cyan",
-        "failed": "red",
-        "crashed": "red",
-        "stopped": "yellow",
-    }
+    colours = {"completed": "green", "running": "cyan", "failed": "red", "crashed": "red"}
     for run in runs:
-        started = time.strftime("%Y-%m-%d %H:%M", time.localtime(run["created_at"]))
-        table.add_row(
-            str(run["id"]),
-            run["name"],
-            f"[{colours.get(run['status'], 'white')}]{run['status']}[/]",
-            run["arch"],
-            run["dataset"],
-            run["init"],
-            run["freeze"],
-            f"{run['epochs_done']}/{run['epochs']}",
-            percent(run["best_val_acc"]),
-            percent(run["test_acc"]),
-            duration(run["seconds"]),
-            started,
-        )
+        cells = {
+            "id": str(run["id"]),
+            "name": run["name"],
+            "status": f"[{colours.get(run['status'], 'yellow')}]{run['status']}[/]",
+            "arch": run["arch"],
+            "dataset": run["dataset"],
+            "init": run["init"],
+            "freeze": run["freeze"],
+            "epochs": f"{run['epochs_done']}/{run['epochs']}",
+            "val": percent(run["best_val_acc"]),
+            "test": percent(run["test_acc"]),
+            "time": duration(run["seconds"]),
+            "created": time.strftime("%m-%d %H:%M", time.localtime(run["created_at"])),
+        }
+        table.add_row(*(cells[column] for column in columns))
     console.print(table)
 
 
@@ -574,7 +565,7 @@ def main() -> None:
         sys.argv.append("--help")
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.UsageError as error:
+    except click_exceptions.UsageError as error:
         hint = ""
         if error.ctx is not None:
             hint = f" (see `{error.ctx.command_path} --help`)"
@@ -582,11 +573,11 @@ def main() -> None:
             f"[bold red]error:[/] {error.format_message()}{hint}", highlight=False, soft_wrap=True
         )
         sys.exit(EXIT_USER_ERROR)
-    except click.exceptions.Abort:
+    except click_exceptions.Abort:
         sys.exit(130)
-    except click.exceptions.Exit as exit_:
+    except click_exceptions.Exit as exit_:
         sys.exit(exit_.exit_code)
-    except click.exceptions.ClickException as error:
+    except click_exceptions.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

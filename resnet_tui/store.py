@@ -97,6 +97,11 @@ def _create_schema(db: sqlite_utils.Database) -> None:
 _MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_schema]
 
 
+def _writable(path: Path) -> bool:
+    """Writable for us, and not marked read-only (which root could otherwise ignore)."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+
+
 def default_db_path() -> Path:
     """$RESNET_TUI_DB, else runs.db in the working directory."""
     return Path(os.environ.get("RESNET_TUI_DB") or "runs.db")
@@ -115,7 +120,7 @@ class RunStore:
             raise StoreError(
                 f"cannot create {self.path}: its folder is not writable; choose another --db"
             )
-        if not creating and not os.access(self.path, os.W_OK):
+        if not creating and not _writable(self.path):
             raise StoreError(f"{self.path} is read-only; make it writable or choose another --db")
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)

@@ -1,0 +1,50 @@
+"""Fixtures shared by the engine and UI tests: the real data beside the checkout, a tiny spec."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def _shared(relative: str) -> Path:
+    """A folder of ../shared/data: in CI its absence fails the test, elsewhere it skips."""
+    path = SHARED_DATA / relative
+    if not path.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{path} is missing; CI needs ../shared/data beside the checkout")
+        pytest.skip(f"{path} is not here")
+    return path
+
+
+@pytest.fixture
+def mnist_root(tmp_path: Path) -> Path:
+    """A data root holding a copy of the real MNIST files (read-only originals stay put)."""
+    source = _shared("MNIST/raw")
+    target = tmp_path / "data" / "MNIST" / "raw"
+    shutil.copytree(source, target)
+    return tmp_path / "data"
+
+
+@pytest.fixture
+def hymenoptera() -> Path:
+    """The ants/bees ImageFolder (read it; never write into it)."""
+    return _shared("hymenoptera_data")
+
+
+@pytest.fixture
+def tiny_spec_options() -> dict[str, object]:
+    """Options for a run that trains in a second or two on a CPU."""
+    return {
+        "arch": "resnet8",
+        "width": 4,
+        "dataset": "shapes",
+        "limit": 256,
+        "image_size": 16,
+        "epochs": 2,
+        "batch_size": 64,
+        "device": "cpu",
+        "seed": 0,
+    }

@@ -1,0 +1,264 @@
+"""`resnet-tui` as a user runs it: real subprocesses, a real runs.db, a real engine."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+TINY = [
+    "--arch",
+    "resnet8",
+    "--width",
+    "4",
+    "--limit",
+    "256",
+    "--image-size",
+    "16",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "64",
+    "--device",
+    "cpu",
+]
+
+
+def cli(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
+    env = {**os.environ, "RESNET_TUI_DATA": str(cwd / "data"), "COLUMNS": "120"}
+    env.pop("RESNET_TUI_DB", None)
+    return subprocess.run(
+        [sys.executable, "-m", "resnet_tui", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )
+
+
+def runs_json(cwd: Path) -> list[dict]:
+    result = cli("runs", "--json", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_a_tiny_run_completes_and_lands_in_the_store(tmp_path):
+    result = cli("run", *TINY, "--name", "tiny", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "completed run 1" in result.stdout
+    assert "Confusion matrix" in result.stdout
+    [run] = runs_json(tmp_path)
+    assert run["name"] == "tiny" and run["status"] == "completed"
+    assert run["epochs_done"] == 2 and 0 <= run["test_acc"] <= 1
+    assert run["spec"]["arch"] == "resnet8" and run["spec"]["width"] == 4
+    assert set(run["test_report"]) >= {"top1", "top5", "macro_f1", "auroc", "confusion"}
+    folder = tmp_path / "runs" / "1"
+    assert (folder / "spec.json").exists() and (folder / "engine.log").exists()
+    assert (folder / "checkpoints" / "last.pt").exists()
+    assert (folder / "checkpoints" / "best.pt").exists()
+    types = [
+        json.loads(line)["type"] for line in (folder / "events.jsonl").read_text().splitlines()
+    ]
+    assert types[0] == "started" and types[-1] == "finished"
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        epochs = db.execute("SELECT count(*) FROM metrics WHERE run_id = 1 AND split = 'val'")
+        assert epochs.fetchone()[0] == 4  # loss and accuracy of two epochs
+
+    shown = cli("show", "1", cwd=tmp_path)
+    assert shown.returncode == 0 and "Epochs" in shown.stdout and "macro-F1" in shown.stdout
+    listed = cli("runs", cwd=tmp_path)
+    assert "tiny" in listed.stdout and "completed" in listed.stdout
+    removed = cli("rm", "1", "--yes", cwd=tmp_path)
+    assert removed.returncode == 0
+    assert runs_json(tmp_path) == [] and not folder.exists()
+
+
+def test_json_mode_prints_events_and_a_config_file_sets_options(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(
+        'arch = "resnet8"\nwidth = 4\nlimit = 128\nimage-size = 16\nepochs = 3\n'
+        'batch_size = 64\ndevice = "cpu"\n'
+    )
+    result = cli("run", "--config", str(config), "--epochs", "1", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    assert events[0]["type"] == "started" and events[-1]["type"] == "finished"
+    assert [e["seq"] for e in events] == sorted(e["seq"] for e in events)
+    [run] = runs_json(tmp_path)
+    assert run["epochs"] == 1  # the flag overrides the file
+    assert run["spec"]["limit"] == 128
+
+
+def test_detach_returns_at_once_and_the_run_finishes_on_its_own(tmp_path):
+    result = cli("run", *TINY, "--detach", cwd=tmp_path)
+    assert result.returncode == 0
+    run_id = int(result.stdout.strip())
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        [run] = runs_json(tmp_path)
+        if run["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.5)
+    assert run["id"] == run_id and run["status"] == "completed"
+    assert run["epochs_done"] == 2
+
+
+def test_ctrl_c_stops_the_run_cleanly_and_keeps_its_checkpoint(tmp_path):
+    env = {**os.environ, "RESNET_TUI_DATA": str(tmp_path / "data")}
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "resnet_tui",
+            "run",
+            "--arch",
+            "resnet8",
+            "--width",
+            "4",
+            "--image-size",
+            "16",
+            "--epochs",
+            "50",
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    for line in process.stdout:
+        if json.loads(line)["type"] == "epoch_started":
+            break
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+    assert process.returncode == 130
+    [run] = runs_json(tmp_path)
+    assert run["status"] == "stopped"
+    assert (tmp_path / "runs" / "1" / "checkpoints" / "last.pt").exists()
+
+
+def test_real_mnist_one_epoch_on_a_subset_beats_90_percent(tmp_path, mnist_root):
+    result = cli(
+        "run",
+        "--dataset",
+        "mnist",
+        "--data-root",
+        str(mnist_root),
+        "--arch",
+        "resnet8",
+        "--limit",
+        "6000",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--device",
+        "cpu",
+        "--json",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    [run] = runs_json(tmp_path)
+    assert run["test_report"]["samples"] == 10_000
+    assert run["test_acc"] > 0.90
+
+
+BAD_INPUTS = [
+    (["--arch", "resnet21"], "did you mean"),
+    (["--dataset", "mnistt"], "did you mean mnist"),
+    (["--optimizer", "sgdd"], "did you mean sgd"),
+    (["--schedule", "cosin"], "did you mean cosine"),
+    (["--lr", "0"], "--lr must be a positive number"),
+    (["--lr", "-0.1"], "--lr must be a positive number"),
+    (["--epochs", "0"], "--epochs must be a positive number"),
+    (["--batch-size", "-4"], "--batch-size must be a positive number"),
+    (["--epochs", "abc"], "--epochs"),
+    (["--device", "tpu"], "unknown device 'tpu'"),
+    (["--dataset", "mnist"], "add --download"),
+    (["--classes", "0,99"], "no class '99'"),
+    (["--classes", "circle"], "at least two classes"),
+    (["--val-fraction", "1.5"], "--val-fraction"),
+    (["--no-such-flag"], "No such option"),
+    (["--config", "missing.toml"], "does not exist"),
+]
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
+    result = cli("run", *args, cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:") and message in lines[0]
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
+    (tmp_path / "empty").mkdir()
+    single = tmp_path / "single" / "cats"
+    single.mkdir(parents=True)
+    (single / "a.png").write_bytes(b"")
+    (tmp_path / "broken.toml").write_text("epochs = = 3\n")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "notes.db").write_text("not sqlite at all\n" * 50)
+    readonly = tmp_path / "ro.db"
+    assert cli("runs", "--db", str(readonly), cwd=tmp_path).returncode == 0
+    readonly.chmod(0o400)
+    cases = [
+        (["run", "--dataset", f"imagefolder:{tmp_path / 'empty'}"], "no images found"),
+        (["run", "--dataset", f"imagefolder:{tmp_path / 'nowhere'}"], "does not exist"),
+        (["run", "--dataset", f"imagefolder:{tmp_path / 'single'}"], "only one class"),
+        (["run", "--config", str(tmp_path / "broken.toml")], "not valid TOML"),
+        (["run", "--config", str(tmp_path / "list.json")], "table of option names"),
+        (["run", "--db", str(tmp_path / "notes.db")], "not a resnet-tui run store"),
+        (["run", "--db", str(readonly)], "read-only"),
+        (["runs", "--sort", "accuracy"], "unknown sort column"),
+        (["show", "42"], "no run 42"),
+    ]
+    for args, message in cases:
+        result = cli(*args, cwd=tmp_path, timeout=60)
+        assert result.returncode == 2, (args, result.stderr)
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+    assert (tmp_path / "notes.db").read_text().startswith("not sqlite")
+
+
+@pytest.mark.skipif(
+    subprocess.run(
+        [sys.executable, "-c", "import torch; assert not torch.cuda.is_available()"]
+    ).returncode
+    != 0,
+    reason="this machine has a CUDA device",
+)
+def test_a_device_that_is_not_there_is_exit_2_and_no_run_stays_running(tmp_path):
+    result = cli("run", *TINY[:-2], "--device", "cuda", cwd=tmp_path)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not available" in lines[0]
+    [run] = runs_json(tmp_path)
+    assert run["status"] == "failed" and run["error"]["kind"] == "device_missing"
+
+
+def test_catalog_commands_list_what_can_be_chosen(tmp_path):
+    archs = json.loads(cli("archs", "--json", cwd=tmp_path).stdout)
+    names = {a["name"] for a in archs}
+    assert {"resnet20", "plain110", "resnet50", "resnext50_32x4d", "cnn"} <= names
+    datasets = {d["name"]: d for d in json.loads(cli("datasets", "--json", cwd=tmp_path).stdout)}
+    assert datasets["shapes"]["status"] == "built in"
+    assert datasets["mnist"]["status"] == "not downloaded"
+    devices = json.loads(cli("devices", "--json", cwd=tmp_path).stdout)
+    assert devices[0]["name"] == "cpu"
+    assert cli("--help", cwd=tmp_path).returncode == 0

@@ -1,0 +1,185 @@
+"""The run store: creating runs, applying events once, summaries, listing, refusing bad files."""
+
+import json
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from engine.spec import RunSpec
+from resnet_tui.store import SCHEMA_VERSION, RunStore, StoreError
+
+
+def _events(run_epochs: int = 2) -> list[dict]:
+    events = [
+        {"seq": 1, "t": 100.0, "type": "started", "pid": 4242, "device": "cpu"},
+    ]
+    seq = 1
+    for epoch in range(1, run_epochs + 1):
+        seq += 1
+        events.append(
+            {
+                "seq": seq,
+                "t": 100.0 + seq,
+                "type": "progress",
+                "epoch": epoch,
+                "step": 1,
+                "global_step": epoch * 10,
+                "loss": 1.0 / epoch,
+            }
+        )
+        seq += 1
+        events.append(
+            {
+                "seq": seq,
+                "t": 100.0 + seq,
+                "type": "epoch_ended",
+                "epoch": epoch,
+                "epochs": 2,
+                "train_loss": 1.0 / epoch,
+                "train_acc": 0.4 * epoch,
+                "val_loss": 1.1 / epoch,
+                "val_acc": [0.5, 0.45][epoch - 1],
+                "lr": {"weights": 0.1, "norms-and-biases": 0.1},
+                "seconds": 2.0,
+                "elapsed": 2.0 * epoch,
+            }
+        )
+    seq += 1
+    test = {"top1": 0.61, "top5": 0.99, "macro_f1": 0.6, "confusion": [[1]], "classes": ["a"]}
+    events.append(
+        {
+            "seq": seq,
+            "t": 200.0,
+            "type": "finished",
+            "status": "completed",
+            "best_val_acc": 0.5,
+            "test": test,
+            "seconds": 5.0,
+        }
+    )
+    return events
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = RunStore(tmp_path / "runs.db")
+    yield opened
+    opened.close()
+
+
+def test_a_new_store_has_the_schema_version_and_private_files(store, tmp_path):
+    version = store.db.execute("PRAGMA user_version").fetchone()[0]
+    assert version == SCHEMA_VERSION
+    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    run_id = store.create_run(RunSpec())
+    assert stat.S_IMODE(os.stat(tmp_path / "runs.db").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "runs" / str(run_id)).st_mode) == 0o700
+
+
+def test_events_apply_once_and_keep_summaries_current(store):
+    run_id = store.create_run(RunSpec(name="first"))
+    events = _events()
+    fresh = store.apply(run_id, events, offset=1234)
+    assert len(fresh) == len(events)
+    again = store.apply(run_id, events, offset=1234)
+    assert again == []
+    count = store.db.execute("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]).fetchone()
+    assert count[0] == 2 * (
+        1 + 4 + 1 + 2
+    )  # per epoch: a step loss, 4 epoch metrics, seconds, 2 lrs
+    run = store.run(run_id)
+    assert run["status"] == "completed"
+    assert run["events_offset"] == 1234 and run["last_seq"] == events[-1]["seq"]
+    assert run["epochs_done"] == 2
+    assert run["best_val_acc"] == 0.5
+    assert run["test_acc"] == 0.61 and run["test_top5"] == 0.99
+    assert json.loads(run["test_report"])["macro_f1"] == 0.6
+    table = store.epoch_table(run_id)
+    assert [row["epoch"] for row in table] == [1, 2]
+    assert table[1]["val_acc"] == 0.45 and table[0]["lr/weights"] == 0.1
+    assert store.metric_series(run_id, "step", "loss") == [(10, 1.0), (20, 0.5)]
+
+
+def test_events_applied_in_pieces_match_events_applied_at_once(store):
+    whole = store.create_run(RunSpec())
+    pieces = store.create_run(RunSpec())
+    events = _events()
+    store.apply(whole, events, 10)
+    for cut in range(0, len(events), 2):
+        store.apply(pieces, events[: cut + 2], 10)  # overlapping reads, as a restarted follower
+    columns = ("status", "epochs_done", "best_val_acc", "test_acc", "last_seq")
+    assert [store.run(whole)[c] for c in columns] == [store.run(pieces)[c] for c in columns]
+    assert store.epoch_table(whole) == store.epoch_table(pieces)
+
+
+def test_an_error_event_marks_the_run_failed_with_its_reason(store):
+    run_id = store.create_run(RunSpec())
+    store.apply(
+        run_id,
+        [
+            {
+                "seq": 1,
+                "t": 1.0,
+                "type": "error",
+                "kind": "diverged",
+                "message": "the loss became nan",
+                "hint": "lower --lr",
+            }
+        ],
+        50,
+    )
+    run = store.run(run_id)
+    assert run["status"] == "failed"
+    assert json.loads(run["error"])["kind"] == "diverged"
+
+
+def test_listing_filters_and_sorts_in_sql(store):
+    for index, arch in enumerate(["resnet20", "resnet8", "resnet20"]):
+        run_id = store.create_run(RunSpec(arch=arch))
+        store.update(run_id, test_acc=[0.3, 0.9, 0.6][index], status="completed")
+    assert [r["arch"] for r in store.list_runs(arch="resnet20")] == ["resnet20", "resnet20"]
+    assert [r["test_acc"] for r in store.list_runs(sort="test_acc")] == [0.9, 0.6, 0.3]
+    assert [r["test_acc"] for r in store.list_runs(sort="test_acc", descending=False)] == [
+        0.3,
+        0.6,
+        0.9,
+    ]
+    assert len(store.list_runs(limit=2)) == 2
+    with pytest.raises(ValueError, match="cannot sort by"):
+        store.list_runs(sort="test_acc; DROP TABLE runs")
+
+
+def test_deleting_runs_removes_their_metrics(store):
+    keep, drop = store.create_run(RunSpec()), store.create_run(RunSpec())
+    store.apply(drop, _events(), 10)
+    store.delete_runs([drop])
+    assert store.run(drop) is None and store.run(keep) is not None
+    assert store.db.execute("SELECT count(*) FROM metrics").fetchone()[0] == 0
+
+
+def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "runs.db"
+    path.write_bytes(b"this is not a database, it is a shopping list\n" * 100)
+    before = path.read_bytes()
+    with pytest.raises(StoreError, match="not a resnet-tui run store"):
+        RunStore(path)
+    assert path.read_bytes() == before
+
+
+def test_a_store_from_a_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "runs.db"
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(StoreError, match="newer resnet-tui"):
+        RunStore(path)
+
+
+def test_a_read_only_store_is_refused(tmp_path):
+    path = tmp_path / "runs.db"
+    RunStore(path).close()
+    path.chmod(0o400)
+    with pytest.raises(StoreError, match="read-only"):
+        RunStore(path)
