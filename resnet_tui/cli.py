@@ -392,7 +392,8 @@ def show_run(
     settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))
     for key, value in spec.items():
         marker = "" if getattr(defaults, key) == value else " [dim](set)[/]"
-        settings.add_row(key.replace("_", "-"), f"{value}{marker}")
+        shown = "-" if value is None else (",".join(value) if isinstance(value, list) else value)
+        settings.add_row(key.replace("_", "-"), f"{shown}{marker}")
     console.print(settings)
     if run.get("engine_info"):
         info = json.loads(run["engine_info"])

@@ -98,6 +98,8 @@ class RunProgress:
         elif kind == ev.EPOCH_STARTED:
             self.progress.reset(self.steps, total=self.progress.tasks[self.steps].total)
         elif kind == ev.PROGRESS:
+            epoch_share = event["step"] / max(event["steps"], 1)
+            self.progress.update(self.epochs, completed=event["epoch"] - 1 + epoch_share)
             self.progress.update(
                 self.steps,
                 completed=event["step"],
