@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from engine.spec import RunSpec, SpecError
+from engine.stopping import StopRequest
 
 
 def _devices() -> list[dict[str, object]]:
@@ -35,6 +36,7 @@ def _devices() -> list[dict[str, object]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop = StopRequest().install()
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="train one run from a spec file")
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from engine.train import run as train
 
-    return train(spec, args.events, args.run_dir or args.events.parent)
+    return train(spec, args.events, args.run_dir or args.events.parent, stop)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ import math
 import os
 import platform
 import resource
-import signal
 import sys
 import time
 import traceback
@@ -24,23 +23,10 @@ from engine.events import EventWriter
 from engine.metrics import classification_report
 from engine.models import build_model, count_parameters
 from engine.spec import RunSpec, SpecError
+from engine.stopping import StopRequest
 
 PROGRESS_INTERVAL_S = 0.25
 ONECYCLE_WARMUP_SHARE = 0.25
-
-
-class StopRequest:
-    """Set by SIGINT or SIGTERM; the loop finishes its step, saves `last` and stops."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        signal.signal(signal.SIGINT, self._request)
-        signal.signal(signal.SIGTERM, self._request)
-        if hasattr(signal, "SIGHUP"):
-            signal.signal(signal.SIGHUP, signal.SIG_IGN)
-
-    def _request(self, signum: int, frame: Any) -> None:
-        self.requested = True
 
 
 def pick_device(name: str) -> torch.device:
@@ -159,11 +145,13 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
 class Trainer:
     """One run: everything it holds between epochs, and the steps of an epoch."""
 
-    def __init__(self, spec: RunSpec, writer: EventWriter, run_dir: Path) -> None:
+    def __init__(
+        self, spec: RunSpec, writer: EventWriter, run_dir: Path, stop: StopRequest
+    ) -> None:
         self.spec = spec
         self.writer = writer
         self.checkpoints = run_dir / "checkpoints"
-        self.stop = StopRequest()
+        self.stop = stop
         self.device = pick_device(spec.device)
         if self.device.type == "cpu":
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
@@ -381,12 +369,17 @@ class Trainer:
         return report
 
 
-def run(spec: RunSpec, events_path: Path, run_dir: Path) -> int:
-    """Run one spec to its end, reporting everything as events; returns the exit code."""
+def run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest | None = None) -> int:
+    """Run one spec to its end, reporting everything as events; returns the exit code.
+
+    `stop` is the engine's installed stop flag; without one, SIGINT and SIGTERM are caught
+    from here on.
+    """
+    stop = stop or StopRequest().install()
     writer = EventWriter(events_path)
     started = time.time()
     try:
-        trainer = Trainer(spec, writer, run_dir)
+        trainer = Trainer(spec, writer, run_dir, stop)
         trainer.started_event()
         status = trainer.fit()
         test = trainer.test() if status == "completed" else None

@@ -1,7 +1,7 @@
-"""The `resnet-tui` command: train runs headless, list and inspect them, manage the store.
+"""The `resnet-tui` command: the app, and headless runs, listings and store management.
 
-With no subcommand it prints this help (the interactive app will open here). Every bad
-input ends in one line on stderr and exit code 2.
+With no subcommand it opens the interactive app. Every bad input ends in one line on stderr
+and exit code 2.
 """
 
 import inspect
@@ -36,7 +36,6 @@ app = typer.Typer(
     name="resnet-tui",
     help="Train, watch and compare residual networks. `resnet-tui run` trains the default "
     "ResNet on the built-in shapes dataset.",
-    no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
@@ -333,16 +332,16 @@ def list_runs(
         return
     wide = console.width >= 110
     columns = ["id", "name", "status", "arch", "dataset"]
-    columns += ["init", "freeze"] if wide else []
-    columns += ["epochs", "val", "test", "time", "created"]
+    columns += ["init", "freeze", "epochs", "val", "test", "time", "created"] if wide else []
+    columns += [] if wide else ["epochs", "test"]
     table = Table(box=None, header_style="bold", pad_edge=False)
     for column in columns:
         numeric = column in ("id", "epochs", "val", "test", "time")
         table.add_column(
             column,
             justify="right" if numeric else "left",
-            no_wrap=True,
-            overflow="ellipsis",
+            no_wrap=column != "name",
+            overflow="fold",
             ratio=1 if column == "name" else None,
         )
     colours = {"completed": "green", "running": "cyan", "failed": "red", "crashed": "red"}
@@ -560,10 +559,19 @@ def list_devices(as_json: JsonOption = False) -> None:
     console.print(table)
 
 
+@app.command("app")
+def open_app(db: DbOption = None) -> None:
+    """Open the interactive app (what `resnet-tui` alone does)."""
+    store = open_store(db)
+    from resnet_tui.app.app import ResnetApp
+
+    ResnetApp(store).run()
+
+
 def main() -> None:
     """Entry point: Click's usage errors become one line and exit code 2."""
     if len(sys.argv) == 1:
-        sys.argv.append("--help")
+        sys.argv.append("app")
     try:
         code = app(standalone_mode=False)
     except click_exceptions.UsageError as error:

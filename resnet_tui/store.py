@@ -203,24 +203,48 @@ class RunStore:
         descending: bool = True,
         limit: int | None = None,
         offset: int = 0,
+        text: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Runs matching the filters, sorted in SQL (only known column names are accepted)."""
+        """Runs matching the filters, sorted in SQL (only known column names are accepted).
+
+        `text` keeps runs with it in their id, name, status, arch, dataset, init or policy.
+        """
         if sort not in SORTABLE:
             raise ValueError(f"cannot sort by '{sort}'; choose one of {', '.join(SORTABLE)}")
-        where, args = [], []
-        for column, value in (("status", status), ("arch", arch), ("dataset", dataset)):
-            if value:
-                where.append(f"{column} = ?")
-                args.append(value)
-        sql = "SELECT * FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        where, args = self._filters(status, arch, dataset, text)
+        sql = "SELECT * FROM runs" + where
         direction = "DESC" if descending else "ASC"
         sql += f" ORDER BY {sort} IS NULL, {sort} {direction}, id {direction}"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
         return list(self.db.query(sql, args))
+
+    def count_runs(
+        self,
+        status: str | None = None,
+        arch: str | None = None,
+        dataset: str | None = None,
+        text: str | None = None,
+    ) -> int:
+        where, args = self._filters(status, arch, dataset, text)
+        return self.db.execute("SELECT count(*) FROM runs" + where, args).fetchone()[0]
+
+    @staticmethod
+    def _filters(
+        status: str | None, arch: str | None, dataset: str | None, text: str | None
+    ) -> tuple[str, list[Any]]:
+        where, args = [], []
+        for column, value in (("status", status), ("arch", arch), ("dataset", dataset)):
+            if value:
+                where.append(f"{column} = ?")
+                args.append(value)
+        if text:
+            columns = ("CAST(id AS TEXT)", "name", "status", "arch", "dataset", "init", "freeze")
+            where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")")
+            escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args += [f"%{escaped}%"] * len(columns)
+        return (" WHERE " + " AND ".join(where) if where else ""), args
 
     def live_runs(self) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in LIVE_STATUSES)

@@ -1,0 +1,1 @@
+"""The interactive Textual app that `resnet-tui` opens with no subcommand."""

@@ -1,0 +1,145 @@
+"""The Textual application: screens, the live-run followers, and quitting with runs alive.
+
+The app never imports torch. Runs it launches are detached engine processes; every quarter
+second it follows the events of each live run into the store and hands the new events to
+the screens that show that run.
+"""
+
+import shutil
+from subprocess import Popen
+
+from textual.app import App
+from textual.binding import Binding
+
+from engine.spec import RunSpec
+from resnet_tui.app.dialogs import ConfirmDialog, QuitDialog
+from resnet_tui.app.history import HistoryScreen
+from resnet_tui.app.launch import LaunchScreen
+from resnet_tui.app.run_view import RunScreen
+from resnet_tui.follower import EventFollower, refresh_live_runs
+from resnet_tui.launcher import launch, request_stop
+from resnet_tui.store import LIVE_STATUSES, RunStore
+
+POLL_INTERVAL_S = 0.25
+
+
+class ResnetApp(App[None]):
+    """Launch runs, watch them live, and compare them with earlier ones."""
+
+    TITLE = "resnet-tui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("n", "new_run", "New run", show=False),
+        Binding("h", "history", "History", show=False),
+    ]
+
+    def __init__(self, store: RunStore) -> None:
+        super().__init__()
+        self.store = store
+        self.followers: dict[int, EventFollower] = {}
+        self.processes: dict[int, Popen[bytes]] = {}
+        self.history = HistoryScreen(store)
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.store.path)
+        for run_id in refresh_live_runs(self.store):
+            self.followers[run_id] = EventFollower(self.store, run_id)
+        self.push_screen(self.history)
+        if self.followers:
+            count = len(self.followers)
+            self.notify(f"following {count} live run{'s' if count > 1 else ''} again")
+        self.set_interval(POLL_INTERVAL_S, self.poll_runs)
+
+    def poll_runs(self) -> None:
+        """Apply what each live run wrote since the last tick; notice runs that ended."""
+        changed: set[int] = set()
+        for run_id, follower in list(self.followers.items()):
+            events = follower.poll()
+            if events:
+                changed.add(run_id)
+                for screen in self.screen_stack:
+                    if isinstance(screen, RunScreen) and screen.run_id == run_id:
+                        screen.apply_events(events)
+            process = self.processes.get(run_id)
+            run = follower.finish_if_dead(None if process is None else process.poll() is None)
+            if run is None or run["status"] not in LIVE_STATUSES:
+                del self.followers[run_id]
+                self.processes.pop(run_id, None)
+                changed.add(run_id)
+                if run is not None:
+                    severity = "information" if run["status"] == "completed" else "warning"
+                    self.notify(f"run {run_id} {run['status']}", severity=severity)
+        if changed:
+            self.history.refresh_runs(changed)
+
+    def action_new_run(self) -> None:
+        self.push_screen(LaunchScreen())
+
+    def action_history(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def open_run(self, run_id: int) -> None:
+        self.push_screen(RunScreen(self.store, run_id))
+
+    def start_run(self, spec: RunSpec) -> None:
+        run_id, process = launch(self.store, spec)
+        self.processes[run_id] = process
+        self.followers[run_id] = EventFollower(self.store, run_id)
+        self.action_history()
+        self.history.reload()
+        self.open_run(run_id)
+        self.notify(f"run {run_id} started: {spec.display_name}")
+
+    def launch_again(self, run_id: int) -> None:
+        run = self.store.run(run_id)
+        spec = RunSpec.from_json(run["spec"])
+        spec.name = None
+        self.push_screen(LaunchScreen(spec))
+
+    def delete_run(self, run_id: int) -> None:
+        run = self.store.run(run_id)
+        if run["status"] in LIVE_STATUSES:
+            self.notify(f"run {run_id} is still {run['status']}; stop it first", severity="error")
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.store.delete_runs([run_id])
+                if run.get("run_dir"):
+                    shutil.rmtree(run["run_dir"], ignore_errors=True)
+                self.history.reload()
+                self.notify(f"deleted run {run_id}")
+
+        self.push_screen(
+            ConfirmDialog(f"Delete run {run_id} ({run['name']}) and its files?", "Delete"), answered
+        )
+
+    def confirm_stop(self, run_id: int) -> None:
+        def answered(yes: bool | None) -> None:
+            if yes and request_stop(self.store.run(run_id)["pid"]):
+                self.notify(f"stopping run {run_id} after this step")
+
+        self.push_screen(
+            ConfirmDialog(f"Stop run {run_id}? Its last checkpoint is kept.", "Stop"), answered
+        )
+
+    async def action_quit(self) -> None:
+        live = [run_id for run_id in self.followers]
+        if not live:
+            self.exit()
+            return
+
+        def answered(choice: str | None) -> None:
+            if choice == "stop":
+                for run_id in live:
+                    request_stop(self.store.run(run_id)["pid"])
+            if choice in ("stop", "leave"):
+                self.exit()
+
+        self.push_screen(QuitDialog(len(live)), answered)
+
+    def on_unmount(self) -> None:
+        """Runs are detached on purpose: leaving the app neither waits for nor kills them."""
+        self.store.close()

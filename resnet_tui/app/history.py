@@ -1,0 +1,204 @@
+"""The history screen: every run in the store, sorted and filtered in SQL, paged as you scroll."""
+
+import time
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Input, Static
+
+from resnet_tui.display import duration, percent
+from resnet_tui.store import RunStore
+
+PAGE_SIZE = 200
+
+# (column key in the store, heading)
+COLUMNS = (
+    ("id", "id"),
+    ("name", "name"),
+    ("status", "status"),
+    ("arch", "arch"),
+    ("dataset", "dataset"),
+    ("init", "init"),
+    ("freeze", "policy"),
+    ("epochs_done", "epochs"),
+    ("best_val_acc", "val acc"),
+    ("test_acc", "test acc"),
+    ("seconds", "time"),
+    ("created_at", "started"),
+)
+STATUS_STYLES = {
+    "completed": "green",
+    "running": "cyan",
+    "queued": "cyan",
+    "stopped": "yellow",
+    "failed": "red",
+    "crashed": "red",
+}
+
+
+def run_cells(run: dict[str, Any]) -> list[str]:
+    """A run's row as the table shows it."""
+    style = STATUS_STYLES.get(run["status"], "white")
+    return [
+        str(run["id"]),
+        run["name"] or "",
+        f"[{style}]{run['status']}[/]",
+        run["arch"] or "",
+        run["dataset"] or "",
+        run["init"] or "",
+        run["freeze"] or "",
+        f"{run['epochs_done']}/{run['epochs']}",
+        percent(run["best_val_acc"]),
+        percent(run["test_acc"]),
+        duration(run["seconds"]),
+        time.strftime("%m-%d %H:%M", time.localtime(run["created_at"])),
+    ]
+
+
+class HistoryScreen(Screen[None]):
+    """All runs; Enter opens one, `n` starts a new one."""
+
+    BINDINGS = [
+        Binding("n", "app.new_run", "New run"),
+        Binding("enter", "open_run", "Open", show=True),
+        Binding("a", "launch_again", "Again"),
+        Binding("d", "delete_run", "Delete"),
+        Binding("slash", "focus_filter", "Filter"),
+        Binding("s", "sort_next", "Sort"),
+        Binding("r", "reverse", "Reverse"),
+        Binding("escape", "clear_filter", "Clear filter", show=False),
+    ]
+
+    def __init__(self, store: RunStore) -> None:
+        super().__init__()
+        self.store = store
+        self.sort = "id"
+        self.descending = True
+        self.filter_text = ""
+        self.loaded = 0
+        self.total = 0
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Input(placeholder="filter: type a name, arch, dataset or status", id="filter")
+        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static(id="summary")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        for key, heading in COLUMNS:
+            table.add_column(heading, key=key)
+        self.reload()
+        table.focus()
+
+    def reload(self) -> None:
+        """Read the first page again, keeping the cursor on the same run where it can."""
+        table = self.query_one(DataTable)
+        selected = self.selected_run_id()
+        table.clear()
+        self.loaded = 0
+        self.total = self.store.count_runs(text=self.filter_text or None)
+        self._load_page()
+        if selected is not None and str(selected) in table.rows:
+            table.move_cursor(row=table.get_row_index(str(selected)))
+        self._show_summary()
+
+    def _load_page(self) -> None:
+        table = self.query_one(DataTable)
+        runs = self.store.list_runs(
+            sort=self.sort,
+            descending=self.descending,
+            limit=PAGE_SIZE,
+            offset=self.loaded,
+            text=self.filter_text or None,
+        )
+        for run in runs:
+            table.add_row(*run_cells(run), key=str(run["id"]))
+        self.loaded += len(runs)
+
+    def _show_summary(self) -> None:
+        arrow = "↓" if self.descending else "↑"
+        heading = dict(COLUMNS)[self.sort]
+        shown = f"{self.loaded} of {self.total}" if self.loaded < self.total else str(self.total)
+        hint = "" if self.total else " · press n to start a run"
+        self.query_one("#summary", Static).update(
+            f" {shown} runs · sorted by {heading} {arrow}{hint}"
+        )
+
+    def refresh_runs(self, run_ids: set[int]) -> None:
+        """Update the rows of runs that changed, without reloading the table."""
+        table = self.query_one(DataTable)
+        for run_id in run_ids:
+            run = self.store.run(run_id)
+            if run is None or str(run_id) not in table.rows:
+                continue
+            for (key, _), cell in zip(COLUMNS, run_cells(run), strict=True):
+                table.update_cell(str(run_id), key, cell)
+
+    def selected_run_id(self) -> int | None:
+        table = self.query_one(DataTable)
+        if table.row_count == 0:
+            return None
+        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+        return int(row_key.value)
+
+    @on(DataTable.RowHighlighted)
+    def load_more_near_the_end(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= self.loaded - 10 and self.loaded < self.total:
+            self._load_page()
+            self._show_summary()
+
+    @on(DataTable.RowSelected)
+    def open_selected(self, event: DataTable.RowSelected) -> None:
+        self.app.open_run(int(event.row_key.value))
+
+    @on(DataTable.HeaderSelected)
+    def sort_by_header(self, event: DataTable.HeaderSelected) -> None:
+        key = str(event.column_key.value)
+        self.descending = not self.descending if key == self.sort else True
+        self.sort = key
+        self.reload()
+
+    @on(Input.Changed, "#filter")
+    def filter_runs(self, event: Input.Changed) -> None:
+        self.filter_text = event.value.strip()
+        self.reload()
+
+    @on(Input.Submitted, "#filter")
+    def back_to_table(self) -> None:
+        self.query_one(DataTable).focus()
+
+    def action_open_run(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.open_run(run_id)
+
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_clear_filter(self) -> None:
+        self.query_one("#filter", Input).value = ""
+        self.query_one(DataTable).focus()
+
+    def action_sort_next(self) -> None:
+        keys = [key for key, _ in COLUMNS]
+        self.sort = keys[(keys.index(self.sort) + 1) % len(keys)]
+        self.reload()
+
+    def action_reverse(self) -> None:
+        self.descending = not self.descending
+        self.reload()
+
+    def action_launch_again(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.launch_again(run_id)
+
+    def action_delete_run(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.delete_run(run_id)

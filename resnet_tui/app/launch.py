@@ -1,0 +1,223 @@
+"""The launch screen: a form for a new run, validated as you type with the CLI's messages."""
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+
+from engine import catalog, locate
+from engine.spec import RunSpec, SpecError
+
+FOLDER = "imagefolder"
+
+# Form fields typed as text: (spec option, label).
+TEXT_FIELDS = (
+    ("name", "Name"),
+    ("epochs", "Epochs"),
+    ("batch_size", "Batch size"),
+    ("lr", "Learning rate"),
+    ("seed", "Seed"),
+    ("classes", "Classes"),
+    ("limit", "Limit images"),
+    ("image_size", "Image size"),
+)
+
+
+def _arch_options() -> list[tuple[str, str]]:
+    return [
+        (f"{arch.name}  ·  {arch.parameters / 1e6:.2f} M  ·  {arch.description}", arch.name)
+        for arch in catalog.ARCHITECTURES.values()
+    ]
+
+
+def _dataset_options() -> list[tuple[str, str]]:
+    options = []
+    for name, info in catalog.DATASETS.items():
+        if name == FOLDER:
+            options.append(("imagefolder  ·  your own images (give the path below)", FOLDER))
+            continue
+        try:
+            locate.check_dataset(RunSpec(dataset=name))
+            where = "built in" if info.source == "builtin" else "on disk"
+        except SpecError:
+            where = "not downloaded"
+        options.append((f"{name}  ·  {len(info.classes)} classes  ·  {where}", name))
+    return options
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ",".join(value)
+    return str(value)
+
+
+class LaunchScreen(Screen[None]):
+    """A new run's choices; Ctrl+L (or the button) launches it."""
+
+    BINDINGS = [
+        Binding("ctrl+l", "launch", "Launch", priority=True),
+        Binding("escape", "app.pop_screen", "Back"),
+    ]
+
+    def __init__(self, start_from: RunSpec | None = None) -> None:
+        super().__init__()
+        self.start_from = start_from or RunSpec()
+        self.spec: RunSpec | None = None
+
+    def compose(self) -> ComposeResult:
+        spec = self.start_from
+        folder = spec.dataset.split(":", 1)[1] if spec.dataset.startswith(FOLDER + ":") else ""
+        yield Header()
+        with VerticalScroll(id="form"):
+            yield Label("Architecture")
+            yield Select(
+                _arch_options(), value=spec.arch, allow_blank=False, compact=True, id="arch"
+            )
+            yield Label("Dataset")
+            yield Select(
+                _dataset_options(),
+                value=FOLDER if folder else spec.dataset,
+                allow_blank=False,
+                compact=True,
+                id="dataset",
+            )
+            yield Input(
+                folder,
+                placeholder="image folder path (train/ and val/, or classes)",
+                id="folder",
+                compact=True,
+            )
+            with Grid(id="choices"):
+                yield Label("Weights start")
+                yield Select(
+                    [(k, k) for k in catalog.INIT_SOURCES],
+                    value=spec.init,
+                    allow_blank=False,
+                    compact=True,
+                    id="init",
+                )
+                yield Label("Freeze policy")
+                yield Select(
+                    [(k, k) for k in catalog.FREEZE_POLICIES],
+                    value=spec.freeze,
+                    allow_blank=False,
+                    compact=True,
+                    id="freeze",
+                )
+                yield Label("Optimizer")
+                yield Select(
+                    [(k, k) for k in catalog.OPTIMIZERS],
+                    value=spec.optimizer,
+                    allow_blank=False,
+                    compact=True,
+                    id="optimizer",
+                )
+                yield Label("Device")
+                yield Select(
+                    [("auto · the best there is", "auto"), ("cpu", "cpu")],
+                    value=spec.device if spec.device in ("auto", "cpu") else "auto",
+                    allow_blank=False,
+                    compact=True,
+                    id="device",
+                )
+                for key, label in TEXT_FIELDS:
+                    yield Label(label)
+                    default = getattr(RunSpec(), key)
+                    yield Input(
+                        _text(getattr(spec, key)) if getattr(spec, key) != default else "",
+                        placeholder=_text(default) or "default",
+                        id=key,
+                        compact=True,
+                    )
+        yield Static(id="problem")
+        with Horizontal(id="launch-bar"):
+            yield Button("Launch", id="launch", variant="success")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one("#arch", Select).focus()
+        self.find_devices()
+        self.validate_form()
+
+    @work(thread=True, exclusive=True)
+    def find_devices(self) -> None:
+        """Ask the engine for the devices, off the UI thread: torch takes a while to load."""
+        result = subprocess.run(
+            [sys.executable, "-m", "engine", "devices"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+        if result.returncode != 0:
+            return
+        options = [("auto · the best there is", "auto")]
+        for device in json.loads(result.stdout):
+            detail = device["description"]
+            if "free_mb" in device:
+                detail += f" · {device['free_mb']:,} MB free"
+            options.append((f"{device['name']} · {detail}", device["name"]))
+        self.app.call_from_thread(self._set_devices, options)
+
+    def _set_devices(self, options: list[tuple[str, str]]) -> None:
+        select = self.query_one("#device", Select)
+        current = select.value
+        select.set_options(options)
+        if any(value == current for _, value in options):
+            select.value = current
+
+    def form_values(self) -> dict[str, Any]:
+        values: dict[str, Any] = {}
+        for key in ("arch", "init", "freeze", "optimizer", "device"):
+            values[key] = self.query_one(f"#{key}", Select).value
+        dataset = self.query_one("#dataset", Select).value
+        if dataset == FOLDER:
+            dataset = FOLDER + ":" + self.query_one("#folder", Input).value.strip()
+        values["dataset"] = dataset
+        for key, _ in TEXT_FIELDS:
+            text = self.query_one(f"#{key}", Input).value.strip()
+            if text:
+                values[key] = text
+        return values
+
+    @on(Input.Changed)
+    @on(Select.Changed)
+    def validate_form(self) -> None:
+        """Check the form as the CLI would; show the first problem and hold the button."""
+        self.query_one("#folder", Input).display = (
+            self.query_one("#dataset", Select).value == FOLDER
+        )
+        problem = self.query_one("#problem", Static)
+        try:
+            spec = RunSpec.from_dict(self.form_values())
+            locate.check_dataset(spec)
+        except SpecError as error:
+            self.spec = None
+            problem.update(f"[red]✗ {error}[/]")
+        else:
+            self.spec = spec
+            arch = catalog.ARCHITECTURES[spec.arch]
+            problem.update(
+                f"[green]✓[/] {spec.arch} ({arch.parameters / 1e6:.2f} M parameters) on "
+                f"{spec.dataset}, {spec.epochs} epochs of batch {spec.batch_size}, "
+                f"{spec.optimizer} lr {spec.peak_lr:g}; weights {spec.init} "
+                f"({catalog.INIT_SOURCES[spec.init]}), policy {spec.freeze} "
+                f"({catalog.FREEZE_POLICIES[spec.freeze]})"
+            )
+        self.query_one("#launch", Button).disabled = self.spec is None
+
+    @on(Button.Pressed, "#launch")
+    def action_launch(self) -> None:
+        self.validate_form()
+        if self.spec is None:
+            self.notify(str(self.query_one("#problem", Static).render()), severity="error")
+            return
+        self.app.start_run(self.spec)

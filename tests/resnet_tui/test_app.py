@@ -1,0 +1,168 @@
+"""The Textual app driven by Pilot: launch a real tiny run, watch it, find it, stop, quit."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.spec import RunSpec
+from resnet_tui.app.app import ResnetApp
+from resnet_tui.app.dialogs import QuitDialog
+from resnet_tui.app.history import HistoryScreen
+from resnet_tui.app.launch import LaunchScreen
+from resnet_tui.app.run_view import RunScreen
+from resnet_tui.follower import EventFollower
+from resnet_tui.launcher import launch, process_alive
+from resnet_tui.store import RunStore
+
+TINY = {"arch": "resnet8", "width": 4, "limit": 256, "image_size": 16, "epochs": 2}
+SIZE = (120, 40)
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RESNET_TUI_DATA", str(tmp_path / "data"))
+    opened = RunStore(tmp_path / "runs.db")
+    yield opened
+
+
+async def wait_for(pilot, condition, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        await pilot.pause(0.2)
+
+
+def run_status(store: RunStore, run_id: int) -> str:
+    return store.run(run_id)["status"]
+
+
+async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(store):
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("n")
+        assert isinstance(app.screen, LaunchScreen)
+        form = app.screen
+        form.query_one("#epochs").value = "0"
+        await pilot.pause()
+        assert "--epochs must be a positive number" in str(form.query_one("#problem").render())
+        assert form.query_one("#launch").disabled
+        for key, value in {
+            "epochs": "2",
+            "limit": "256",
+            "image_size": "16",
+            "name": "tiny",
+        }.items():
+            form.query_one(f"#{key}").value = value
+        await pilot.pause()
+        assert not form.query_one("#launch").disabled
+        await pilot.press("ctrl+l")
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen)
+        run_id = app.screen.run_id
+        await wait_for(pilot, lambda: run_status(store, run_id) == "completed")
+        await wait_for(
+            pilot, lambda: "completed" in str(app.screen.query_one("#settings").render())
+        )
+        chart = app.screen.query_one("#acc-chart")
+        assert [len(chart.series[s]) for s in ("train", "val")] == [2, 2]
+        await pilot.press("escape")
+        assert isinstance(app.screen, HistoryScreen)
+        table = app.screen.query_one("DataTable")
+        assert table.row_count == 1
+        assert "tiny" in table.get_row(str(run_id))[1]
+        assert "completed" in table.get_row(str(run_id))[2]
+
+
+async def test_sort_and_filter_the_history(store):
+    for arch, acc in (("resnet20", 0.5), ("plain20", 0.9), ("resnet8", 0.7)):
+        run_id = store.create_run(RunSpec(arch=arch))
+        store.update(run_id, status="completed", test_acc=acc)
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        history = app.screen
+        table = history.query_one("DataTable")
+        assert [table.get_row_at(i)[0] for i in range(3)] == ["3", "2", "1"]
+        history.sort, history.descending = "test_acc", True
+        history.reload()
+        assert [table.get_row_at(i)[3] for i in range(3)] == ["plain20", "resnet8", "resnet20"]
+        await pilot.press("r")
+        assert [table.get_row_at(i)[3] for i in range(3)] == ["resnet20", "resnet8", "plain20"]
+        await pilot.press("slash")
+        await pilot.press(*"resnet")
+        await pilot.pause()
+        assert table.row_count == 2
+        await pilot.press("escape")
+        assert table.row_count == 3
+
+
+async def test_stop_a_live_run_from_its_screen(store):
+    spec = RunSpec.from_dict({**TINY, "epochs": 100, "limit": None})
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        app.start_run(spec)
+        await pilot.pause()
+        run_id = app.screen.run_id
+        await wait_for(pilot, lambda: store.run(run_id)["epochs_done"] >= 1 or False)
+        await pilot.press("s")
+        await pilot.press("y")
+        await wait_for(pilot, lambda: run_status(store, run_id) == "stopped")
+        assert (Path(store.run(run_id)["run_dir"]) / "checkpoints" / "last.pt").exists()
+
+
+def _start_detached(tmp_path: Path, epochs: int) -> int:
+    env = {**os.environ, "RESNET_TUI_DATA": str(tmp_path / "data")}
+    args = ["--arch", "resnet8", "--width", "4", "--image-size", "16", "--device", "cpu"]
+    result = subprocess.run(
+        [sys.executable, "-m", "resnet_tui", "run", *args, "--epochs", str(epochs), "--detach"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
+    return int(result.stdout)
+
+
+async def test_a_run_started_detached_before_the_app_opened_shows_up_live(store, tmp_path):
+    run_id = _start_detached(tmp_path, epochs=2)
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        assert run_id in app.followers
+        await pilot.press("enter")
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == run_id
+        await wait_for(pilot, lambda: run_status(store, run_id) == "completed")
+        await wait_for(
+            pilot, lambda: len(app.screen.query_one("#acc-chart").series.get("val", [])) == 2
+        )
+
+
+@pytest.mark.parametrize("choice", ["leave", "stop"])
+async def test_quit_with_a_live_run_leaves_it_running_or_stops_it(store, choice):
+    spec = RunSpec.from_dict({**TINY, "epochs": 100, "limit": None})
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        run_id, process = launch(store, spec)
+        app.followers[run_id] = EventFollower(store, run_id)
+        pid = store.run(run_id)["pid"]
+        await pilot.press("q")
+        assert isinstance(app.screen, QuitDialog)
+        await pilot.click(f"#{choice}")
+    if choice == "leave":
+        time.sleep(1)
+        assert process.poll() is None and process_alive(pid)
+        os.kill(pid, signal.SIGTERM)
+    process.wait(timeout=120)
+    reopened = RunStore(store.path)
+    EventFollower(reopened, run_id).finish_if_dead(pid_alive=False)
+    assert reopened.run(run_id)["status"] == "stopped"
+    events = (Path(reopened.run(run_id)["run_dir"]) / "events.jsonl").read_text().splitlines()
+    assert json.loads(events[-1])["status"] == "stopped"
