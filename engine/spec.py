@@ -101,7 +101,7 @@ class RunSpec:
             name = str(key).replace("-", "_")
             if name not in known:
                 try:
-                    catalog.resolve_name(name, list(known), "option")
+                    name = catalog.resolve_name(name, list(known), "option")
                 except ValueError as error:
                     raise SpecError(str(error).replace("_", "-")) from None
             if value is not None:

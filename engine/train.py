@@ -257,7 +257,8 @@ class Trainer:
             loss_sum += loss.detach().float() * batch
             correct += (logits.argmax(1) == labels).sum()
             now = time.perf_counter()
-            if now - last_report >= PROGRESS_INTERVAL_S or self.stop.requested:
+            last_step = index + 1 == self.steps_per_epoch
+            if now - last_report >= PROGRESS_INTERVAL_S or last_step or self.stop.requested:
                 running_loss = float(loss_sum) / seen
                 self._check_finite(running_loss)
                 self.writer.emit(

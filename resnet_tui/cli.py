@@ -116,11 +116,8 @@ def _spec_parameters() -> list[inspect.Parameter]:
             annotation, declaration = Optional[float], flag
         else:
             annotation, declaration = Optional[str], flag
-        shown = (
-            ""
-            if default is None
-            else f" [default: {str(default).lower() if isinstance(default, bool) else default}]"
-        )
+        value = str(default).lower() if isinstance(default, bool) else default
+        shown = "" if default is None else f" \\[default: {value}]"
         option = typer.Option(
             None,
             declaration,

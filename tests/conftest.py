@@ -1,7 +1,9 @@
 """Fixtures shared by the engine and UI tests: the real data beside the checkout, a tiny spec."""
 
+import contextlib
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -48,3 +50,17 @@ def tiny_spec_options() -> dict[str, object]:
         "device": "cpu",
         "seed": 0,
     }
+
+
+@pytest.fixture(autouse=True)
+def no_engine_outlives_its_test(tmp_path: Path):
+    """Kill any engine a test left behind under its tmp_path (a failed test, say)."""
+    yield
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if "engine run" in command and str(tmp_path) in command:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(proc.name), signal.SIGKILL)
