@@ -1,8 +1,11 @@
-"""The run store: every run and its metrics in one SQLite file (`runs.db`), via sqlite-utils.
+"""The run store: every run and its metrics in one SQLite file (`runs.db`).
 
 WAL journal and a busy timeout let an engine's follower and several viewers share the file.
-The schema version lives in `PRAGMA user_version`; `_MIGRATIONS` takes an older file forward.
-Summary columns on `runs` are kept current as events arrive, so listing never reads `metrics`.
+The schema version lives in `PRAGMA user_version`; `_MIGRATIONS` takes an older file forward,
+building tables with sqlite-utils. Everyday reads and writes are plain parameterised SQL on
+the standard library's sqlite3: sqlite-utils loads numpy, a quarter of a second that every
+`resnet-tui` start would otherwise pay. Summary columns on `runs` are kept current as events
+arrive, so listing never reads `metrics`.
 """
 
 import json
@@ -10,11 +13,10 @@ import os
 import socket
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-
-import sqlite_utils
 
 from engine import events as ev
 from engine.spec import RunSpec
@@ -63,7 +65,10 @@ class StoreError(Exception):
     """A store that cannot be used; the message says which file and what to do."""
 
 
-def _create_schema(db: sqlite_utils.Database) -> None:
+def _create_schema(connection: sqlite3.Connection) -> None:
+    import sqlite_utils
+
+    db = sqlite_utils.Database(connection)
     db["runs"].create(
         RUN_COLUMNS,
         pk="id",
@@ -94,7 +99,7 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         db["runs"].create_index([column])
 
 
-_MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_create_schema]
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_schema]
 
 
 def _writable(path: Path) -> bool:
@@ -139,26 +144,36 @@ class RunStore:
                 f"{self.path} was written by a newer resnet-tui (schema {version}, this one "
                 f"knows {SCHEMA_VERSION}); upgrade resnet-tui to open it"
             )
-        self.db = sqlite_utils.Database(connection)
+        connection.row_factory = sqlite3.Row
+        self.connection = connection
         if version < SCHEMA_VERSION:
             self._migrate()
 
     def _migrate(self) -> None:
         """Bring the schema forward under a write lock, so two processes migrate it once."""
-        connection = self.db.conn
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with self.write_transaction() as connection:
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             for index in range(version, SCHEMA_VERSION):
-                _MIGRATIONS[index](self.db)
+                _MIGRATIONS[index](connection)
             connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            connection.execute("COMMIT")
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: takes the write lock at once (waiting up to the busy timeout)."""
+        connection = self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
         except BaseException:
             connection.execute("ROLLBACK")
             raise
+        connection.execute("COMMIT")
 
     def close(self) -> None:
-        self.db.conn.close()
+        self.connection.close()
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.connection.execute(sql, list(args))]
 
     # Runs
 
@@ -178,8 +193,13 @@ class RunStore:
             "epochs": spec.epochs,
             "host": socket.gethostname(),
         }
-        with self.db.conn:
-            run_id = self.db["runs"].insert(record).last_pk
+        columns = ", ".join(record)
+        marks = ", ".join("?" for _ in record)
+        with self.write_transaction() as connection:
+            cursor = connection.execute(
+                f"INSERT INTO runs ({columns}) VALUES ({marks})", list(record.values())
+            )
+            run_id = cursor.lastrowid
         run_dir = self.runs_dir / str(run_id)
         self.runs_dir.mkdir(mode=0o700, exist_ok=True)
         run_dir.mkdir(mode=0o700, exist_ok=True)
@@ -187,11 +207,18 @@ class RunStore:
         return run_id
 
     def update(self, run_id: int, **values: Any) -> None:
-        with self.db.conn:
-            self.db["runs"].update(run_id, values)
+        """Set columns of one run (column names come from code, never from users)."""
+        unknown = set(values) - set(RUN_COLUMNS)
+        if unknown:
+            raise ValueError(f"no run columns {sorted(unknown)}")
+        assignments = ", ".join(f"{column} = ?" for column in values)
+        with self.write_transaction() as connection:
+            connection.execute(
+                f"UPDATE runs SET {assignments} WHERE id = ?", [*values.values(), run_id]
+            )
 
     def run(self, run_id: int) -> dict[str, Any] | None:
-        rows = list(self.db.query("SELECT * FROM runs WHERE id = ?", [run_id]))
+        rows = self.query("SELECT * FROM runs WHERE id = ?", [run_id])
         return rows[0] if rows else None
 
     def list_runs(
@@ -218,7 +245,7 @@ class RunStore:
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
-        return list(self.db.query(sql, args))
+        return self.query(sql, args)
 
     def count_runs(
         self,
@@ -228,7 +255,7 @@ class RunStore:
         text: str | None = None,
     ) -> int:
         where, args = self._filters(status, arch, dataset, text)
-        return self.db.execute("SELECT count(*) FROM runs" + where, args).fetchone()[0]
+        return self.connection.execute("SELECT count(*) FROM runs" + where, args).fetchone()[0]
 
     @staticmethod
     def _filters(
@@ -248,20 +275,20 @@ class RunStore:
 
     def live_runs(self) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in LIVE_STATUSES)
-        return list(self.db.query(f"SELECT * FROM runs WHERE status IN ({marks})", LIVE_STATUSES))
+        return self.query(f"SELECT * FROM runs WHERE status IN ({marks})", LIVE_STATUSES)
 
     def delete_runs(self, run_ids: Iterable[int]) -> None:
         ids = list(run_ids)
         marks = ", ".join("?" for _ in ids)
-        with self.db.conn:
-            self.db.execute(f"DELETE FROM metrics WHERE run_id IN ({marks})", ids)
-            self.db.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
+        with self.write_transaction() as connection:
+            connection.execute(f"DELETE FROM metrics WHERE run_id IN ({marks})", ids)
+            connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
 
     # Metrics
 
     def epoch_table(self, run_id: int) -> list[dict[str, Any]]:
         """One row per epoch: train/val loss and accuracy, learning rate, seconds."""
-        rows = self.db.query(
+        rows = self.query(
             "SELECT epoch, split, name, value FROM metrics "
             "WHERE run_id = ? AND split IN ('train', 'val', 'epoch') ORDER BY epoch",
             [run_id],
@@ -274,7 +301,7 @@ class RunStore:
         return [table[epoch] for epoch in sorted(table)]
 
     def metric_series(self, run_id: int, split: str, name: str) -> list[tuple[int, float]]:
-        rows = self.db.query(
+        rows = self.query(
             "SELECT epoch, step, value FROM metrics WHERE run_id = ? AND split = ? AND name = ? "
             "ORDER BY seq",
             [run_id, split, name],
@@ -290,12 +317,9 @@ class RunStore:
         the same events twice (two followers, or a follower restarted) changes nothing.
         Returns the events that were new.
         """
-        connection = self.db.conn
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with self.write_transaction() as connection:
             run = self.run(run_id)
             if run is None:
-                connection.execute("ROLLBACK")
                 return []
             fresh = [e for e in events if e["seq"] > (run["last_seq"] or 0)]
             metrics: list[tuple[Any, ...]] = []
@@ -315,10 +339,6 @@ class RunStore:
             connection.execute(
                 f"UPDATE runs SET {assignments} WHERE id = ?", [*summary.values(), run_id]
             )
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
         return fresh
 
 

@@ -70,9 +70,9 @@ def store(tmp_path):
 
 
 def test_a_new_store_has_the_schema_version_and_private_files(store, tmp_path):
-    version = store.db.execute("PRAGMA user_version").fetchone()[0]
+    version = store.connection.execute("PRAGMA user_version").fetchone()[0]
     assert version == SCHEMA_VERSION
-    assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     run_id = store.create_run(RunSpec())
     assert stat.S_IMODE(os.stat(tmp_path / "runs.db").st_mode) == 0o600
     assert stat.S_IMODE(os.stat(tmp_path / "runs" / str(run_id)).st_mode) == 0o700
@@ -85,7 +85,9 @@ def test_events_apply_once_and_keep_summaries_current(store):
     assert len(fresh) == len(events)
     again = store.apply(run_id, events, offset=1234)
     assert again == []
-    count = store.db.execute("SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]).fetchone()
+    count = store.connection.execute(
+        "SELECT count(*) FROM metrics WHERE run_id = ?", [run_id]
+    ).fetchone()
     assert count[0] == 2 * (
         1 + 4 + 1 + 2
     )  # per epoch: a step loss, 4 epoch metrics, seconds, 2 lrs
@@ -156,7 +158,7 @@ def test_deleting_runs_removes_their_metrics(store):
     store.apply(drop, _events(), 10)
     store.delete_runs([drop])
     assert store.run(drop) is None and store.run(keep) is not None
-    assert store.db.execute("SELECT count(*) FROM metrics").fetchone()[0] == 0
+    assert store.connection.execute("SELECT count(*) FROM metrics").fetchone()[0] == 0
 
 
 def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path):
