@@ -21,7 +21,7 @@ from rich.table import Table
 from engine import catalog, locate
 from engine import events as ev
 from engine.spec import RunSpec, SpecError, spec_options
-from resnet_tui import config
+from resnet_tui import config, launcher
 from resnet_tui.display import RunProgress, duration, percent, test_report_view
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop
@@ -529,17 +529,11 @@ def list_datasets(as_json: JsonOption = False) -> None:
 @app.command("devices")
 def list_devices(as_json: JsonOption = False) -> None:
     """List the devices the engine can train on (asks torch in a subprocess)."""
-    result = subprocess.run(
-        [sys.executable, "-m", "engine", "devices"],
-        capture_output=True,
-        text=True,
-        stdin=subprocess.DEVNULL,
-    )
-    if result.returncode != 0:
-        last_line = (result.stderr.strip().splitlines() or ["no output"])[-1]
-        errors.print(f"[bold red]error:[/] the engine could not list devices: {last_line}")
-        raise typer.Exit(1)
-    devices = json.loads(result.stdout)
+    try:
+        devices = launcher.list_devices()
+    except launcher.DevicesUnavailable as error:
+        errors.print(f"[bold red]error:[/] the engine could not list devices: {error}")
+        raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(devices, indent=2))
         return

@@ -5,6 +5,7 @@ the viewer or a dropped SSH connection never reaches it; it writes only to files
 folder.
 """
 
+import json
 import os
 import signal
 import subprocess
@@ -53,6 +54,23 @@ def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]
         )
     store.update(run_id, status="running", pid=process.pid)
     return run_id, process
+
+
+class DevicesUnavailable(Exception):
+    """The engine could not list the devices (torch failed to load, say)."""
+
+
+def list_devices() -> list[dict[str, object]]:
+    """The devices torch can see, asked of the engine in a subprocess (torch stays out of us)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "engine", "devices"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if result.returncode != 0:
+        raise DevicesUnavailable((result.stderr.strip().splitlines() or ["no output"])[-1])
+    return json.loads(result.stdout)
 
 
 def process_alive(pid: int | None) -> bool:

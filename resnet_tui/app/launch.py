@@ -1,8 +1,5 @@
 """The launch screen: a form for a new run, validated as you type with the CLI's messages."""
 
-import json
-import subprocess
-import sys
 from typing import Any
 
 from textual import on, work
@@ -14,6 +11,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine import catalog, locate
 from engine.spec import RunSpec, SpecError
+from resnet_tui.launcher import DevicesUnavailable, list_devices
 
 FOLDER = "imagefolder"
 
@@ -97,38 +95,22 @@ class LaunchScreen(Screen[None]):
                 compact=True,
             )
             with Grid(id="choices"):
-                yield Label("Weights start")
-                yield Select(
-                    [(k, k) for k in catalog.INIT_SOURCES],
-                    value=spec.init,
-                    allow_blank=False,
-                    compact=True,
-                    id="init",
+                choices = (
+                    ("init", "Weights start", [(k, k) for k in catalog.INIT_SOURCES]),
+                    ("freeze", "Freeze policy", [(k, k) for k in catalog.FREEZE_POLICIES]),
+                    ("optimizer", "Optimizer", [(k, k) for k in catalog.OPTIMIZERS]),
+                    ("device", "Device", [("auto · the best there is", "auto"), ("cpu", "cpu")]),
                 )
-                yield Label("Freeze policy")
-                yield Select(
-                    [(k, k) for k in catalog.FREEZE_POLICIES],
-                    value=spec.freeze,
-                    allow_blank=False,
-                    compact=True,
-                    id="freeze",
-                )
-                yield Label("Optimizer")
-                yield Select(
-                    [(k, k) for k in catalog.OPTIMIZERS],
-                    value=spec.optimizer,
-                    allow_blank=False,
-                    compact=True,
-                    id="optimizer",
-                )
-                yield Label("Device")
-                yield Select(
-                    [("auto · the best there is", "auto"), ("cpu", "cpu")],
-                    value=spec.device if spec.device in ("auto", "cpu") else "auto",
-                    allow_blank=False,
-                    compact=True,
-                    id="device",
-                )
+                for key, label, options in choices:
+                    value = getattr(spec, key)
+                    yield Label(label)
+                    yield Select(
+                        options,
+                        value=value if any(value == v for _, v in options) else options[0][1],
+                        allow_blank=False,
+                        compact=True,
+                        id=key,
+                    )
                 for key, label in TEXT_FIELDS:
                     yield Label(label)
                     default = getattr(RunSpec(), key)
@@ -151,16 +133,12 @@ class LaunchScreen(Screen[None]):
     @work(thread=True, exclusive=True)
     def find_devices(self) -> None:
         """Ask the engine for the devices, off the UI thread: torch takes a while to load."""
-        result = subprocess.run(
-            [sys.executable, "-m", "engine", "devices"],
-            capture_output=True,
-            text=True,
-            stdin=subprocess.DEVNULL,
-        )
-        if result.returncode != 0:
+        try:
+            devices = list_devices()
+        except DevicesUnavailable:
             return
         options = [("auto · the best there is", "auto")]
-        for device in json.loads(result.stdout):
+        for device in devices:
             detail = device["description"]
             if "free_mb" in device:
                 detail += f" · {device['free_mb']:,} MB free"
