@@ -22,6 +22,7 @@ from engine import catalog, locate
 from engine import events as ev
 from engine.spec import RunSpec, SpecError, spec_options
 from resnet_tui import config, launcher
+from resnet_tui.compare import comparison
 from resnet_tui.display import RunProgress, duration, percent, test_report_view
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop
@@ -422,6 +423,46 @@ def show_run(
             f"[red]failed ({error['kind']}):[/] {error['message']} {error.get('hint') or ''}"
         )
     console.print(f"[dim]folder: {run['run_dir']}[/]")
+
+
+@app.command("compare")
+def compare_runs(
+    run_ids: Annotated[list[int], typer.Argument(help="Ids of two or more runs.")],
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Compare runs side by side: the settings that differ, then their results."""
+    if len(run_ids) < 2:
+        raise fail("compare needs at least two run ids, e.g. `resnet-tui compare 3 4`")
+    store = open_store(db)
+    refresh_live_runs(store)
+    try:
+        result = comparison(store, run_ids)
+    except KeyError as error:
+        raise fail(f"{error.args[0]}; `resnet-tui runs` lists them") from None
+    if as_json:
+        print(json.dumps(result, indent=2))
+        return
+    table = Table(box=None, header_style="bold")
+    table.add_column("")
+    for run in result["runs"]:
+        table.add_column(f"{run['id']} {run['name']}", justify="right")
+    for key, values in result["settings"].items():
+        table.add_row(key.replace("_", "-"), *("-" if v is None else str(v) for v in values))
+    if result["settings"]:
+        table.add_section()
+    for label, values in result["results"].items():
+        if label.startswith(("best", "test")):
+            cells = [
+                percent(v) if "F1" not in label else ("-" if v is None else f"{v:.4f}")
+                for v in values
+            ]
+        elif label == "seconds":
+            cells = [duration(v) for v in values]
+        else:
+            cells = ["-" if v is None else str(v) for v in values]
+        table.add_row(label, *cells)
+    console.print(table)
 
 
 @app.command("rm")

@@ -12,6 +12,7 @@ from textual.app import App
 from textual.binding import Binding
 
 from engine.spec import RunSpec
+from resnet_tui.app.compare_view import CompareScreen
 from resnet_tui.app.dialogs import ConfirmDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
@@ -82,6 +83,9 @@ class ResnetApp(App[None]):
 
     def open_run(self, run_id: int) -> None:
         self.push_screen(RunScreen(self.store, run_id))
+
+    def compare_runs(self, run_ids: list[int]) -> None:
+        self.push_screen(CompareScreen(self.store, run_ids))
 
     def start_run(self, spec: RunSpec) -> None:
         run_id, process = launch(self.store, spec)

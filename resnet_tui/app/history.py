@@ -66,6 +66,8 @@ class HistoryScreen(Screen[None]):
         Binding("enter", "open_run", "Open", show=True),
         Binding("a", "launch_again", "Again"),
         Binding("d", "delete_run", "Delete"),
+        Binding("space", "mark", "Mark"),
+        Binding("c", "compare", "Compare"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort_next", "Sort"),
         Binding("r", "reverse", "Reverse"),
@@ -80,6 +82,7 @@ class HistoryScreen(Screen[None]):
         self.filter_text = ""
         self.loaded = 0
         self.total = 0
+        self.marked: list[int] = []
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -117,14 +120,22 @@ class HistoryScreen(Screen[None]):
             text=self.filter_text or None,
         )
         for run in runs:
-            table.add_row(*run_cells(run), key=str(run["id"]))
+            table.add_row(*self._cells(run), key=str(run["id"]))
         self.loaded += len(runs)
+
+    def _cells(self, run: dict[str, Any]) -> list[str]:
+        cells = run_cells(run)
+        if run["id"] in self.marked:
+            cells[0] = f"[b reverse]{cells[0]}[/]"
+        return cells
 
     def _show_summary(self) -> None:
         arrow = "↓" if self.descending else "↑"
         heading = dict(COLUMNS)[self.sort]
         shown = f"{self.loaded} of {self.total}" if self.loaded < self.total else str(self.total)
         hint = "" if self.total else " · press n to start a run"
+        if self.marked:
+            hint += f" · marked {', '.join(map(str, self.marked))} (c compares)"
         self.query_one("#summary", Static).update(
             f" {shown} runs · sorted by {heading} {arrow}{hint}"
         )
@@ -136,7 +147,7 @@ class HistoryScreen(Screen[None]):
             run = self.store.run(run_id)
             if run is None or str(run_id) not in table.rows:
                 continue
-            for (key, _), cell in zip(COLUMNS, run_cells(run), strict=True):
+            for (key, _), cell in zip(COLUMNS, self._cells(run), strict=True):
                 table.update_cell(str(run_id), key, cell)
 
     def selected_run_id(self) -> int | None:
@@ -202,3 +213,20 @@ class HistoryScreen(Screen[None]):
         run_id = self.selected_run_id()
         if run_id is not None:
             self.app.delete_run(run_id)
+
+    def action_mark(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is None:
+            return
+        if run_id in self.marked:
+            self.marked.remove(run_id)
+        else:
+            self.marked.append(run_id)
+        self.refresh_runs({run_id})
+        self._show_summary()
+
+    def action_compare(self) -> None:
+        if len(self.marked) < 2:
+            self.notify("mark two or more runs with space, then press c", severity="warning")
+            return
+        self.app.compare_runs(list(self.marked))

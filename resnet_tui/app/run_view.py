@@ -36,6 +36,7 @@ class MetricChart(PlotextPlot):
         super().__init__(**kwargs)
         self.title = title
         self.y_label = y_label
+        self.log_scale = False
         self.series: dict[str, list[tuple[float, float]]] = {}
 
     def draw(self) -> None:
@@ -44,6 +45,7 @@ class MetricChart(PlotextPlot):
         plt.clear_figure()
         plt.title(self.title)
         plt.xlabel("epoch")
+        plt.yscale("log" if self.log_scale else "linear")
         for label, points in self.series.items():
             if points:
                 shown = decimate(points)

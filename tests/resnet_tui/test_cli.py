@@ -7,9 +7,10 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
+
+from tests.resnet_tui.command import cli, runs_json
 
 TINY = [
     "--arch",
@@ -27,27 +28,6 @@ TINY = [
     "--device",
     "cpu",
 ]
-
-
-def cli(*args: str, cwd: Path, timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "RESNET_TUI_DATA": str(cwd / "data"), "COLUMNS": "120"}
-    env.pop("RESNET_TUI_DB", None)
-    return subprocess.run(
-        [sys.executable, "-m", "resnet_tui", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        **kwargs,
-    )
-
-
-def runs_json(cwd: Path) -> list[dict]:
-    result = cli("runs", "--json", cwd=cwd)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
 
 
 def test_a_tiny_run_completes_and_lands_in_the_store(tmp_path):

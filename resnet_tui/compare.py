@@ -1,0 +1,65 @@
+"""Comparing runs: the settings that differ, their results side by side, smoothed curves."""
+
+import json
+from typing import Any
+
+from resnet_tui.store import RunStore
+
+RESULT_ROWS = (
+    ("status", "status"),
+    ("epochs_done", "epochs"),
+    ("best_val_acc", "best val acc"),
+    ("test_acc", "test acc"),
+    ("test_top5", "test top-5"),
+    ("seconds", "seconds"),
+)
+
+# Curves a user can overlay: label -> (split, metric name) in the store.
+CURVES = {
+    "val acc": ("val", "acc"),
+    "val loss": ("val", "loss"),
+    "train acc": ("train", "acc"),
+    "train loss": ("train", "loss"),
+    "step loss": ("step", "loss"),
+}
+
+
+def differing_settings(specs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """The spec options whose values are not the same in every run, in spec order."""
+    keys = list(dict.fromkeys(key for spec in specs for key in spec))
+    rows = []
+    for key in keys:
+        values = [spec.get(key) for spec in specs]
+        if any(value != values[0] for value in values):
+            rows.append((key, values))
+    return rows
+
+
+def comparison(store: RunStore, run_ids: list[int]) -> dict[str, Any]:
+    """Everything a comparison shows: the runs, their differing settings and their results."""
+    runs = [store.run(run_id) for run_id in run_ids]
+    missing = [str(run_id) for run_id, run in zip(run_ids, runs, strict=True) if run is None]
+    if missing:
+        raise KeyError(f"no run {', '.join(missing)} in {store.path}")
+    specs = [json.loads(run["spec"]) for run in runs]
+    macro_f1 = []
+    for run in runs:
+        report = json.loads(run["test_report"]) if run["test_report"] else {}
+        macro_f1.append(report.get("macro_f1"))
+    return {
+        "runs": [{"id": run["id"], "name": run["name"]} for run in runs],
+        "settings": {key: values for key, values in differing_settings(specs)},
+        "results": {
+            **{label: [run[column] for run in runs] for column, label in RESULT_ROWS},
+            "test macro-F1": macro_f1,
+        },
+    }
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """Exponential moving average, as TensorBoard's smoothing slider (0 leaves them as they are)."""
+    smoothed, last = [], None
+    for value in values:
+        last = value if last is None else weight * last + (1 - weight) * value
+        smoothed.append(last)
+    return smoothed
