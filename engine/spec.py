@@ -30,7 +30,7 @@ class RunSpec:
     name: str | None = _option(None, "A name for the run (default: arch on dataset).")
     arch: str = _option("resnet8", "Architecture; `resnet-tui archs` lists them.")
     width: int | None = _option(
-        None, "Channels of the first stage, for CIFAR ResNets and cnn (default 16)."
+        None, "Channels of the first stage, for CIFAR ResNets and cnn (default: 16; 8 for resnet8)."
     )
     small_stem: bool | None = _option(
         None, "3x3 stride-1 stem for torchvision ResNets (default: on for images <= 64 px)."
@@ -71,7 +71,7 @@ class RunSpec:
         "auto", "Mixed precision: auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16."
     )
     channels_last: bool | None = _option(None, "channels_last memory format (default: on CUDA).")
-    epochs: int = _option(4, "Training epochs.")
+    epochs: int = _option(8, "Training epochs.")
     batch_size: int = _option(64, "Training batch size.")
     eval_batch_size: int | None = _option(None, "Evaluation batch size (default 2x batch size).")
     workers: int | None = _option(None, "Data-loading processes for image folders.")

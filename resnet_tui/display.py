@@ -71,6 +71,7 @@ class RunProgress:
             TimeRemainingColumn(),
             console=console,
             transient=True,
+            refresh_per_second=4,
         )
         self.epochs = self.progress.add_task("epochs", total=None, detail="")
         self.steps = self.progress.add_task("steps ", total=None, detail="")

@@ -132,6 +132,7 @@ class RunStore:
             connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent on a crash
         except sqlite3.DatabaseError as error:
             raise StoreError(
                 f"{self.path} is not a resnet-tui run store ({error}); choose another --db"
