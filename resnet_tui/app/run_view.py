@@ -5,9 +5,18 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Header, ProgressBar, RichLog, Static
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    ProgressBar,
+    RichLog,
+    Static,
+    TabbedContent,
+    TabPane,
+)
 from textual_plotext import PlotextPlot
 
 from engine import events as ev
@@ -62,6 +71,7 @@ class RunScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("s", "stop_run", "Stop"),
         Binding("a", "launch_again", "Again"),
+        Binding("t", "switch_tab", "Log/Epochs"),
     ]
 
     def __init__(self, store: RunStore, run_id: int) -> None:
@@ -85,11 +95,17 @@ class RunScreen(Screen[None]):
         with Horizontal(id="charts"):
             yield MetricChart("loss", "loss", id="loss-chart")
             yield MetricChart("accuracy", "accuracy", id="acc-chart")
-        with Vertical(id="log-pane"):
-            yield RichLog(id="log", wrap=True, markup=True)
+        with TabbedContent(id="log-pane"):
+            with TabPane("Log", id="log-tab"):
+                yield RichLog(id="log", wrap=True, markup=True)
+            with TabPane("Epochs", id="epochs-tab"):
+                yield DataTable(id="epochs", zebra_stripes=True, cursor_type="row")
         yield Footer()
 
     def on_mount(self) -> None:
+        epochs = self.query_one("#epochs", DataTable)
+        for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "seconds"):
+            epochs.add_column(column)
         self.show_settings()
         events, _ = ev.read_events(self.events_path, 0)
         self.apply_events(events)
@@ -142,6 +158,14 @@ class RunScreen(Screen[None]):
                         (event["epoch"], event[f"{split}_loss"])
                     )
                     accuracy.setdefault(split, []).append((event["epoch"], event[f"{split}_acc"]))
+                self.query_one("#epochs", DataTable).add_row(
+                    str(event["epoch"]),
+                    f"{event['train_loss']:.4f}",
+                    percent(event["train_acc"]),
+                    f"{event['val_loss']:.4f}",
+                    percent(event["val_acc"]),
+                    f"{event['seconds']:.1f}",
+                )
                 log.write(
                     f"epoch {event['epoch']}/{event['epochs']}: train loss "
                     f"{event['train_loss']:.4f} acc {percent(event['train_acc'])} · val loss "
@@ -175,3 +199,7 @@ class RunScreen(Screen[None]):
 
     def action_launch_again(self) -> None:
         self.app.launch_again(self.run_id)
+
+    def action_switch_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        tabs.active = "epochs-tab" if tabs.active == "log-tab" else "log-tab"

@@ -140,6 +140,8 @@ def test_real_mnist_one_epoch_on_a_subset_beats_90_percent(tmp_path, mnist_root)
         "resnet8",
         "--limit",
         "6000",
+        "--width",
+        "16",
         "--epochs",
         "1",
         "--batch-size",

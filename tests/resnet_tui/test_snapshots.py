@@ -1,0 +1,131 @@
+"""Snapshots of the main screens at 80x24 and 160x48 (pytest-textual-snapshot).
+
+Update them after a deliberate change of the look with `pytest --snapshot-update`.
+"""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from engine.spec import RunSpec
+from resnet_tui.app.app import ResnetApp
+from resnet_tui.store import RunStore
+
+SIZES = [(80, 24), (160, 48)]
+CREATED = 1_790_000_000.0  # a fixed moment, so the "started" column never changes
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    monkeypatch.chdir(tmp_path)
+    opened = RunStore("runs.db")  # relative, so the header reads the same on every machine
+    runs = [
+        ("resnet20", "shapes", "completed", 0.953, 0.948, 8),
+        ("plain20", "shapes", "completed", 0.901, 0.897, 8),
+        ("resnet56", "cifar10", "failed", None, None, 2),
+        ("resnet8", "shapes", "stopped", 0.71, None, 3),
+    ]
+    for arch, dataset, status, val, test, epochs in runs:
+        run_id = opened.create_run(RunSpec(arch=arch, dataset=dataset, epochs=8))
+        opened.update(
+            run_id,
+            status=status,
+            best_val_acc=val,
+            test_acc=test,
+            epochs_done=epochs,
+            seconds=61.0 * epochs,
+            created_at=CREATED + run_id * 60,
+        )
+    _write_finished_events(opened, 1)
+    yield opened
+    time.tzset()
+
+
+def _write_finished_events(store: RunStore, run_id: int) -> None:
+    """A complete events file for run 1, as the engine would have written it."""
+    run_dir = Path(store.run(run_id)["run_dir"])
+    events = [
+        {
+            "seq": 1,
+            "t": CREATED,
+            "type": "started",
+            "device": "cpu",
+            "device_name": "CPU",
+            "parameters": 269722,
+            "sizes": {"train": 9000, "val": 1000, "test": 2000},
+            "steps_per_epoch": 10,
+            "epochs": 3,
+        },
+    ]
+    seq = 1
+    for epoch in (1, 2, 3):
+        for step in (5, 10):
+            seq += 1
+            events.append(
+                {
+                    "seq": seq,
+                    "t": CREATED,
+                    "type": "progress",
+                    "epoch": epoch,
+                    "step": step,
+                    "steps": 10,
+                    "global_step": (epoch - 1) * 10 + step,
+                    "loss": 2.0 / (epoch + step / 10),
+                    "samples_per_s": 900.0,
+                    "lr": 0.005,
+                }
+            )
+        seq += 1
+        events.append(
+            {
+                "seq": seq,
+                "t": CREATED,
+                "type": "epoch_ended",
+                "epoch": epoch,
+                "epochs": 3,
+                "train_loss": 1.5 / epoch,
+                "train_acc": 0.3 * epoch,
+                "val_loss": 1.4 / epoch,
+                "val_acc": 0.31 * epoch,
+                "lr": {},
+                "seconds": 10.0,
+                "elapsed": 10.0 * epoch,
+            }
+        )
+    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_history(snap_compare, store, size):
+    assert snap_compare(ResnetApp(store), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_launch_form(snap_compare, store, size):
+    async def open_form(pilot):
+        await pilot.press("n")
+        await pilot.app.workers.wait_for_complete()
+        await pilot.pause()
+
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_form)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_view(snap_compare, store, size):
+    async def open_run(pilot):
+        pilot.app.open_run(1)
+        await pilot.pause(0.6)
+
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_run)
+
+
+def test_compare(snap_compare, store):
+    async def compare(pilot):
+        await pilot.press("down", "down", "space", "down", "space", "c")
+        await pilot.pause()
+
+    assert snap_compare(ResnetApp(store), terminal_size=(160, 48), run_before=compare)
