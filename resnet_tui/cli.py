@@ -386,6 +386,8 @@ def show_run(
         print(json.dumps({**_run_summary(run), "epoch_table": epochs}, indent=2))
         return
     console.print(f"[bold]run {run['id']}[/] · {run['name']} · {run['status']}")
+    if run.get("tags") or run.get("notes"):
+        console.print(f"tags: {run.get('tags') or '-'} · notes: {run.get('notes') or '-'}")
     spec = json.loads(run["spec"])
     defaults = RunSpec()
     settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))

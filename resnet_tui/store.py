@@ -268,7 +268,16 @@ class RunStore:
                 where.append(f"{column} = ?")
                 args.append(value)
         if text:
-            columns = ("CAST(id AS TEXT)", "name", "status", "arch", "dataset", "init", "freeze")
+            columns = (
+                "CAST(id AS TEXT)",
+                "name",
+                "status",
+                "arch",
+                "dataset",
+                "init",
+                "freeze",
+                "tags",
+            )
             where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")")
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             args += [f"%{escaped}%"] * len(columns)

@@ -2,7 +2,8 @@
 
 The app never imports torch. Runs it launches are detached engine processes; every quarter
 second it follows the events of each live run into the store and hands the new events to
-the screens that show that run.
+the screens that show that run (those with its `run_id`). The run and compare screens, and
+the charting library under them, load when first opened: the history must paint first.
 """
 
 import shutil
@@ -12,11 +13,9 @@ from textual.app import App
 from textual.binding import Binding
 
 from engine.spec import RunSpec
-from resnet_tui.app.compare_view import CompareScreen
-from resnet_tui.app.dialogs import ConfirmDialog, QuitDialog
+from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
-from resnet_tui.app.run_view import RunScreen
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop
 from resnet_tui.store import LIVE_STATUSES, RunStore
@@ -60,7 +59,7 @@ class ResnetApp(App[None]):
             if events:
                 changed.add(run_id)
                 for screen in self.screen_stack:
-                    if isinstance(screen, RunScreen) and screen.run_id == run_id:
+                    if getattr(screen, "run_id", None) == run_id:
                         screen.apply_events(events)
             process = self.processes.get(run_id)
             run = follower.finish_if_dead(None if process is None else process.poll() is None)
@@ -82,9 +81,13 @@ class ResnetApp(App[None]):
             self.pop_screen()
 
     def open_run(self, run_id: int) -> None:
+        from resnet_tui.app.run_view import RunScreen
+
         self.push_screen(RunScreen(self.store, run_id))
 
     def compare_runs(self, run_ids: list[int]) -> None:
+        from resnet_tui.app.compare_view import CompareScreen
+
         self.push_screen(CompareScreen(self.store, run_ids))
 
     def start_run(self, spec: RunSpec) -> None:
@@ -119,6 +122,18 @@ class ResnetApp(App[None]):
         self.push_screen(
             ConfirmDialog(f"Delete run {run_id} ({run['name']}) and its files?", "Delete"), answered
         )
+
+    def edit_run(self, run_id: int) -> None:
+        run = self.store.run(run_id)
+
+        def answered(values: dict[str, str] | None) -> None:
+            if values:
+                self.store.update(run_id, **values)
+                self.history.refresh_runs({run_id})
+                self.notify(f"saved run {run_id}")
+
+        dialog = EditRunDialog(run_id, run["name"] or "", run["tags"] or "", run["notes"] or "")
+        self.push_screen(dialog, answered)
 
     def confirm_stop(self, run_id: int) -> None:
         def answered(yes: bool | None) -> None:

@@ -1,10 +1,10 @@
-"""Modal questions: confirm an action, and what to do with live runs when quitting."""
+"""Modal dialogs: confirm an action, quit with live runs, and edit a run's name, tags, notes."""
 
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Label
+from textual.widgets import Button, Input, Label
 
 
 class ConfirmDialog(ModalScreen[bool]):
@@ -65,3 +65,46 @@ class QuitDialog(ModalScreen[str]):
 
     def action_choose(self, choice: str) -> None:
         self.dismiss(choice)
+
+
+class EditRunDialog(ModalScreen[dict[str, str] | None]):
+    """Rename a run and set its tags and notes; Enter saves, Escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run_id: int, name: str, tags: str, notes: str) -> None:
+        super().__init__()
+        self.run_id = run_id
+        self.values = {"name": name, "tags": tags, "notes": notes}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(f"Run {self.run_id}")
+            yield Label("Name")
+            yield Input(self.values["name"], id="name")
+            yield Label("Tags (comma-separated)")
+            yield Input(self.values["tags"], placeholder="baseline, sweep-3", id="tags")
+            yield Label("Notes")
+            yield Input(self.values["notes"], placeholder="what this run tried", id="notes")
+            with Horizontal(classes="buttons"):
+                yield Button("Save", id="save", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def _save(self) -> None:
+        values = {key: self.query_one(f"#{key}", Input).value.strip() for key in self.values}
+        if not values["name"]:
+            self.notify("a run needs a name", severity="error")
+            return
+        self.dismiss(values)
+
+    def on_input_submitted(self) -> None:
+        self._save()
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        if event.button.id == "save":
+            self._save()
+        else:
+            self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)

@@ -67,6 +67,7 @@ class HistoryScreen(Screen[None]):
         Binding("a", "launch_again", "Again"),
         Binding("d", "delete_run", "Delete"),
         Binding("space", "mark", "Mark"),
+        Binding("e", "edit_run", "Edit"),
         Binding("c", "compare", "Compare"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort_next", "Sort"),
@@ -230,3 +231,8 @@ class HistoryScreen(Screen[None]):
             self.notify("mark two or more runs with space, then press c", severity="warning")
             return
         self.app.compare_runs(list(self.marked))
+
+    def action_edit_run(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.edit_run(run_id)

@@ -166,3 +166,24 @@ async def test_quit_with_a_live_run_leaves_it_running_or_stops_it(store, choice)
     assert reopened.run(run_id)["status"] == "stopped"
     events = (Path(reopened.run(run_id)["run_dir"]) / "events.jsonl").read_text().splitlines()
     assert json.loads(events[-1])["status"] == "stopped"
+
+
+async def test_rename_tag_and_note_a_run(store):
+    run_id = store.create_run(RunSpec())
+    store.update(run_id, status="completed")
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("e")
+        dialog = app.screen
+        dialog.query_one("#name").value = "baseline"
+        dialog.query_one("#tags").value = "quick, shapes"
+        dialog.query_one("#notes").value = "the default run"
+        await pilot.click("#save")
+        await pilot.pause()
+        run = store.run(run_id)
+        assert (run["name"], run["tags"], run["notes"]) == (
+            "baseline",
+            "quick, shapes",
+            "the default run",
+        )
+        assert "baseline" in app.screen.query_one("DataTable").get_row(str(run_id))[1]

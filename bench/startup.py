@@ -1,0 +1,97 @@
+"""How fast resnet-tui starts: `resnet-tui --help`, and the app's first paint in a terminal.
+
+Run: .venv/bin/python bench/startup.py [--repeats 7]
+Writes a table to stdout and to bench/RESULTS-startup.md. First paint is the time from
+starting the process until the history screen's summary line reaches the terminal (a real
+pseudo-terminal, 120x40), against a store of a few runs.
+"""
+
+import argparse
+import fcntl
+import os
+import platform
+import pty
+import select
+import shutil
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import termios
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = [sys.executable, "-m", "resnet_tui"]
+MARKER = b"sorted by"
+
+
+def time_help() -> float:
+    start = time.perf_counter()
+    subprocess.run([*COMMAND, "--help"], capture_output=True, check=True)
+    return time.perf_counter() - start
+
+
+def time_first_paint(folder: Path) -> float:
+    """Seconds from spawning the app in a pseudo-terminal until its first screen is drawn."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    start = time.perf_counter()
+    process = subprocess.Popen(
+        COMMAND, stdin=slave, stdout=slave, stderr=slave, cwd=folder, env=env, close_fds=True
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        while MARKER not in seen:
+            ready, _, _ = select.select([master], [], [], 10)
+            if not ready:
+                raise TimeoutError("the app drew nothing for 10 s")
+            seen = seen[-4096:] + os.read(master, 65536)
+        return time.perf_counter() - start
+    finally:
+        process.kill()
+        process.wait()
+        os.close(master)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp())
+    try:
+        subprocess.run(
+            [*COMMAND, "runs"], cwd=folder, capture_output=True, check=True
+        )  # creates runs.db, so the app opens an existing store
+        time_help()
+        time_first_paint(folder)  # warm-up: the file cache, as a user's second start
+        helps = [time_help() for _ in range(args.repeats)]
+        paints = [time_first_paint(folder) for _ in range(args.repeats)]
+    finally:
+        shutil.rmtree(folder)
+    cpu = platform.processor() or platform.machine()
+    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), cpu)
+    lines = [
+        f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"median of {args.repeats} after one warm-up, spread is min-max.",
+        "",
+        "| what | median | spread | goal |",
+        "| --- | --- | --- | --- |",
+        f"| `resnet-tui --help` | {statistics.median(helps):.2f} s | "
+        f"{min(helps):.2f}-{max(helps):.2f} s | 0.3 s |",
+        f"| `resnet-tui` first paint | {statistics.median(paints):.2f} s | "
+        f"{min(paints):.2f}-{max(paints):.2f} s | 0.6 s |",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    (ROOT / "bench" / "RESULTS-startup.md").write_text(
+        "# Start-up\n\n`.venv/bin/python bench/startup.py`\n\n" + text
+    )
+
+
+if __name__ == "__main__":
+    main()
