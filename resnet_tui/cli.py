@@ -22,7 +22,7 @@ from engine import catalog, locate
 from engine import events as ev
 from engine.spec import RunSpec, SpecError, spec_options
 from resnet_tui import config, launcher
-from resnet_tui.compare import comparison
+from resnet_tui.compare import comparison, table_rows
 from resnet_tui.display import RunProgress, duration, percent, test_report_view
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop
@@ -451,21 +451,9 @@ def compare_runs(
     table.add_column("")
     for run in result["runs"]:
         table.add_column(f"{run['id']} {run['name']}", justify="right")
-    for key, values in result["settings"].items():
-        table.add_row(key.replace("_", "-"), *("-" if v is None else str(v) for v in values))
-    if result["settings"]:
-        table.add_section()
-    for label, values in result["results"].items():
-        if label.startswith(("best", "test")):
-            cells = [
-                percent(v) if "F1" not in label else ("-" if v is None else f"{v:.4f}")
-                for v in values
-            ]
-        elif label == "seconds":
-            cells = [duration(v) for v in values]
-        else:
-            cells = ["-" if v is None else str(v) for v in values]
-        table.add_row(label, *cells)
+    rows = table_rows(result)
+    for index, row in enumerate(rows):
+        table.add_row(*row, end_section=index == len(result["settings"]) - 1)
     console.print(table)
 
 

@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+from resnet_tui.display import duration, percent
 from resnet_tui.store import RunStore
 
 RESULT_ROWS = (
@@ -63,3 +64,27 @@ def smooth(values: list[float], weight: float) -> list[float]:
         last = value if last is None else weight * last + (1 - weight) * value
         smoothed.append(last)
     return smoothed
+
+
+def _cell(label: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if label == "seconds":
+        return duration(value)
+    if "F1" in label:
+        return f"{value:.4f}"
+    if label.startswith(("best", "test")):
+        return percent(value)
+    return str(value)
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """A comparison as rows of text: each differing setting, then each result."""
+    rows = [
+        [key.replace("_", "-"), *("-" if v is None else str(v) for v in values)]
+        for key, values in result["settings"].items()
+    ]
+    rows += [
+        [label, *(_cell(label, v) for v in values)] for label, values in result["results"].items()
+    ]
+    return rows

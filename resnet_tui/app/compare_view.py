@@ -6,8 +6,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.run_view import MetricChart
-from resnet_tui.compare import CURVES, comparison, smooth
-from resnet_tui.display import duration, percent
+from resnet_tui.compare import CURVES, comparison, smooth, table_rows
 from resnet_tui.store import RunStore
 
 SMOOTHING = 0.6
@@ -45,18 +44,8 @@ class CompareScreen(Screen[None]):
         table.add_column("")
         for run in result["runs"]:
             table.add_column(f"{run['id']} {run['name']}")
-        for key, values in result["settings"].items():
-            table.add_row(key.replace("_", "-"), *("-" if v is None else str(v) for v in values))
-        for label, values in result["results"].items():
-            if label == "seconds":
-                cells = [duration(v) for v in values]
-            elif "F1" in label:
-                cells = ["-" if v is None else f"{v:.4f}" for v in values]
-            elif label.startswith(("best", "test")):
-                cells = [percent(v) for v in values]
-            else:
-                cells = ["-" if v is None else str(v) for v in values]
-            table.add_row(label, *cells)
+        for row in table_rows(result):
+            table.add_row(*row)
         self.names = {run["id"]: run["name"] for run in result["runs"]}
         self.draw()
 
