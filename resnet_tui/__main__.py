@@ -1,5 +1,5 @@
 """`python -m resnet_tui` runs the `resnet-tui` command."""
 
-from resnet_tui.cli import main
+from resnet_tui.main import main
 
 main()

@@ -1,7 +1,7 @@
-"""The `resnet-tui` command: the app, and headless runs, listings and store management.
+"""The `resnet-tui` command line: headless runs, listings, comparisons and store management.
 
-With no subcommand it opens the interactive app. Every bad input ends in one line on stderr
-and exit code 2.
+`resnet-tui app` (or `resnet-tui` alone, see main.py) opens the interactive app. Every bad
+input ends in one line on stderr and exit code 2.
 """
 
 import inspect
@@ -594,8 +594,6 @@ def open_app(db: DbOption = None) -> None:
 
 def main() -> None:
     """Entry point: Click's usage errors become one line and exit code 2."""
-    if len(sys.argv) == 1:
-        sys.argv.append("app")
     try:
         code = app(standalone_mode=False)
     except click_exceptions.UsageError as error:

@@ -7,10 +7,13 @@ the charting library under them, load when first opened: the history must paint 
 """
 
 import shutil
+from collections.abc import Iterable
+from functools import partial
 from subprocess import Popen
 
-from textual.app import App
+from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.screen import Screen
 
 from engine.spec import RunSpec
 from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, QuitDialog
@@ -50,6 +53,21 @@ class ResnetApp(App[None]):
             count = len(self.followers)
             self.notify(f"following {count} live run{'s' if count > 1 else ''} again")
         self.set_interval(POLL_INTERVAL_S, self.poll_runs)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        """Every key binding of the screen in view is also a command in the palette."""
+        yield from super().get_system_commands(screen)
+        seen = set()
+        for key, active in screen.active_bindings.items():
+            binding = active.binding
+            if not binding.description or binding.description in seen:
+                continue
+            seen.add(binding.description)
+            yield SystemCommand(
+                binding.description,
+                f"{binding.action} ({key})",
+                partial(self.run_action, binding.action, active.node),
+            )
 
     def poll_runs(self) -> None:
         """Apply what each live run wrote since the last tick; notice runs that ended."""

@@ -187,3 +187,19 @@ async def test_rename_tag_and_note_a_run(store):
             "the default run",
         )
         assert "baseline" in app.screen.query_one("DataTable").get_row(str(run_id))[1]
+
+
+async def test_every_key_of_the_screen_is_a_palette_command(store):
+    run_id = store.create_run(RunSpec())
+    store.update(run_id, status="completed")
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        titles = [command.title for command in app.get_system_commands(app.screen)]
+        for title in ("New run", "Compare", "Mark", "Edit", "Delete", "Filter", "Quit"):
+            assert title in titles
+        await pilot.press("ctrl+p")
+        await pilot.press(*"New run")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        await pilot.pause(0.5)
+        assert isinstance(app.screen, LaunchScreen)

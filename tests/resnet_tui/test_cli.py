@@ -244,3 +244,11 @@ def test_catalog_commands_list_what_can_be_chosen(tmp_path):
     devices = json.loads(cli("devices", "--json", cwd=tmp_path).stdout)
     assert devices[0]["name"] == "cpu"
     assert cli("--help", cwd=tmp_path).returncode == 0
+
+
+def test_the_bare_command_refuses_a_bad_store_in_one_line(tmp_path):
+    (tmp_path / "runs.db").write_text("a shopping list, not a database\n" * 40)
+    result = cli(cwd=tmp_path, timeout=60)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "not a resnet-tui run store" in lines[0]

@@ -1,0 +1,24 @@
+"""The `resnet-tui` entry point: bare, it opens the app at once; with arguments, the CLI.
+
+Opening the app does not build the Typer CLI first, so the first screen paints sooner.
+"""
+
+import sys
+
+
+def main() -> None:
+    if len(sys.argv) > 1:
+        from resnet_tui.cli import main as command_line
+
+        command_line()
+        return
+    from resnet_tui.store import RunStore, StoreError
+
+    try:
+        store = RunStore()
+    except StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    from resnet_tui.app.app import ResnetApp
+
+    ResnetApp(store).run()
