@@ -7,24 +7,19 @@ pseudo-terminal, 120x40), against a store of a few runs.
 """
 
 import argparse
-import fcntl
-import os
-import platform
-import pty
-import select
 import shutil
 import statistics
-import struct
 import subprocess
 import sys
 import tempfile
-import termios
 import time
 from pathlib import Path
 
+from terminal import Terminal, machine
+
 ROOT = Path(__file__).resolve().parents[1]
 COMMAND = [sys.executable, "-m", "resnet_tui"]
-MARKER = b"sorted by"
+MARKER = "sorted by"
 
 
 def time_help() -> float:
@@ -35,26 +30,11 @@ def time_help() -> float:
 
 def time_first_paint(folder: Path) -> float:
     """Seconds from spawning the app in a pseudo-terminal until its first screen is drawn."""
-    master, slave = pty.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
-    start = time.perf_counter()
-    process = subprocess.Popen(
-        COMMAND, stdin=slave, stdout=slave, stderr=slave, cwd=folder, env=env, close_fds=True
-    )
-    os.close(slave)
-    seen = b""
+    terminal = Terminal(COMMAND, folder)
     try:
-        while MARKER not in seen:
-            ready, _, _ = select.select([master], [], [], 10)
-            if not ready:
-                raise TimeoutError("the app drew nothing for 10 s")
-            seen = seen[-4096:] + os.read(master, 65536)
-        return time.perf_counter() - start
+        return terminal.wait_for(MARKER) - terminal.started
     finally:
-        process.kill()
-        process.wait()
-        os.close(master)
+        terminal.close()
 
 
 def main() -> None:
@@ -72,12 +52,8 @@ def main() -> None:
         paints = [time_first_paint(folder) for _ in range(args.repeats)]
     finally:
         shutil.rmtree(folder)
-    cpu = platform.processor() or platform.machine()
-    with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line), cpu)
     lines = [
-        f"Machine: {cpu}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-        f"median of {args.repeats} after one warm-up, spread is min-max.",
+        f"Machine: {machine()}; median of {args.repeats} after one warm-up, spread is min-max.",
         "",
         "| what | median | spread | goal |",
         "| --- | --- | --- | --- |",

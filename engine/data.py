@@ -20,9 +20,12 @@ from torchvision import transforms
 from engine import catalog, locate
 from engine.errors import RunError, UnreadableImage
 from engine.shapes import generate_shapes
-from engine.spec import RunSpec, SpecError, dataset_kind
+from engine.spec import RunSpec, dataset_kind
 
 SHAPES_SEEDS = {"shapes": (1, 2), "shapes-shift": (11, 12)}
+# An image folder without test/ gives up the same test images whatever the run's seed, so
+# the test metrics of runs with different seeds are comparable (as for the other datasets).
+TEST_HOLD_OUT_SEED = 0
 
 
 @dataclass
@@ -115,7 +118,15 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
     if len(train) == 0:
         raise RunError("bad_input", "no training images are left after the subsets", "")
     if len(test) == 0:
-        raise RunError("bad_input", "no test images for the chosen classes", "")
+        if spec.classes:
+            raise RunError(
+                "bad_input",
+                "the test data has no images of the chosen classes",
+                "choose --classes that the test data has",
+            )
+        raise RunError(
+            "bad_input", "the test data has no images", "add images, or a test/ folder of classes"
+        )
     if len(val) == 0:
         val = test
         notes.append("validation uses the test data (no images left to hold out)")
@@ -214,10 +225,7 @@ def _load_image_folder(
     spec: RunSpec,
 ) -> tuple[FileSplit, FileSplit | None, FileSplit, list[str], list[str]]:
     root = Path(spec.dataset.split(":", 1)[1])
-    try:
-        layout = locate.scan_image_folder(root)
-    except SpecError as error:
-        raise RunError("bad_input", str(error)) from None
+    layout = locate.scan_image_folder(root)
     classes = layout.classes
     notes = []
     if layout.skipped:
@@ -234,19 +242,26 @@ def _load_image_folder(
 
     if "all" in layout.splits:
         everything = as_split(layout.splits["all"])
-        generator = torch.Generator().manual_seed(0)
+        generator = torch.Generator().manual_seed(TEST_HOLD_OUT_SEED)
         rest, test = _split_off(everything, max(spec.val_fraction, 0.1), generator)
         notes.append(f"one folder: {len(test)} images held out as test data")
         return rest, None, test, classes, notes
     train = as_split(layout.splits["train"])
     val = as_split(layout.splits["val"]) if "val" in layout.splits else None
-    if "test" in layout.splits:
-        test = as_split(layout.splits["test"])
-    elif val is not None:
-        test = val
-        notes.append("test metrics are on val/ (the folder has no test/)")
+    if "test" in layout.splits or val is not None:
+        folder = "test" if "test" in layout.splits else "val"
+        test = as_split(layout.splits[folder])
+        if len(test) == 0:
+            raise RunError(
+                "bad_input",
+                f"{root / folder} has no images of the training classes ({', '.join(classes)})",
+                f"give {folder}/ the class folders of train/",
+            )
+        if folder == "val":
+            notes.append("test metrics are on val/ (the folder has no test/)")
     else:
-        train, test = _split_off(train, max(spec.val_fraction, 0.1), torch.Generator())
+        generator = torch.Generator().manual_seed(TEST_HOLD_OUT_SEED)
+        train, test = _split_off(train, max(spec.val_fraction, 0.1), generator)
         notes.append(f"no val/ or test/: {len(test)} training images held out as test data")
     return train, val, test, classes, notes
 
@@ -340,7 +355,8 @@ class ImageFileDataset(torch.utils.data.Dataset):
             with Image.open(path) as image:
                 picture = image.convert("RGB")
         except (OSError, UnidentifiedImageError, ValueError) as error:
-            raise UnreadableImage(f"cannot read image {path}: {error}") from None
+            reason = " ".join(str(error).split())  # one line, so train.py can find it
+            raise UnreadableImage(f"cannot read image {path}: {reason}") from None
         return self.transform(picture), int(self.split.labels[index])
 
 

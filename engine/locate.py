@@ -41,6 +41,10 @@ _TORCHVISION_FILES = {
 }
 
 
+class DatasetMissing(SpecError):
+    """A dataset that is not on disk; the engine reports it as kind `dataset_missing`."""
+
+
 def default_data_root() -> Path:
     """$RESNET_TUI_DATA, else ~/.cache/resnet-tui/data."""
     configured = os.environ.get("RESNET_TUI_DATA")
@@ -79,7 +83,7 @@ def scan_image_folder(root: Path) -> ImageFolderLayout:
     """Find the classes and images of `root`: with train/ and val/ (and test/) folders, or one
     folder of class folders. Files that are not images by extension are listed as skipped."""
     if not root.is_dir():
-        raise SpecError(f"image folder {root} does not exist; give a folder of class folders")
+        raise DatasetMissing(f"image folder {root} does not exist; give a folder of class folders")
     if (root / "train").is_dir():
         split_dirs = {s: root / s for s in ("train", "val", "test") if (root / s).is_dir()}
     else:
@@ -127,7 +131,7 @@ def check_dataset(spec: RunSpec) -> list[str]:
             folder = dataset_folder(spec)
             missing = [s for s in _TORCHVISION_FILES[kind][1] if dataset_file(folder, s) is None]
             if missing:
-                raise SpecError(
+                raise DatasetMissing(
                     f"{kind} is not in {folder} (missing {missing[0]}); add --download to "
                     "fetch it, or --data-root to point at a copy"
                 )

@@ -100,10 +100,8 @@ class RunSpec:
         for key, value in data.items():
             name = str(key).replace("-", "_")
             if name not in known:
-                try:
-                    name = catalog.resolve_name(name, list(known), "option")
-                except ValueError as error:
-                    raise SpecError(str(error).replace("_", "-")) from None
+                flags = [option.replace("_", "-") for option in known]
+                name = _resolve(str(key), flags, "option").replace("-", "_")
             if value is not None:
                 values[name] = _coerce(name, value, known[name].type)
         spec = cls(**values)
@@ -120,6 +118,11 @@ class RunSpec:
         self.freeze = _resolve(self.freeze, list(catalog.FREEZE_POLICIES), "freeze policy")
         self.amp = _resolve(self.amp, list(catalog.AMP_MODES), "amp mode")
         self.device = normalise_device(self.device)
+        for option in fields(self):
+            value = getattr(self, option.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                flag = option.name.replace("_", "-")
+                raise SpecError(f"--{flag} must be a finite number, not {value}")
         _positive("epochs", self.epochs)
         _positive("batch-size", self.batch_size)
         for name in ("lr", "width", "train_per_class", "limit", "image_size", "eval_batch_size"):
@@ -149,11 +152,11 @@ class RunSpec:
             self.classes = [c.strip() for c in self.classes if c.strip()]
             if len(self.classes) < 2:
                 raise SpecError("--classes needs at least two classes, e.g. --classes 0,1")
-            if len(set(self.classes)) != len(self.classes):
-                raise SpecError("--classes names a class twice; list each class once")
             known = catalog.DATASETS[dataset_kind(self.dataset)].classes
             if known:
                 self.classes = resolve_classes(self.classes, known)
+            else:  # an image folder's classes are known once it is scanned (engine/locate.py)
+                _refuse_repeats(self.classes)
 
     @property
     def peak_lr(self) -> float:
@@ -216,7 +219,15 @@ def resolve_classes(chosen: list[str], known: tuple[str, ...]) -> list[str]:
                 + ", ".join(f"{i}={c}" for i, c in enumerate(known[:20]))
                 + (" ..." if len(known) > 20 else "")
             )
+    _refuse_repeats(names)
     return names
+
+
+def _refuse_repeats(names: list[str]) -> None:
+    """Raise SpecError if a class is named twice (by index and by name counts as twice)."""
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:
+        raise SpecError(f"--classes names a class twice ({repeated[0]}); list each class once")
 
 
 def _resolve(name: str, choices: list[str], what: str) -> str:
@@ -227,7 +238,7 @@ def _resolve(name: str, choices: list[str], what: str) -> str:
 
 
 def _positive(flag: str, value: float) -> None:
-    if not value > 0 or (isinstance(value, float) and math.isinf(value)):
+    if not value > 0:
         raise SpecError(f"--{flag} must be a positive number, not {value}")
 
 

@@ -20,6 +20,7 @@ from engine import events as ev
 from engine.data import DatasetBundle, load_dataset, make_batches
 from engine.errors import RunError, UnreadableImage
 from engine.events import EventWriter
+from engine.locate import DatasetMissing
 from engine.metrics import classification_report
 from engine.models import build_model, count_parameters
 from engine.spec import RunSpec, SpecError
@@ -158,8 +159,6 @@ class Trainer:
             torch.set_num_threads(cores or os.cpu_count() or 1)
         torch.manual_seed(spec.seed)
         self.bundle: DatasetBundle = load_dataset(spec)
-        for note in self.bundle.notes:
-            writer.emit(ev.LOG, level="info", message=note)
         small_stem = (
             spec.small_stem if spec.small_stem is not None else self.bundle.image_size <= 64
         )
@@ -201,6 +200,7 @@ class Trainer:
         self.step = 0
 
     def started_event(self) -> None:
+        """The run's first event, then the dataset's notes as `log` events."""
         total, trainable = count_parameters(self.model)
         self.writer.emit(
             ev.STARTED,
@@ -220,6 +220,8 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             epochs=self.spec.epochs,
         )
+        for note in self.bundle.notes:
+            self.writer.emit(ev.LOG, level="info", message=note)
 
     def _autocast(self) -> Any:
         if self.amp is None:
@@ -374,9 +376,18 @@ def run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest | Non
     """Run one spec to its end, reporting everything as events; returns the exit code.
 
     `stop` is the engine's installed stop flag; without one, SIGINT and SIGTERM are caught
-    from here on.
+    while the run lasts and the handlers found are put back when it returns.
     """
-    stop = stop or StopRequest().install()
+    if stop is not None:
+        return _run(spec, events_path, run_dir, stop)
+    own = StopRequest().install()
+    try:
+        return _run(spec, events_path, run_dir, own)
+    finally:
+        own.restore()
+
+
+def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest) -> int:
     writer = EventWriter(events_path)
     started = time.time()
     try:
@@ -396,10 +407,15 @@ def run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest | Non
     except RunError as error:
         writer.emit(ev.ERROR, kind=error.kind, message=error.message, hint=error.hint)
     except SpecError as error:
-        writer.emit(ev.ERROR, kind="bad_input", message=str(error), hint="")
+        kind = "dataset_missing" if isinstance(error, DatasetMissing) else "bad_input"
+        writer.emit(ev.ERROR, kind=kind, message=str(error), hint="")
     except UnreadableImage as error:
-        message = str(error).strip().splitlines()[-1].split(": ", 1)[-1]
-        writer.emit(ev.ERROR, kind="bad_data", message=message, hint="remove or replace the file")
+        writer.emit(
+            ev.ERROR,
+            kind="bad_data",
+            message=_unreadable_image_message(error),
+            hint="remove or replace the file",
+        )
     except torch.OutOfMemoryError:
         writer.emit(
             ev.ERROR,
@@ -418,3 +434,10 @@ def run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest | Non
     finally:
         writer.close()
     return 1
+
+
+def _unreadable_image_message(error: UnreadableImage) -> str:
+    """The data module's one line, naming the file. Raised in a DataLoader worker, the error
+    comes back with the worker's traceback as its text, that line last after the type name."""
+    last_line = str(error).strip().splitlines()[-1]
+    return last_line.removeprefix(f"{UnreadableImage.__module__}.{UnreadableImage.__name__}: ")

@@ -90,6 +90,9 @@ class ResnetApp(App[None]):
                     self.notify(f"run {run_id} {run['status']}", severity=severity)
         if changed:
             self.history.refresh_runs(changed)
+            for screen in self.screen_stack:
+                if hasattr(screen, "show_run_tabs"):
+                    screen.show_run_tabs()
 
     def action_new_run(self) -> None:
         self.push_screen(LaunchScreen())
@@ -102,6 +105,12 @@ class ResnetApp(App[None]):
         from resnet_tui.app.run_view import RunScreen
 
         self.push_screen(RunScreen(self.store, run_id))
+
+    def switch_run(self, run_id: int) -> None:
+        """Show another run in place of the run screen in view."""
+        from resnet_tui.app.run_view import RunScreen
+
+        self.switch_screen(RunScreen(self.store, run_id))
 
     def compare_runs(self, run_ids: list[int]) -> None:
         from resnet_tui.app.compare_view import CompareScreen

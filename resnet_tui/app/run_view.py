@@ -1,11 +1,17 @@
-"""The run screen: one run's settings, progress, live loss and accuracy charts, and its log."""
+"""The run screen: one run's settings, progress, device load, live charts, log and test report.
 
+Tabs along the top reach every live run from any other; they show only when there is more
+than the one run in view.
+"""
+
+import socket
 from pathlib import Path
 from typing import Any
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal
+from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import (
     DataTable,
@@ -21,16 +27,16 @@ from textual_plotext import PlotextPlot
 
 from engine import events as ev
 from engine.spec import RunSpec
+from resnet_tui.device_load import load_reader
 from resnet_tui.display import percent, test_report_view
 from resnet_tui.store import LIVE_STATUSES, RunStore
 
 CHART_REFRESH_S = 0.5
-MAX_POINTS = 1000
+LOAD_REFRESH_S = 1.0
+DETAIL_TABS = ("log-tab", "epochs-tab", "test-tab")
 
 
-def decimate(
-    points: list[tuple[float, float]], limit: int = MAX_POINTS
-) -> list[tuple[float, float]]:
+def decimate(points: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:
     """Every n-th point, so a chart never draws more than `limit` (plotext redraws it all)."""
     if len(points) <= limit:
         return points
@@ -47,8 +53,15 @@ class MetricChart(PlotextPlot):
         self.y_label = y_label
         self.log_scale = False
         self.series: dict[str, list[tuple[float, float]]] = {}
+        self.dirty = False
+
+    def on_resize(self) -> None:
+        self.draw()
 
     def draw(self) -> None:
+        """Draw the series again, each with no more points than the chart has dots across."""
+        self.dirty = False
+        limit = max(100, 2 * self.size.width)
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
@@ -57,7 +70,7 @@ class MetricChart(PlotextPlot):
         plt.yscale("log" if self.log_scale else "linear")
         for label, points in self.series.items():
             if points:
-                shown = decimate(points)
+                shown = decimate(points, limit)
                 plt.plot(
                     [x for x, _ in shown], [y for _, y in shown], label=label, marker="braille"
                 )
@@ -71,7 +84,9 @@ class RunScreen(Screen[None]):
         Binding("escape", "app.pop_screen", "Back"),
         Binding("s", "stop_run", "Stop"),
         Binding("a", "launch_again", "Again"),
-        Binding("t", "switch_tab", "Log/Epochs"),
+        Binding("t", "switch_tab", "Tabs"),
+        Binding("right_square_bracket", "next_run(1)", "Next run"),
+        Binding("left_square_bracket", "next_run(-1)", "Previous run", show=False),
     ]
 
     def __init__(self, store: RunStore, run_id: int) -> None:
@@ -81,17 +96,23 @@ class RunScreen(Screen[None]):
         run = store.run(run_id)
         self.events_path = Path(run["run_dir"]) / "events.jsonl"
         self.steps_per_epoch = 1
-        self.dirty = False
+        self.load_reader: Any = None
+        self.tab_run_ids = [run_id]
+        self.last_seq = 0
+        self.composed = False
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Static(id="run-tabs")
         yield Static(id="settings")
         with Horizontal(id="bars"):
             yield Static("epochs", classes="bar-label")
             yield ProgressBar(id="epoch-bar", show_eta=False)
             yield Static("steps", classes="bar-label")
             yield ProgressBar(id="step-bar", show_eta=False)
-        yield Static(id="speed")
+        with Horizontal(id="status-line"):
+            yield Static(id="speed")
+            yield Static(id="load")
         with Horizontal(id="charts"):
             yield MetricChart("loss", "loss", id="loss-chart")
             yield MetricChart("accuracy", "accuracy", id="acc-chart")
@@ -100,9 +121,12 @@ class RunScreen(Screen[None]):
                 yield RichLog(id="log", wrap=True, markup=True)
             with TabPane("Epochs", id="epochs-tab"):
                 yield DataTable(id="epochs", zebra_stripes=True, cursor_type="row")
+            with TabPane("Test", id="test-tab"), VerticalScroll():
+                yield Static("The test report appears when the run completes.", id="test")
         yield Footer()
 
     def on_mount(self) -> None:
+        self.composed = True
         epochs = self.query_one("#epochs", DataTable)
         for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "seconds"):
             epochs.add_column(column)
@@ -110,7 +134,46 @@ class RunScreen(Screen[None]):
         events, _ = ev.read_events(self.events_path, 0)
         self.apply_events(events)
         self.redraw()
+        self.show_run_tabs()
         self.set_interval(CHART_REFRESH_S, self.redraw)
+        self.set_interval(LOAD_REFRESH_S, self.show_load)
+
+    def show_run_tabs(self) -> None:
+        """A line of this run and every live run, this one highlighted, each one clickable."""
+        self.tab_run_ids = sorted(set(getattr(self.app, "followers", {})) | {self.run_id})
+        labels = []
+        for run_id in self.tab_run_ids:
+            run = self.store.run(run_id)
+            if run is None:
+                continue
+            mark = " ●" if run["status"] in LIVE_STATUSES else ""
+            label = escape(f" {run_id} {run['name']}{mark} ")
+            if run_id == self.run_id:
+                labels.append(f"[reverse]{label}[/]")
+            else:
+                labels.append(f"[@click=screen.show_run({run_id})]{label}[/]")
+        tabs = self.query_one("#run-tabs", Static)
+        tabs.update("runs: " + " ".join(labels))
+        tabs.display = len(labels) > 1
+
+    def action_show_run(self, run_id: int) -> None:
+        if run_id != self.run_id:
+            self.app.switch_run(run_id)
+
+    def action_next_run(self, step: int) -> None:
+        ids = self.tab_run_ids
+        if len(ids) < 2:
+            self.notify("no other live run")
+            return
+        self.app.switch_run(ids[(ids.index(self.run_id) + step) % len(ids)])
+
+    def show_load(self) -> None:
+        """The load of the run's device, read while the run is live on this machine."""
+        load = self.query_one("#load", Static)
+        if self.load_reader is None or self.run_id not in getattr(self.app, "followers", {}):
+            load.update("")
+            return
+        load.update(self.load_reader.sample().describe())
 
     def show_settings(self) -> None:
         run = self.store.run(self.run_id)
@@ -124,18 +187,32 @@ class RunScreen(Screen[None]):
         )
 
     def apply_events(self, events: list[dict[str, Any]]) -> None:
-        """Fold new events into the bars, the chart series and the log."""
-        if not events:
+        """Fold new events into the bars, the chart series and the log, each event once.
+
+        Events can come twice, from the file read on mount and from the app's follower; and
+        before the screen is mounted they wait for that read.
+        """
+        events = [event for event in events if event["seq"] > self.last_seq]
+        if not events or not self.composed:
             return
+        self.last_seq = events[-1]["seq"]
         log = self.query_one(RichLog)
-        loss = self.query_one("#loss-chart", MetricChart).series
-        accuracy = self.query_one("#acc-chart", MetricChart).series
+        loss_chart = self.query_one("#loss-chart", MetricChart)
+        accuracy_chart = self.query_one("#acc-chart", MetricChart)
+        loss, accuracy = loss_chart.series, accuracy_chart.series
         epoch_bar = self.query_one("#epoch-bar", ProgressBar)
         step_bar = self.query_one("#step-bar", ProgressBar)
+        epoch_position: float | None = None
+        last_progress: dict[str, Any] | None = None
         for event in events:
             kind = event["type"]
             if kind == ev.STARTED:
                 self.steps_per_epoch = event["steps_per_epoch"]
+                run = self.store.run(self.run_id)
+                if self.load_reader is None and run["host"] in (None, socket.gethostname()):
+                    self.load_reader = load_reader(
+                        event["device"], event.get("pid"), event.get("device_uuid")
+                    )
                 epoch_bar.update(total=event["epochs"], progress=0)
                 step_bar.update(total=event["steps_per_epoch"], progress=0)
                 log.write(
@@ -144,20 +221,19 @@ class RunScreen(Screen[None]):
                     f"{event['sizes']['train']:,} training images"
                 )
             elif kind == ev.PROGRESS:
-                step_bar.update(progress=event["step"])
-                epoch_bar.update(progress=event["epoch"] - 1 + event["step"] / event["steps"])
+                last_progress = event
+                epoch_position = event["epoch"] - 1 + event["step"] / event["steps"]
                 x = event["global_step"] / self.steps_per_epoch
                 loss.setdefault("step loss", []).append((x, event["loss"]))
-                self.query_one("#speed", Static).update(
-                    f"{event['samples_per_s']:,.0f} img/s · lr {event['lr']:.2e}"
-                )
+                loss_chart.dirty = True
             elif kind == ev.EPOCH_ENDED:
-                epoch_bar.update(progress=event["epoch"])
+                epoch_position = event["epoch"]
                 for split in ("train", "val"):
                     loss.setdefault(f"{split} loss", []).append(
                         (event["epoch"], event[f"{split}_loss"])
                     )
                     accuracy.setdefault(split, []).append((event["epoch"], event[f"{split}_acc"]))
+                loss_chart.dirty = accuracy_chart.dirty = True
                 self.query_one("#epochs", DataTable).add_row(
                     str(event["epoch"]),
                     f"{event['train_loss']:.4f}",
@@ -177,17 +253,24 @@ class RunScreen(Screen[None]):
             elif kind == ev.FINISHED:
                 log.write(f"[b]{event['status']}[/] · best val {percent(event['best_val_acc'])}")
                 if event.get("test"):
-                    log.write(test_report_view(event["test"]))
+                    log.write(f"test accuracy {percent(event['test']['top1'])} (see the Test tab)")
+                    self.query_one("#test", Static).update(test_report_view(event["test"]))
             elif kind == ev.ERROR:
                 log.write(f"[red]failed ({event['kind']}): {event['message']}[/] {event['hint']}")
-        self.dirty = True
+        # The bars and the speed show only the newest state: one update per batch of events.
+        if epoch_position is not None:
+            epoch_bar.update(progress=epoch_position)
+        if last_progress is not None:
+            step_bar.update(progress=last_progress["step"])
+            self.query_one("#speed", Static).update(
+                f"{last_progress['samples_per_s']:,.0f} img/s · lr {last_progress['lr']:.2e}"
+            )
         if any(e["type"] in ev.TERMINAL_TYPES or e["type"] == ev.STARTED for e in events):
             self.show_settings()
 
     def redraw(self) -> None:
-        if self.dirty:
-            self.dirty = False
-            for chart in self.query(MetricChart):
+        for chart in self.query(MetricChart):
+            if chart.dirty:
                 chart.draw()
 
     def action_stop_run(self) -> None:
@@ -202,4 +285,4 @@ class RunScreen(Screen[None]):
 
     def action_switch_tab(self) -> None:
         tabs = self.query_one(TabbedContent)
-        tabs.active = "epochs-tab" if tabs.active == "log-tab" else "log-tab"
+        tabs.active = DETAIL_TABS[(DETAIL_TABS.index(tabs.active) + 1) % len(DETAIL_TABS)]

@@ -1,5 +1,6 @@
 """The Textual app driven by Pilot: launch a real tiny run, watch it, find it, stop, quit."""
 
+import io
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from rich.console import Console
 
 from engine.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
@@ -73,6 +75,10 @@ async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(s
         )
         chart = app.screen.query_one("#acc-chart")
         assert [len(chart.series[s]) for s in ("train", "val")] == [2, 2]
+        await pilot.press("t", "t")
+        assert app.screen.query_one("TabbedContent").active == "test-tab"
+        report = app.screen.query_one("#test").content
+        assert "Confusion matrix" in _text(report) and "circle" in _text(report)
         await pilot.press("escape")
         assert isinstance(app.screen, HistoryScreen)
         table = app.screen.query_one("DataTable")
@@ -115,6 +121,37 @@ async def test_stop_a_live_run_from_its_screen(store):
         await pilot.press("y")
         await wait_for(pilot, lambda: run_status(store, run_id) == "stopped")
         assert (Path(store.run(run_id)["run_dir"]) / "checkpoints" / "last.pt").exists()
+
+
+def _text(renderable: object) -> str:
+    """What a widget's renderable would print, as plain text."""
+    console = Console(width=200, record=True, file=io.StringIO())
+    console.print(renderable)
+    return console.export_text()
+
+
+async def test_several_live_runs_are_tabs_and_show_their_device_load(store):
+    spec = RunSpec.from_dict({**TINY, "epochs": 1000, "device": "cpu"})
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        first, first_process = launch(store, spec)
+        app.followers[first] = EventFollower(store, first)
+        app.start_run(spec)
+        await pilot.pause()
+        second = app.screen.run_id
+        assert app.screen.tab_run_ids == [first, second]
+        assert app.screen.query_one("#run-tabs").display
+        await wait_for(pilot, lambda: "CPU" in str(app.screen.query_one("#load").content))
+        assert "engine" in str(app.screen.query_one("#load").content)
+        await pilot.press("right_square_bracket")
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == first
+        assert f"[reverse] {first} " in str(app.screen.query_one("#run-tabs").content)
+        for run_id in (first, second):
+            os.kill(store.run(run_id)["pid"], signal.SIGTERM)
+        await wait_for(pilot, lambda: not app.followers)
+        await wait_for(pilot, lambda: "●" not in str(app.screen.query_one("#run-tabs").content))
+    first_process.wait(timeout=60)
 
 
 def _start_detached(tmp_path: Path, epochs: int) -> int:
