@@ -249,8 +249,37 @@ SCHEDULES = {
     "constant": "the same lr throughout (after any warm-up)",
 }
 
-FREEZE_POLICIES = {"full": "everything trains (full training or fine-tuning)"}
-INIT_SOURCES = {"scratch": "random initialisation"}
+FREEZE_POLICIES = {
+    "full": "everything trains (full training or fine-tuning)",
+    "head": "feature extraction, a linear probe: only the new head trains",
+    "last-K": "the last K stages and the head train, e.g. last-1",
+    "gradual": "the head, then one more stage every --unfreeze-every epochs, top down",
+    "lp-ft": "a linear probe for --probe-epochs, then everything at --ft-lr-scale x lr",
+}
+INIT_SOURCES = {
+    "scratch": "random initialisation",
+    "imagenet": "torchvision's ImageNet weights (imagenet:v1 or imagenet:v2 to choose)",
+    "run:ID": "the best checkpoint of run ID in the store (run:ID:last for its last)",
+    "file:PATH": "a state dict in a .pt/.pth file, or a .safetensors file",
+}
+HEADS = ("linear", "mlp")
+
+
+def describe_init(init: str) -> str:
+    """What an --init source means, for forms and listings."""
+    kind = init.split(":", 1)[0]
+    return {"run": INIT_SOURCES["run:ID"], "file": INIT_SOURCES["file:PATH"]}.get(
+        kind, INIT_SOURCES.get(kind, init)
+    )
+
+
+def describe_freeze(freeze: str) -> str:
+    """What a --freeze policy means, for forms and listings."""
+    return FREEZE_POLICIES["last-K" if freeze.startswith("last-") else freeze]
+
+
+HEAD_INITS = ("default", "normal")
+BATCHNORM_MODES = ("frozen", "eval", "train")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 
 

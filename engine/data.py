@@ -302,9 +302,11 @@ class TensorBatches:
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self.labels)
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + epoch)
+        # Random numbers come from a generator on the device, so that no step waits for a
+        # copy from the host (a copy from pageable memory would sync with the GPU each step).
+        generator = torch.Generator(self.device).manual_seed(self.seed * 100_003 + epoch)
         if self.train:
-            order = torch.randperm(count, generator=generator).to(self.device)
+            order = torch.randperm(count, generator=generator, device=self.device)
         else:
             order = torch.arange(count, device=self.device)
         for start in range(0, count, self.batch_size):
@@ -323,7 +325,7 @@ class TensorBatches:
         if self.crop:
             images = self._crop(images, generator)
         if self.flip:
-            flip = (torch.rand(len(images), generator=generator) < 0.5).to(self.device)
+            flip = torch.rand(len(images), generator=generator, device=self.device) < 0.5
             images = torch.where(flip.view(-1, 1, 1, 1), images.flip(3), images)
         return images
 
@@ -331,8 +333,9 @@ class TensorBatches:
         count, _, height, width = images.shape
         pad = max(1, height // 8)
         padded = F.pad(images, (pad, pad, pad, pad))
-        dy = torch.randint(0, 2 * pad + 1, (count, 1, 1), generator=generator).to(self.device)
-        dx = torch.randint(0, 2 * pad + 1, (count, 1, 1), generator=generator).to(self.device)
+        shape = (count, 1, 1)
+        dy = torch.randint(0, 2 * pad + 1, shape, generator=generator, device=self.device)
+        dx = torch.randint(0, 2 * pad + 1, shape, generator=generator, device=self.device)
         rows = (dy + torch.arange(height, device=self.device).view(1, -1, 1)).expand(-1, -1, width)
         cols = (dx + torch.arange(width, device=self.device).view(1, 1, -1)).expand(-1, height, -1)
         batch = torch.arange(count, device=self.device).view(-1, 1, 1)

@@ -19,8 +19,9 @@ class SpecError(ValueError):
     """A spec that cannot run; the message is one line saying what is wrong and what to do."""
 
 
-def _option(default: Any, help: str) -> Any:
-    return field(default=default, metadata={"help": help})
+def _option(default: Any, help: str, internal: bool = False) -> Any:
+    """A spec field with its help text; `internal` ones are set by resnet-tui, not by users."""
+    return field(default=default, metadata={"help": help, "internal": internal})
 
 
 @dataclass
@@ -50,8 +51,25 @@ class RunSpec:
     limit: int | None = _option(None, "Train on at most this many images (quick runs).")
     image_size: int | None = _option(None, "Resize images to this many pixels a side.")
     augment: bool = _option(True, "Random crop and flip for natural images and shapes.")
-    init: str = _option("scratch", "Where the weights start.")
-    freeze: str = _option("full", "Freeze policy: which parts train.")
+    init: str = _option(
+        "scratch", "Where the weights start: scratch, imagenet, run:ID[:last] or file:PATH."
+    )
+    keep_head: bool = _option(False, "Keep the source's classifier head when its classes fit.")
+    head: str = _option("linear", "A new classifier head: linear or mlp.")
+    head_init: str = _option(
+        "default", "The new head's initialisation: default (PyTorch's) or normal (N(0, 0.01))."
+    )
+    freeze: str = _option("full", "Which parts train: full, head, last-K, gradual or lp-ft.")
+    unfreeze_every: int = _option(1, "gradual: epochs between thawing one more stage.")
+    probe_epochs: int = _option(1, "lp-ft: epochs of the linear probe before fine-tuning.")
+    ft_lr_scale: float = _option(0.1, "lp-ft: fine-tuning runs at this times the lr.")
+    backbone_lr_scale: float = _option(1.0, "Learning rate of the backbone, times the lr.")
+    bn: str = _option(
+        "frozen", "BatchNorm in frozen parts: frozen (statistics kept), eval or train."
+    )
+    init_checkpoint: str | None = _option(
+        None, "The checkpoint file --init run:ID stands for.", internal=True
+    )
     device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps.")
     optimizer: str = _option("adamw", "adamw, sgd or adam.")
     lr: float | None = _option(
@@ -71,6 +89,9 @@ class RunSpec:
         "auto", "Mixed precision: auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16."
     )
     channels_last: bool | None = _option(None, "channels_last memory format (default: on CUDA).")
+    compile: bool = _option(
+        False, "Compile the model with torch.compile (slower first epoch, faster after, on CUDA)."
+    )
     epochs: int = _option(8, "Training epochs.")
     batch_size: int = _option(64, "Training batch size.")
     eval_batch_size: int | None = _option(None, "Evaluation batch size (default 2x batch size).")
@@ -114,8 +135,19 @@ class RunSpec:
         self.dataset = normalise_dataset(self.dataset)
         self.optimizer = _resolve(self.optimizer, list(catalog.OPTIMIZERS), "optimizer")
         self.schedule = _resolve(self.schedule, list(catalog.SCHEDULES), "schedule")
-        self.init = _resolve(self.init, list(catalog.INIT_SOURCES), "init source")
-        self.freeze = _resolve(self.freeze, list(catalog.FREEZE_POLICIES), "freeze policy")
+        self.init = normalise_init(self.init)
+        if (
+            self.init.startswith("imagenet")
+            and catalog.ARCHITECTURES[self.arch].family != "torchvision"
+        ):
+            raise SpecError(
+                f"{self.arch} has no ImageNet weights; --init imagenet needs a torchvision "
+                "ResNet, e.g. --arch resnet18"
+            )
+        self.freeze = normalise_freeze(self.freeze)
+        self.head = _resolve(self.head, list(catalog.HEADS), "head")
+        self.head_init = _resolve(self.head_init, list(catalog.HEAD_INITS), "head initialisation")
+        self.bn = _resolve(self.bn, list(catalog.BATCHNORM_MODES), "BatchNorm mode")
         self.amp = _resolve(self.amp, list(catalog.AMP_MODES), "amp mode")
         self.device = normalise_device(self.device)
         for option in fields(self):
@@ -131,6 +163,13 @@ class RunSpec:
                 _positive(name.replace("_", "-"), value)
         if self.grad_clip is not None:
             _positive("grad-clip", self.grad_clip)
+        for name in ("unfreeze_every", "probe_epochs", "ft_lr_scale", "backbone_lr_scale"):
+            _positive(name.replace("_", "-"), getattr(self, name))
+        if self.freeze == "lp-ft" and self.probe_epochs >= self.epochs:
+            raise SpecError(
+                f"--probe-epochs ({self.probe_epochs}) leaves no epoch to fine-tune in; "
+                f"give fewer than --epochs ({self.epochs})"
+            )
         if self.weight_decay is not None and self.weight_decay < 0:
             raise SpecError("--weight-decay must be 0 or more")
         if self.workers is not None and self.workers < 0:
@@ -174,8 +213,48 @@ class RunSpec:
 
 
 def spec_options() -> list[tuple[str, Any, Any, str]]:
-    """Each option as (name, type, default, help), in the order users read them."""
-    return [(f.name, f.type, f.default, f.metadata["help"]) for f in fields(RunSpec)]
+    """Each user's option as (name, type, default, help), in the order users read them."""
+    return [
+        (f.name, f.type, f.default, f.metadata["help"])
+        for f in fields(RunSpec)
+        if not f.metadata["internal"]
+    ]
+
+
+INIT_FORMS = "scratch, imagenet, imagenet:v1, imagenet:v2, run:ID, run:ID:last or file:PATH"
+
+
+def normalise_init(init: str) -> str:
+    """Check an --init source and write it one way: `run:12`, `file:/abs/path.pt`..."""
+    kind, _, rest = init.strip().partition(":")
+    kind = kind.lower()
+    if kind == "scratch" and not rest:
+        return "scratch"
+    if kind == "imagenet" and rest.lower() in ("", "v1", "v2"):
+        return f"imagenet:{rest.lower()}" if rest else "imagenet"
+    if kind == "run":
+        run_id, _, which = rest.partition(":")
+        if run_id.isdigit() and which in ("", "best", "last"):
+            return f"run:{int(run_id)}" + (":last" if which == "last" else "")
+        raise SpecError(f"--init {init}: write run:ID or run:ID:last, e.g. run:12")
+    if kind == "file":
+        if not rest:
+            raise SpecError("--init file: needs a path, e.g. file:~/weights/resnet20.pt")
+        return "file:" + str(Path(os.path.expanduser(rest)).resolve())
+    raise SpecError(f"unknown --init {init!r}; use {INIT_FORMS}")
+
+
+def normalise_freeze(freeze: str) -> str:
+    """Check a --freeze policy and write it one way (`last-2`, `lp-ft`)."""
+    text = freeze.strip().lower().replace("_", "-")
+    if text.startswith("last"):
+        count = text.removeprefix("last").lstrip("-")
+        if count.isdigit() and int(count) >= 1:
+            return f"last-{int(count)}"
+        raise SpecError(f"--freeze {freeze}: write last-K with K a stage count, e.g. last-1")
+    if text in ("lpft", "lp-ft"):
+        return "lp-ft"
+    return _resolve(text, [p for p in catalog.FREEZE_POLICIES if p != "last-K"], "freeze policy")
 
 
 def dataset_kind(dataset: str) -> str:

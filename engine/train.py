@@ -4,6 +4,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 import traceback
@@ -20,13 +21,25 @@ from engine import events as ev
 from engine.data import DatasetBundle, load_dataset, make_batches
 from engine.errors import RunError, UnreadableImage
 from engine.events import EventWriter
+from engine.freeze import (
+    apply_freeze,
+    parse_policy,
+    parts_of,
+    policy_summary,
+    set_batchnorm_modes,
+    trainable_parts,
+)
 from engine.locate import DatasetMissing
 from engine.metrics import classification_report
 from engine.models import build_model, count_parameters
 from engine.spec import RunSpec, SpecError
 from engine.stopping import StopRequest
+from engine.weights import load_initial_weights, replace_head
 
 PROGRESS_INTERVAL_S = 0.25
+# A stage that `gradual` thaws trains at this share of the backbone's learning rate, as
+# Lightning's BackboneFinetuning does, so fresh gradients do not wreck its features.
+GRADUAL_THAW_LR_SCALE = 0.1
 ONECYCLE_WARMUP_SHARE = 0.25
 
 
@@ -80,27 +93,48 @@ def lr_factor(schedule: str, step: int, total: int, warmup: int, gamma: float) -
 
 
 def parameter_groups(model: nn.Module, spec: RunSpec) -> list[dict[str, Any]]:
-    """Weights that decay, and norms and biases that do not."""
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        if parameter.requires_grad:
-            (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-    return [
-        {"name": "weights", "params": decay, "weight_decay": spec.decay},
-        {"name": "norms-and-biases", "params": no_decay, "weight_decay": 0.0},
-    ]
+    """Two groups a part, head first: weights that decay, norms and biases that do not.
+
+    Every part is in the optimiser from the start, so a part that thaws later simply gets
+    gradients; frozen parameters have none and are skipped. The backbone's learning rate
+    is `--backbone-lr-scale` times the head's.
+    """
+    parts = parts_of(model)
+    groups = []
+    for name in ["head", *(part for part in parts if part != "head")]:
+        scale = 1.0 if name == "head" else spec.backbone_lr_scale
+        decay, no_decay = [], []
+        for module in parts[name]:
+            for parameter in module.parameters():
+                (no_decay if parameter.ndim <= 1 else decay).append(parameter)
+        for params, weight_decay in ((decay, spec.decay), (no_decay, 0.0)):
+            if params:
+                groups.append(
+                    {
+                        "name": name,
+                        "params": params,
+                        "weight_decay": weight_decay,
+                        "lr": spec.peak_lr * scale,
+                    }
+                )
+    return groups
 
 
-def make_optimizer(groups: list[dict[str, Any]], spec: RunSpec) -> torch.optim.Optimizer:
+def make_optimizer(
+    groups: list[dict[str, Any]], spec: RunSpec, device: torch.device | None = None
+) -> torch.optim.Optimizer:
+    """The spec's optimiser; on CUDA its fused form, one kernel for all parameters."""
+    fused = device is not None and device.type == "cuda"
     if spec.optimizer == "sgd":
         return torch.optim.SGD(
             groups,
             lr=spec.peak_lr,
             momentum=spec.momentum,
             nesterov=spec.nesterov and spec.momentum > 0,
+            fused=fused,
         )
     optimizer_class = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
-    return optimizer_class(groups, lr=spec.peak_lr)
+    return optimizer_class(groups, lr=spec.peak_lr, fused=fused)
 
 
 def amp_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
@@ -136,6 +170,13 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
+def _device_uuid(device: torch.device) -> str | None:
+    """A CUDA device's UUID, which names it to NVML whatever CUDA_VISIBLE_DEVICES says."""
+    if device.type != "cuda":
+        return None
+    return str(torch.cuda.get_device_properties(device).uuid)
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint to a temporary name, then rename it into place."""
     temporary = path.with_name(path.name + ".tmp")
@@ -143,12 +184,34 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
+def share_file(source: Path, path: Path) -> None:
+    """Make `path` hold what `source` holds, renamed into place when ready.
+
+    A hard link where the file system has them (no second write of a large checkpoint), else
+    a copy. The next `save_checkpoint` of `source` renames a new file over it, so `path`
+    keeps this content.
+    """
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError:
+        shutil.copyfile(source, temporary)
+    os.replace(temporary, path)
+
+
 class Trainer:
     """One run: everything it holds between epochs, and the steps of an epoch."""
 
     def __init__(
-        self, spec: RunSpec, writer: EventWriter, run_dir: Path, stop: StopRequest
+        self,
+        spec: RunSpec,
+        writer: EventWriter,
+        run_dir: Path,
+        stop: StopRequest,
+        bundle: DatasetBundle | None = None,
     ) -> None:
+        """Set up the run; `bundle` stands in for the spec's dataset (benchmarks use it)."""
         self.spec = spec
         self.writer = writer
         self.checkpoints = run_dir / "checkpoints"
@@ -158,25 +221,36 @@ class Trainer:
             cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
             torch.set_num_threads(cores or os.cpu_count() or 1)
         torch.manual_seed(spec.seed)
-        self.bundle: DatasetBundle = load_dataset(spec)
+        self.bundle: DatasetBundle = bundle or load_dataset(spec)
         small_stem = (
             spec.small_stem if spec.small_stem is not None else self.bundle.image_size <= 64
         )
         self.model = build_model(
-            spec.arch,
-            len(self.bundle.classes),
-            self.bundle.channels,
-            spec.width,
-            small_stem,
-        ).to(self.device)
+            spec.arch, len(self.bundle.classes), self.bundle.channels, spec.width, small_stem
+        )
+        if spec.head != "linear" or spec.head_init != "default":
+            replace_head(self.model, spec.head, spec.head_init)
+        self.init_report = load_initial_weights(self.model, spec)
+        source_mean = self.init_report.mean
+        if source_mean is not None and len(source_mean) == self.bundle.channels:
+            # Inputs are normalised as the source's were, so its features see what they know.
+            self.bundle.mean, self.bundle.std = self.init_report.mean, self.init_report.std
+        self.model = self.model.to(self.device)
         self.channels_last = (
             spec.channels_last if spec.channels_last is not None else self.device.type == "cuda"
         )
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        self.model = self.model.to(memory_format=self.memory_format)
+        # The compiled module shares its parameters with `self.model`, so checkpoints and
+        # state dicts stay those of the plain model.
+        self.forward = torch.compile(self.model) if spec.compile else self.model
         self.amp = amp_dtype(spec, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-        self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec)
+        self.policy = parse_policy(spec.freeze)
+        self.part_names = list(parts_of(self.model))
+        self.trainable = self.trainable_in(1)
+        apply_freeze(self.model, self.trainable)
+        self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec, self.device)
         eval_batch = spec.eval_batch_size or 2 * spec.batch_size
         self.train_batches = make_batches(
             self.bundle.train, self.bundle, spec.batch_size, self.device, True, spec
@@ -199,6 +273,45 @@ class Trainer:
         self.best_epoch = 0
         self.step = 0
 
+    def trainable_in(self, epoch: int) -> list[str]:
+        spec = self.spec
+        return trainable_parts(
+            self.policy, self.part_names, epoch, spec.unfreeze_every, spec.probe_epochs
+        )
+
+    def update_policy(self, epoch: int) -> None:
+        """Thaw what the policy thaws at `epoch`, set the learning rates, and say so.
+
+        A stage that `gradual` thaws joins at `GRADUAL_THAW_LR_SCALE` times the backbone's
+        rate; when `lp-ft` ends its probe, every part fine-tunes at `--ft-lr-scale` times
+        its rate.
+        """
+        trainable = self.trainable_in(epoch)
+        if epoch > 1 and trainable == self.trainable:
+            return
+        if self.policy.name == "gradual" and epoch > 1:
+            scale = {
+                part: GRADUAL_THAW_LR_SCALE for part in trainable if part not in self.trainable
+            }
+        elif self.policy.name == "lp-ft" and epoch > 1:
+            scale = dict.fromkeys(self.part_names, self.spec.ft_lr_scale)
+        else:
+            scale = {}
+        for index, group in enumerate(self.optimizer.param_groups):
+            factor = scale.get(group["name"], 1.0)
+            self.scheduler.base_lrs[index] *= factor
+            group["lr"] *= factor
+        self.trainable = trainable
+        apply_freeze(self.model, trainable)
+        set_batchnorm_modes(self.model, trainable, self.spec.bn)
+        self.writer.emit(
+            ev.POLICY,
+            epoch=epoch,
+            policy=self.spec.freeze,
+            lr={g["name"]: g["lr"] for g in self.optimizer.param_groups if g["name"] in trainable},
+            **policy_summary(self.model, trainable),
+        )
+
     def started_event(self) -> None:
         """The run's first event, then the dataset's notes as `log` events."""
         total, trainable = count_parameters(self.model)
@@ -206,6 +319,7 @@ class Trainer:
             ev.STARTED,
             device=str(self.device),
             device_name=_device_name(self.device),
+            device_uuid=_device_uuid(self.device),
             torch_version=torch.__version__,
             torchvision_version=torchvision.__version__,
             threads=torch.get_num_threads(),
@@ -219,6 +333,7 @@ class Trainer:
             channels_last=self.channels_last,
             steps_per_epoch=self.steps_per_epoch,
             epochs=self.spec.epochs,
+            init=self.init_report.as_event(),
         )
         for note in self.bundle.notes:
             self.writer.emit(ev.LOG, level="info", message=note)
@@ -229,20 +344,20 @@ class Trainer:
         return torch.autocast(self.device.type, dtype=self.amp)
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            return images.contiguous(memory_format=torch.channels_last)
-        return images
+        """Images in the model's memory format (a cropped batch comes in neither)."""
+        return images.contiguous(memory_format=self.memory_format)
 
     def train_epoch(self, epoch: int) -> tuple[float, float]:
         """One pass over the training data; returns mean loss and accuracy."""
         self.model.train()
+        set_batchnorm_modes(self.model, self.trainable, self.spec.bn)
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         window_start, window_seen, last_report = time.perf_counter(), 0, time.perf_counter()
         for index, (images, labels) in enumerate(self.train_batches.epoch(epoch)):
             with self._autocast():
-                logits = self.model(self._prepare(images))
+                logits = self.forward(self._prepare(images))
                 loss = F.cross_entropy(logits, labels, label_smoothing=self.spec.label_smoothing)
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -295,7 +410,7 @@ class Trainer:
         all_logits, all_labels = [], []
         for images, labels in batches.epoch(0):
             with self._autocast():
-                all_logits.append(self.model(self._prepare(images)).float())
+                all_logits.append(self.forward(self._prepare(images)).float())
             all_labels.append(labels)
         return torch.cat(all_logits), torch.cat(all_labels)
 
@@ -320,20 +435,22 @@ class Trainer:
         }
 
     def save(self, epoch: int, improved: bool) -> None:
+        """Write last.pt; when the epoch improved, best.pt becomes the same file."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        payload = self.checkpoint_payload(epoch)
-        for name in ("last", "best") if improved else ("last",):
-            path = self.checkpoints / f"{name}.pt"
-            save_checkpoint(path, payload)
-            self.writer.emit(
-                ev.CHECKPOINT, path=str(path), name=name, epoch=epoch, best=name == "best"
-            )
+        last = self.checkpoints / "last.pt"
+        save_checkpoint(last, self.checkpoint_payload(epoch))
+        self.writer.emit(ev.CHECKPOINT, path=str(last), name="last", epoch=epoch, best=False)
+        if improved:
+            best = self.checkpoints / "best.pt"
+            share_file(last, best)
+            self.writer.emit(ev.CHECKPOINT, path=str(best), name="best", epoch=epoch, best=True)
 
     def fit(self) -> str:
         """Train for the spec's epochs; returns `completed` or `stopped`."""
         started = time.perf_counter()
         for epoch in range(1, self.spec.epochs + 1):
             self.writer.emit(ev.EPOCH_STARTED, epoch=epoch, epochs=self.spec.epochs)
+            self.update_policy(epoch)
             epoch_start = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch)
             logits, labels = self.evaluate(self.val_batches)

@@ -23,7 +23,7 @@ from engine import events as ev
 from engine.spec import RunSpec, SpecError, spec_options
 from resnet_tui import config, launcher
 from resnet_tui.compare import comparison, table_rows
-from resnet_tui.display import RunProgress, duration, percent, test_report_view
+from resnet_tui.display import RunProgress, duration, init_lines, percent, test_report_view
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop
 from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError
@@ -67,7 +67,18 @@ _PANELS = {
         "image_size",
         "augment",
     ),
-    "Weights": ("init", "freeze"),
+    "Weights": (
+        "init",
+        "keep_head",
+        "head",
+        "head_init",
+        "freeze",
+        "unfreeze_every",
+        "probe_epochs",
+        "ft_lr_scale",
+        "backbone_lr_scale",
+        "bn",
+    ),
     "Training": (
         "optimizer",
         "lr",
@@ -84,7 +95,7 @@ _PANELS = {
         "eval_batch_size",
         "seed",
     ),
-    "Device": ("device", "amp", "channels_last", "workers"),
+    "Device": ("device", "amp", "channels_last", "compile", "workers"),
 }
 _PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
 
@@ -214,7 +225,10 @@ def _run(
     except SpecError as error:
         raise fail(str(error)) from None
     store = open_store(db)
-    run_id, process = launch(store, spec)
+    try:
+        run_id, process = launch(store, spec)
+    except SpecError as error:
+        raise fail(str(error)) from None
     if detach:
         print(run_id)
         return
@@ -386,6 +400,10 @@ def show_run(
         print(json.dumps({**_run_summary(run), "epoch_table": epochs}, indent=2))
         return
     console.print(f"[bold]run {run['id']}[/] · {run['name']} · {run['status']}")
+    chain = store.lineage(run_id)
+    if chain:
+        steps = " ← ".join(f"run {r['id']} ({r['name']}, {r['status']})" for r in chain)
+        console.print(f"started from {steps}", highlight=False)
     if run.get("tags") or run.get("notes"):
         console.print(f"tags: {run.get('tags') or '-'} · notes: {run.get('notes') or '-'}")
     spec = json.loads(run["spec"])
@@ -403,6 +421,8 @@ def show_run(
             f"{info['parameters']:,} parameters ({info['trainable_parameters']:,} trainable), "
             f"amp {info['amp']}, channels_last {info['channels_last']}"
         )
+        for line in init_lines(info.get("init")):
+            console.print(line, highlight=False)
     if epochs:
         table = Table(title="Epochs", box=None, header_style="bold")
         for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"):
@@ -604,9 +624,9 @@ def main() -> None:
             f"[bold red]error:[/] {error.format_message()}{hint}", highlight=False, soft_wrap=True
         )
         sys.exit(EXIT_USER_ERROR)
-    except click_exceptions.Abort:
+    except typer.Abort:
         sys.exit(130)
-    except click_exceptions.Exit as exit_:
+    except typer.Exit as exit_:
         sys.exit(exit_.exit_code)
     except click_exceptions.ClickException as error:
         error.show()

@@ -55,6 +55,30 @@ def test_report_view(report: dict[str, Any]) -> Group:
     return Group(summary, "", confusion)
 
 
+def policy_line(event: dict[str, Any]) -> str:
+    """One line for a `policy` event: which parts train from this epoch, at what rates."""
+    rates = ", ".join(f"{part} {lr:.2g}" for part, lr in event["lr"].items())
+    return (
+        f"epoch {event['epoch']}: {', '.join(event['training']) or 'nothing'} train "
+        f"({event['trainable_parameters']:,} parameters); lr {rates}"
+    )
+
+
+def init_lines(init: dict[str, Any] | None) -> list[str]:
+    """What loading the starting weights did, from the `started` event: nothing is hidden."""
+    if not init or init["source"] == "scratch":
+        return []
+    lines = [
+        f"weights from {init['source']}: {init['loaded']} tensors loaded, "
+        f"{'the source head kept' if init['head'] == 'kept' else 'a new head'}"
+    ]
+    for label in ("mismatched", "missing", "unexpected"):
+        if init[label]:
+            shown = ", ".join(init[label][:6]) + (" ..." if len(init[label]) > 6 else "")
+            lines.append(f"  {len(init[label])} {label} (not loaded): {shown}")
+    return lines
+
+
 class RunProgress:
     """Turns a run's events into Rich output: bars for epochs and steps, a line per epoch."""
 
@@ -94,6 +118,8 @@ class RunProgress:
                 f"{sizes['train']:,} train / {sizes['val']:,} val / {sizes['test']:,} test images"
                 f" · {len(event['classes'])} classes"
             )
+            for line in init_lines(event.get("init")):
+                self.console.print(line, highlight=False)
             self.progress.update(self.epochs, total=event["epochs"])
             self.progress.update(self.steps, total=event["steps_per_epoch"])
         elif kind == ev.EPOCH_STARTED:
@@ -116,6 +142,8 @@ class RunProgress:
             )
         elif kind == ev.LOG:
             self.console.print(f"[dim]{event['level']}: {event['message']}[/]")
+        elif kind == ev.POLICY:
+            self.console.print(f"[cyan]{policy_line(event)}[/]", highlight=False)
         elif kind in ev.TERMINAL_TYPES:
             self.final = event
 

@@ -12,7 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from engine.spec import RunSpec
+from engine.spec import RunSpec, SpecError
 from resnet_tui.store import RunStore
 
 
@@ -37,9 +37,49 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def resolve_init(store: RunStore, spec: RunSpec) -> list[int]:
+    """Point `--init run:ID` at that run's checkpoint; returns the parent runs (the lineage).
+
+    The source's width is taken when the spec gives none, so its weights fit. Raises
+    SpecError with one line for a run that is not there, of another architecture, or
+    without the checkpoint asked for, and for a weights file that is not there.
+    """
+    if spec.init.startswith("file:") and not Path(spec.init[5:]).is_file():
+        raise SpecError(f"--init {spec.init}: there is no such file")
+    if not spec.init.startswith("run:"):
+        return []
+    _, run_id, *which = spec.init.split(":")
+    source = store.run(int(run_id))
+    if source is None:
+        raise SpecError(
+            f"--init {spec.init}: there is no run {run_id} in {store.path}; "
+            "`resnet-tui runs` lists the runs"
+        )
+    if source["arch"] != spec.arch:
+        raise SpecError(
+            f"--init {spec.init}: run {run_id} is a {source['arch']} and this run a "
+            f"{spec.arch}; use --arch {source['arch']}"
+        )
+    checkpoint = "last" if which == ["last"] else "best"
+    path = Path(source["run_dir"] or "") / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise SpecError(
+            f"--init {spec.init}: run {run_id} has no {checkpoint} checkpoint (it is "
+            f"{source['status']} after {source['epochs_done']} epochs)"
+        )
+    spec.init_checkpoint = str(path)
+    if spec.width is None:
+        spec.width = RunSpec.from_json(source["spec"]).width
+    return [int(run_id)]
+
+
 def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]]:
-    """Create the run in the store, write its spec and start the engine on it."""
-    run_id = store.create_run(spec)
+    """Create the run in the store, write its spec and start the engine on it.
+
+    Raises SpecError where `--init run:ID` cannot be resolved (see `resolve_init`).
+    """
+    parents = resolve_init(store, spec)
+    run_id = store.create_run(spec, parents=parents)
     run_dir = Path(store.run(run_id)["run_dir"])
     spec_path = run_dir / "spec.json"
     write_atomically(spec_path, spec.to_json())

@@ -10,6 +10,7 @@ arrive, so listing never reads `metrics`.
 
 import json
 import os
+import re
 import socket
 import sqlite3
 import time
@@ -178,8 +179,13 @@ class RunStore:
 
     # Runs
 
-    def create_run(self, spec: RunSpec, status: str = "queued") -> int:
-        """Add a run for `spec` and make its folder; returns the run id."""
+    def create_run(
+        self, spec: RunSpec, status: str = "queued", parents: list[int] | None = None
+    ) -> int:
+        """Add a run for `spec` and make its folder; returns the run id.
+
+        `parents` are the runs it starts from (its lineage).
+        """
         record = {
             "name": spec.display_name,
             "kind": "train",
@@ -193,6 +199,7 @@ class RunStore:
             "spec": spec.to_json(),
             "epochs": spec.epochs,
             "host": socket.gethostname(),
+            "parents": json.dumps(parents or []),
         }
         columns = ", ".join(record)
         marks = ", ".join("?" for _ in record)
@@ -267,7 +274,11 @@ class RunStore:
             if value:
                 where.append(f"{column} = ?")
                 args.append(value)
-        if text:
+        lineage = re.fullmatch(r"from:(\d+)", text.strip()) if text else None
+        if lineage:  # runs started from run N: N is among their parents
+            where.append("EXISTS (SELECT 1 FROM json_each(runs.parents) WHERE value = ?)")
+            args.append(int(lineage.group(1)))
+        elif text:
             columns = (
                 "CAST(id AS TEXT)",
                 "name",
@@ -282,6 +293,18 @@ class RunStore:
             escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             args += [f"%{escaped}%"] * len(columns)
         return (" WHERE " + " AND ".join(where) if where else ""), args
+
+    def lineage(self, run_id: int) -> list[dict[str, Any]]:
+        """The runs `run_id` started from, nearest first, following each first parent."""
+        chain: list[dict[str, Any]] = []
+        run = self.run(run_id)
+        while run is not None and json.loads(run["parents"] or "[]"):
+            parent = self.run(json.loads(run["parents"])[0])
+            if parent is None or any(r["id"] == parent["id"] for r in chain):
+                break
+            chain.append(parent)
+            run = parent
+        return chain
 
     def live_runs(self) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in LIVE_STATUSES)

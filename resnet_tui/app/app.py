@@ -15,7 +15,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from engine.spec import RunSpec
+from engine.spec import RunSpec, SpecError
 from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
@@ -118,7 +118,11 @@ class ResnetApp(App[None]):
         self.push_screen(CompareScreen(self.store, run_ids))
 
     def start_run(self, spec: RunSpec) -> None:
-        run_id, process = launch(self.store, spec)
+        try:
+            run_id, process = launch(self.store, spec)
+        except SpecError as error:
+            self.notify(str(error), severity="error")
+            return
         self.processes[run_id] = process
         self.followers[run_id] = EventFollower(self.store, run_id)
         self.action_history()

@@ -87,7 +87,10 @@ class HistoryScreen(Screen[None]):
 
     def compose(self) -> ComposeResult:
         yield Header()
-        yield Input(placeholder="filter: type a name, arch, dataset or status", id="filter")
+        yield Input(
+            placeholder="filter: a name, arch, dataset, status or tag; from:N, runs started from N",
+            id="filter",
+        )
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
         yield Static(id="summary")
         yield Footer()

@@ -11,7 +11,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine import catalog, locate
 from engine.spec import RunSpec, SpecError
-from resnet_tui.launcher import DevicesUnavailable, list_devices
+from resnet_tui.launcher import DevicesUnavailable, list_devices, resolve_init
 
 FOLDER = "imagefolder"
 
@@ -58,6 +58,22 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+INIT_CHOICES = [
+    ("scratch · random weights", "scratch"),
+    ("imagenet · torchvision's weights", "imagenet"),
+    ("an earlier run's checkpoint", "run"),
+    ("a weights file", "file"),
+]
+FREEZE_CHOICES = [
+    ("full · everything trains", "full"),
+    ("head · a linear probe", "head"),
+    ("last-1 · last stage and head", "last-1"),
+    ("last-2 · last two stages and head", "last-2"),
+    ("gradual · thaw a stage at a time", "gradual"),
+    ("lp-ft · probe, then fine-tune", "lp-ft"),
+]
+
+
 class LaunchScreen(Screen[None]):
     """A new run's choices; Ctrl+L (or the button) launches it."""
 
@@ -94,15 +110,23 @@ class LaunchScreen(Screen[None]):
                 id="folder",
                 compact=True,
             )
+            yield Input(
+                spec.init.split(":", 1)[1] if spec.init.startswith(("run:", "file:")) else "",
+                placeholder="the run's id (12, or 12:last), or the weights file's path",
+                id="init-source",
+                compact=True,
+            )
             with Grid(id="choices"):
                 choices = (
-                    ("init", "Weights start", [(k, k) for k in catalog.INIT_SOURCES]),
-                    ("freeze", "Freeze policy", [(k, k) for k in catalog.FREEZE_POLICIES]),
+                    ("init", "Weights start", INIT_CHOICES),
+                    ("freeze", "Freeze policy", FREEZE_CHOICES),
                     ("optimizer", "Optimizer", [(k, k) for k in catalog.OPTIMIZERS]),
                     ("device", "Device", [("auto · the best there is", "auto"), ("cpu", "cpu")]),
                 )
                 for key, label, options in choices:
-                    value = getattr(spec, key)
+                    value = (
+                        getattr(spec, key).split(":", 1)[0] if key == "init" else getattr(spec, key)
+                    )
                     yield Label(label)
                     yield Select(
                         options,
@@ -156,6 +180,8 @@ class LaunchScreen(Screen[None]):
         values: dict[str, Any] = {}
         for key in ("arch", "init", "freeze", "optimizer", "device"):
             values[key] = self.query_one(f"#{key}", Select).value
+        if values["init"] in ("run", "file"):
+            values["init"] += ":" + self.query_one("#init-source", Input).value.strip()
         dataset = self.query_one("#dataset", Select).value
         if dataset == FOLDER:
             dataset = FOLDER + ":" + self.query_one("#folder", Input).value.strip()
@@ -173,10 +199,15 @@ class LaunchScreen(Screen[None]):
         self.query_one("#folder", Input).display = (
             self.query_one("#dataset", Select).value == FOLDER
         )
+        self.query_one("#init-source", Input).display = self.query_one("#init", Select).value in (
+            "run",
+            "file",
+        )
         problem = self.query_one("#problem", Static)
         try:
             spec = RunSpec.from_dict(self.form_values())
             locate.check_dataset(spec)
+            resolve_init(self.app.store, spec)
         except SpecError as error:
             self.spec = None
             problem.update(f"[red]✗ {error}[/]")
@@ -187,8 +218,8 @@ class LaunchScreen(Screen[None]):
                 f"[green]✓[/] {spec.arch} ({arch.parameters / 1e6:.2f} M parameters) on "
                 f"{spec.dataset}, {spec.epochs} epochs of batch {spec.batch_size}, "
                 f"{spec.optimizer} lr {spec.peak_lr:g}; weights {spec.init} "
-                f"({catalog.INIT_SOURCES[spec.init]}), policy {spec.freeze} "
-                f"({catalog.FREEZE_POLICIES[spec.freeze]})"
+                f"({catalog.describe_init(spec.init)}), policy {spec.freeze} "
+                f"({catalog.describe_freeze(spec.freeze)})"
             )
         self.query_one("#launch", Button).disabled = self.spec is None
 

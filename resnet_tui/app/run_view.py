@@ -28,7 +28,7 @@ from textual_plotext import PlotextPlot
 from engine import events as ev
 from engine.spec import RunSpec
 from resnet_tui.device_load import load_reader
-from resnet_tui.display import percent, test_report_view
+from resnet_tui.display import init_lines, percent, policy_line, test_report_view
 from resnet_tui.store import LIVE_STATUSES, RunStore
 
 CHART_REFRESH_S = 0.5
@@ -220,6 +220,8 @@ class RunScreen(Screen[None]):
                     f"{event['parameters']:,} parameters · "
                     f"{event['sizes']['train']:,} training images"
                 )
+                for line in init_lines(event.get("init")):
+                    log.write(line)
             elif kind == ev.PROGRESS:
                 last_progress = event
                 epoch_position = event["epoch"] - 1 + event["step"] / event["steps"]
@@ -250,6 +252,8 @@ class RunScreen(Screen[None]):
                 )
             elif kind == ev.LOG:
                 log.write(f"[dim]{event['level']}: {event['message']}[/]")
+            elif kind == ev.POLICY:
+                log.write(f"[cyan]{escape(policy_line(event))}[/]")
             elif kind == ev.FINISHED:
                 log.write(f"[b]{event['status']}[/] · best val {percent(event['best_val_acc'])}")
                 if event.get("test"):

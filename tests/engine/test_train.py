@@ -76,9 +76,11 @@ def test_a_tiny_run_reports_everything_in_order(tmp_path, tiny_spec_options):
     types = [e["type"] for e in events]
     assert types[0] == "started" and types[-1] == "finished" and "error" not in types
     assert types.count("epoch_ended") == 2 and "progress" in types
-    # each epoch: started, progress, ended, then its checkpoints
+    # each epoch: started, the freeze policy in the first, progress, ended, its checkpoints
     for epoch in (1, 2):
         of_epoch = [e["type"] for e in events if e.get("epoch") == epoch]
+        if epoch == 1:
+            assert of_epoch.pop(1) == "policy"
         assert of_epoch[0] == "epoch_started" and of_epoch[1] == "progress"
         ended = of_epoch.index("epoch_ended")
         assert set(of_epoch[1:ended]) == {"progress"}
@@ -91,7 +93,7 @@ def test_a_tiny_run_reports_everything_in_order(tmp_path, tiny_spec_options):
     ended = of_type(events, "epoch_ended")
     assert [e["epoch"] for e in ended] == [1, 2]
     assert set(ended[0]) >= {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"}
-    assert set(ended[0]["lr"]) == {"weights", "norms-and-biases"}
+    assert set(ended[0]["lr"]) == {"stem", "stage1", "stage2", "stage3", "head"}
     assert all(0 <= e["train_acc"] <= 1 and 0 <= e["val_acc"] <= 1 for e in ended)
     finished = events[-1]
     assert finished["status"] == "completed"

@@ -87,6 +87,25 @@ async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(s
         assert "completed" in table.get_row(str(run_id))[2]
 
 
+async def test_the_form_starts_from_an_earlier_run_and_checks_it_as_you_type(store):
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("n")
+        form = app.screen
+        assert not form.query_one("#init-source").display
+        form.query_one("#init").value = "run"
+        await pilot.pause()
+        assert form.query_one("#init-source").display
+        form.query_one("#init-source").value = "4"
+        await pilot.pause()
+        assert "there is no run 4" in str(form.query_one("#problem").render())
+        assert form.query_one("#launch").disabled
+        form.query_one("#freeze").value = "last-2"
+        form.query_one("#init").value = "scratch"
+        await pilot.pause()
+        assert "policy last-2 (the last K stages" in str(form.query_one("#problem").render())
+
+
 async def test_sort_and_filter_the_history(store):
     for arch, acc in (("resnet20", 0.5), ("plain20", 0.9), ("resnet8", 0.7)):
         run_id = store.create_run(RunSpec(arch=arch))

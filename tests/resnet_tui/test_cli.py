@@ -174,6 +174,16 @@ BAD_INPUTS = [
     (["--val-fraction", "1.5"], "--val-fraction"),
     (["--no-such-flag"], "No such option"),
     (["--config", "missing.toml"], "does not exist"),
+    (["--init", "run:7"], "there is no run 7"),
+    (["--init", "run:x"], "write run:ID"),
+    (["--init", "imagenet"], "resnet8 has no ImageNet weights"),
+    (["--init", "file:missing.pt"], "there is no such file"),
+    (["--init", "weights.bin"], "unknown --init"),
+    (["--freeze", "last-0"], "write last-K"),
+    (["--freeze", "heads"], "did you mean head"),
+    (["--freeze", "lp-ft", "--epochs", "2", "--probe-epochs", "2"], "no epoch to fine-tune"),
+    (["--head", "conv"], "unknown head"),
+    (["--bn", "sync"], "BatchNorm mode"),
 ]
 
 
@@ -186,6 +196,26 @@ def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
     assert lines[0].startswith("error:") and message in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()  # nothing was started
+
+
+def test_a_run_starts_from_an_earlier_one_and_the_store_keeps_the_lineage(tmp_path):
+    assert cli("run", *TINY, cwd=tmp_path).returncode == 0
+    other_arch = cli("run", *TINY, "--arch", "resnet20", "--init", "run:1", cwd=tmp_path)
+    assert other_arch.returncode == 2
+    assert "run 1 is a resnet8 and this run a resnet20" in other_arch.stderr
+    child = cli("run", *TINY, "--init", "run:1", "--classes", "0,1,2", cwd=tmp_path)
+    assert child.returncode == 0, child.stderr
+    assert "weights from run:1:" in child.stdout and "a new head" in child.stdout
+    grandchild = cli(
+        "run", *TINY, "--init", "run:2:last", "--keep-head", "--classes", "0,1,2", cwd=tmp_path
+    )
+    assert grandchild.returncode == 0, grandchild.stderr
+    assert "the source head kept" in grandchild.stdout
+    runs = {run["id"]: run for run in runs_json(tmp_path)}
+    assert [runs[i]["parents"] for i in (1, 2, 3)] == [[], [1], [2]]
+    shown = cli("show", "3", cwd=tmp_path).stdout
+    assert "started from run 2" in " ".join(shown.split()) and "run 1" in shown
+    assert "a new head" not in shown and "the source head kept" in shown
 
 
 def test_bad_files_get_one_line_and_exit_code_2(tmp_path):

@@ -153,6 +153,18 @@ def test_listing_filters_and_sorts_in_sql(store):
         store.list_runs(sort="test_acc; DROP TABLE runs")
 
 
+def test_lineage_is_kept_and_found_by_the_from_filter(store):
+    root = store.create_run(RunSpec())
+    child = store.create_run(RunSpec(), parents=[root])
+    grandchild = store.create_run(RunSpec(), parents=[child])
+    store.create_run(RunSpec(name=f"from:{root}"))  # a name that looks like the filter
+    assert [r["id"] for r in store.list_runs(text=f"from:{root}")] == [child]
+    assert [r["id"] for r in store.list_runs(text=f"from:{child}")] == [grandchild]
+    assert store.count_runs(text=f" from:{root} ") == 1
+    assert [r["id"] for r in store.lineage(grandchild)] == [child, root]
+    assert store.lineage(root) == []
+
+
 def test_deleting_runs_removes_their_metrics(store):
     keep, drop = store.create_run(RunSpec()), store.create_run(RunSpec())
     store.apply(drop, _events(), 10)
