@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--spec", required=True, type=Path, help="the run's spec.json")
     run.add_argument("--events", required=True, type=Path, help="events.jsonl to append to")
     run.add_argument("--run-dir", type=Path, help="folder for checkpoints (default: beside events)")
+    run.add_argument(
+        "--resume", action="store_true", help="continue from the run folder's last checkpoint"
+    )
     commands.add_parser("devices", help="list the devices torch can see, as JSON")
     args = parser.parse_args(argv)
 
@@ -56,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from engine.train import run as train
 
-    return train(spec, args.events, args.run_dir or args.events.parent, stop)
+    return train(spec, args.events, args.run_dir or args.events.parent, stop, args.resume)
 
 
 if __name__ == "__main__":

@@ -390,7 +390,8 @@ class FileBatches:
                 transforms.CenterCrop(size),
             ]
         transform = transforms.Compose([*steps, transforms.ToTensor(), normalise])
-        self.generator = torch.Generator().manual_seed(seed)
+        self.seed = seed
+        self.generator = torch.Generator()
         self.loader = torch.utils.data.DataLoader(
             ImageFileDataset(split, transform),
             batch_size=batch_size,
@@ -406,6 +407,9 @@ class FileBatches:
         return len(self.loader)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The epoch's batches; its order and the workers' seeds depend on the seed and the
+        epoch alone, so a resumed run sees the batches it would have seen."""
+        self.generator.manual_seed(self.seed * 100_003 + epoch)
         for images, labels in self.loader:
             yield (
                 images.to(self.device, non_blocking=True),

@@ -64,6 +64,16 @@ class RunSpec:
     probe_epochs: int = _option(1, "lp-ft: epochs of the linear probe before fine-tuning.")
     ft_lr_scale: float = _option(0.1, "lp-ft: fine-tuning runs at this times the lr.")
     backbone_lr_scale: float = _option(1.0, "Learning rate of the backbone, times the lr.")
+    layer_decay: float = _option(
+        1.0,
+        "Layer-wise lr decay: each stage below the head learns at this times the one above "
+        "(e.g. 0.7).",
+    )
+    l2sp: float = _option(
+        0.0,
+        "L2-SP: pull the backbone toward its starting weights with this strength, in place of "
+        "weight decay on it (e.g. 0.01).",
+    )
     bn: str = _option(
         "frozen", "BatchNorm in frozen parts: frozen (statistics kept), eval or train."
     )
@@ -165,6 +175,15 @@ class RunSpec:
             _positive("grad-clip", self.grad_clip)
         for name in ("unfreeze_every", "probe_epochs", "ft_lr_scale", "backbone_lr_scale"):
             _positive(name.replace("_", "-"), getattr(self, name))
+        if not 0 < self.layer_decay <= 1:
+            raise SpecError("--layer-decay must be above 0 and at most 1, e.g. 0.7 (1 is off)")
+        if self.l2sp < 0:
+            raise SpecError("--l2sp must be 0 (off) or more, e.g. 0.01")
+        if self.l2sp > 0 and self.init == "scratch":
+            raise SpecError(
+                "--l2sp pulls toward the starting weights, which scratch does not have; "
+                "give --init (imagenet, run:ID or file:PATH) or leave --l2sp out"
+            )
         if self.freeze == "lp-ft" and self.probe_epochs >= self.epochs:
             raise SpecError(
                 f"--probe-epochs ({self.probe_epochs}) leaves no epoch to fine-tune in; "

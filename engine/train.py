@@ -96,28 +96,60 @@ def parameter_groups(model: nn.Module, spec: RunSpec) -> list[dict[str, Any]]:
     """Two groups a part, head first: weights that decay, norms and biases that do not.
 
     Every part is in the optimiser from the start, so a part that thaws later simply gets
-    gradients; frozen parameters have none and are skipped. The backbone's learning rate
-    is `--backbone-lr-scale` times the head's.
+    gradients; frozen parameters have none and are skipped. A backbone part learns at
+    `--backbone-lr-scale` times the head's rate, times `--layer-decay` to the power of its
+    depth below the head (timm's layer-wise decay: the last stage once, the stem most).
+    With `--l2sp` the backbone's weights do not decay: the L2-SP penalty takes its place.
     """
     parts = parts_of(model)
+    names = list(parts)
     groups = []
-    for name in ["head", *(part for part in parts if part != "head")]:
-        scale = 1.0 if name == "head" else spec.backbone_lr_scale
+    for name in ["head", *reversed(names[:-1])]:
+        depth = len(names) - 1 - names.index(name)
+        scale = 1.0 if name == "head" else spec.backbone_lr_scale * spec.layer_decay**depth
+        weight_decay = 0.0 if spec.l2sp > 0 and name != "head" else spec.decay
         decay, no_decay = [], []
         for module in parts[name]:
             for parameter in module.parameters():
                 (no_decay if parameter.ndim <= 1 else decay).append(parameter)
-        for params, weight_decay in ((decay, spec.decay), (no_decay, 0.0)):
+        for params, group_decay in ((decay, weight_decay), (no_decay, 0.0)):
             if params:
                 groups.append(
                     {
                         "name": name,
                         "params": params,
-                        "weight_decay": weight_decay,
+                        "weight_decay": group_decay,
                         "lr": spec.peak_lr * scale,
                     }
                 )
     return groups
+
+
+class StartingPoint:
+    """L2-SP (Li et al. 2018): alpha/2 times the squared distance of the backbone's weights
+    from where they started, added to the loss in place of weight decay on the backbone."""
+
+    def __init__(self, model: nn.Module, alpha: float) -> None:
+        self.alpha = alpha
+        backbone = [
+            module
+            for name, modules in parts_of(model).items()
+            if name != "head"
+            for module in modules
+        ]
+        self.pairs = [
+            (parameter, parameter.detach().clone())
+            for module in backbone
+            for parameter in module.parameters()
+        ]
+
+    def penalty(self) -> torch.Tensor:
+        """The penalty over the parameters that train now (frozen ones cannot move)."""
+        moving = [(p, start) for p, start in self.pairs if p.requires_grad]
+        if not moving:
+            return torch.zeros((), device=self.pairs[0][0].device)
+        distance = torch.stack([(p.float() - start.float()).pow(2).sum() for p, start in moving])
+        return 0.5 * self.alpha * distance.sum()
 
 
 def make_optimizer(
@@ -251,6 +283,7 @@ class Trainer:
         self.trainable = self.trainable_in(1)
         apply_freeze(self.model, self.trainable)
         self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec, self.device)
+        self.starting_point = StartingPoint(self.model, spec.l2sp) if spec.l2sp > 0 else None
         eval_batch = spec.eval_batch_size or 2 * spec.batch_size
         self.train_batches = make_batches(
             self.bundle.train, self.bundle, spec.batch_size, self.device, True, spec
@@ -272,6 +305,8 @@ class Trainer:
         self.best_val_acc = -1.0
         self.best_epoch = 0
         self.step = 0
+        self.first_epoch = 1
+        self.elapsed_before = 0.0  # training seconds of the processes before a resume
 
     def trainable_in(self, epoch: int) -> list[str]:
         spec = self.spec
@@ -312,6 +347,35 @@ class Trainer:
             **policy_summary(self.model, trainable),
         )
 
+    def resume(self) -> None:
+        """Continue from checkpoints/last.pt: weights, optimiser, schedule, gradient scaler,
+        the freeze policy's state, the random number generators and the epoch counter.
+
+        The policy's state is the parts that trained in the checkpoint's epoch; the learning
+        rates it changed are in the optimiser's and the schedule's states. A run stopped in
+        the middle of an epoch goes on with the next one.
+        """
+        path = self.checkpoints / "last.pt"
+        if not path.is_file():
+            raise RunError(
+                "bad_input",
+                f"there is no checkpoint to resume from ({path} is missing)",
+                "the run ended before its first epoch; launch it again instead",
+            )
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step, self.best_val_acc = state["step"], state["best_val_acc"]
+        self.best_epoch, self.elapsed_before = state["best_epoch"], state["elapsed"]
+        self.first_epoch = state["epoch"] + 1
+        self.trainable = self.trainable_in(state["epoch"])
+        apply_freeze(self.model, self.trainable)
+        torch.set_rng_state(state["rng"]["cpu"].cpu())
+        if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
+            torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
+
     def started_event(self) -> None:
         """The run's first event, then the dataset's notes as `log` events."""
         total, trainable = count_parameters(self.model)
@@ -334,6 +398,8 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             epochs=self.spec.epochs,
             init=self.init_report.as_event(),
+            resumed_from_epoch=self.first_epoch - 1,
+            best_val_acc=self.best_val_acc if self.best_val_acc >= 0 else None,
         )
         for note in self.bundle.notes:
             self.writer.emit(ev.LOG, level="info", message=note)
@@ -359,8 +425,11 @@ class Trainer:
             with self._autocast():
                 logits = self.forward(self._prepare(images))
                 loss = F.cross_entropy(logits, labels, label_smoothing=self.spec.label_smoothing)
+            objective = loss
+            if self.starting_point is not None:
+                objective = loss + self.starting_point.penalty()
             self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
+            self.scaler.scale(objective).backward()
             if self.spec.grad_clip:
                 self.scaler.unscale_(self.optimizer)
                 nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
@@ -414,7 +483,7 @@ class Trainer:
             all_labels.append(labels)
         return torch.cat(all_logits), torch.cat(all_labels)
 
-    def checkpoint_payload(self, epoch: int) -> dict[str, Any]:
+    def checkpoint_payload(self, epoch: int, elapsed: float) -> dict[str, Any]:
         return {
             "format": 1,
             "arch": self.spec.arch,
@@ -428,17 +497,26 @@ class Trainer:
             "epoch": epoch,
             "step": self.step,
             "best_val_acc": self.best_val_acc,
+            "best_epoch": self.best_epoch,
+            "elapsed": elapsed,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": {
+                "cpu": torch.get_rng_state(),
+                "cuda": torch.cuda.get_rng_state(self.device)
+                if self.device.type == "cuda"
+                else None,
+            },
             "spec": self.spec.to_json(),
         }
 
-    def save(self, epoch: int, improved: bool) -> None:
+    def save(self, epoch: int, improved: bool, elapsed: float) -> None:
         """Write last.pt; when the epoch improved, best.pt becomes the same file."""
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         last = self.checkpoints / "last.pt"
-        save_checkpoint(last, self.checkpoint_payload(epoch))
+        save_checkpoint(last, self.checkpoint_payload(epoch, elapsed))
         self.writer.emit(ev.CHECKPOINT, path=str(last), name="last", epoch=epoch, best=False)
         if improved:
             best = self.checkpoints / "best.pt"
@@ -447,8 +525,8 @@ class Trainer:
 
     def fit(self) -> str:
         """Train for the spec's epochs; returns `completed` or `stopped`."""
-        started = time.perf_counter()
-        for epoch in range(1, self.spec.epochs + 1):
+        started = time.perf_counter() - self.elapsed_before
+        for epoch in range(self.first_epoch, self.spec.epochs + 1):
             self.writer.emit(ev.EPOCH_STARTED, epoch=epoch, epochs=self.spec.epochs)
             self.update_policy(epoch)
             epoch_start = time.perf_counter()
@@ -473,7 +551,7 @@ class Trainer:
                 peak_memory_mb=_peak_memory_mb(self.device),
                 partial=self.stop.requested,
             )
-            self.save(epoch, improved)
+            self.save(epoch, improved, time.perf_counter() - started)
             self.writer.sync()
             if self.stop.requested:
                 return "stopped"
@@ -489,26 +567,35 @@ class Trainer:
         return report
 
 
-def run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest | None = None) -> int:
+def run(
+    spec: RunSpec,
+    events_path: Path,
+    run_dir: Path,
+    stop: StopRequest | None = None,
+    resume: bool = False,
+) -> int:
     """Run one spec to its end, reporting everything as events; returns the exit code.
 
     `stop` is the engine's installed stop flag; without one, SIGINT and SIGTERM are caught
-    while the run lasts and the handlers found are put back when it returns.
+    while the run lasts and the handlers found are put back when it returns. With `resume`
+    the run continues from its last checkpoint (`Trainer.resume`).
     """
     if stop is not None:
-        return _run(spec, events_path, run_dir, stop)
+        return _run(spec, events_path, run_dir, stop, resume)
     own = StopRequest().install()
     try:
-        return _run(spec, events_path, run_dir, own)
+        return _run(spec, events_path, run_dir, own, resume)
     finally:
         own.restore()
 
 
-def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest) -> int:
+def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, resume: bool) -> int:
     writer = EventWriter(events_path)
     started = time.time()
     try:
         trainer = Trainer(spec, writer, run_dir, stop)
+        if resume:
+            trainer.resume()
         trainer.started_event()
         status = trainer.fit()
         test = trainer.test() if status == "completed" else None
@@ -518,7 +605,7 @@ def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest) -> 
             best_val_acc=trainer.best_val_acc,
             best_epoch=trainer.best_epoch,
             test=test,
-            seconds=time.time() - started,
+            seconds=trainer.elapsed_before + time.time() - started,
         )
         return 0 if status == "completed" else 3
     except RunError as error:

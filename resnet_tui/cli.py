@@ -23,9 +23,16 @@ from engine import events as ev
 from engine.spec import RunSpec, SpecError, spec_options
 from resnet_tui import config, launcher
 from resnet_tui.compare import comparison, table_rows
-from resnet_tui.display import RunProgress, duration, init_lines, percent, test_report_view
+from resnet_tui.display import (
+    RunProgress,
+    duration,
+    init_lines,
+    percent,
+    policy_line,
+    test_report_view,
+)
 from resnet_tui.follower import EventFollower, refresh_live_runs
-from resnet_tui.launcher import launch, request_stop
+from resnet_tui.launcher import launch, request_stop, resume
 from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError
 
 try:  # Typer 0.20 and later carry their own copy of Click
@@ -77,6 +84,8 @@ _PANELS = {
         "probe_epochs",
         "ft_lr_scale",
         "backbone_lr_scale",
+        "layer_decay",
+        "l2sp",
         "bn",
     ),
     "Training": (
@@ -207,6 +216,16 @@ def follow_run(
     return _exit_code(run)
 
 
+def follow_or_detach(
+    store: RunStore, run_id: int, process: subprocess.Popen[bytes], detach: bool, as_json: bool
+) -> None:
+    """Print the run id and return (`--detach`), or follow the run and exit with its code."""
+    if detach:
+        print(run_id)
+        return
+    raise typer.Exit(follow_run(store, run_id, process, as_json))
+
+
 def _run(
     config_file: Path | None, detach: bool, as_json: bool, db: Path | None, **options: Any
 ) -> None:
@@ -229,10 +248,7 @@ def _run(
         run_id, process = launch(store, spec)
     except SpecError as error:
         raise fail(str(error)) from None
-    if detach:
-        print(run_id)
-        return
-    raise typer.Exit(follow_run(store, run_id, process, as_json))
+    follow_or_detach(store, run_id, process, detach, as_json)
 
 
 def _make_run_command() -> None:
@@ -385,6 +401,15 @@ def _get_run(store: RunStore, run_id: int) -> dict[str, Any]:
     return run
 
 
+def _policy_events(run: dict[str, Any]) -> list[dict[str, Any]]:
+    """The run's `policy` events, from its events file: each change its freeze policy made."""
+    path = Path(run["run_dir"] or "") / "events.jsonl"
+    if not path.is_file():
+        return []
+    events, _ = ev.read_events(path, 0)
+    return [event for event in events if event["type"] == ev.POLICY]
+
+
 @app.command("show")
 def show_run(
     run_id: Annotated[int, typer.Argument(help="The run's id, from `resnet-tui runs`.")],
@@ -397,7 +422,8 @@ def show_run(
     run = _get_run(store, run_id)
     epochs = store.epoch_table(run_id)
     if as_json:
-        print(json.dumps({**_run_summary(run), "epoch_table": epochs}, indent=2))
+        summary = {**_run_summary(run), "epoch_table": epochs, "policy": _policy_events(run)}
+        print(json.dumps(summary, indent=2))
         return
     console.print(f"[bold]run {run['id']}[/] · {run['name']} · {run['status']}")
     chain = store.lineage(run_id)
@@ -423,6 +449,8 @@ def show_run(
         )
         for line in init_lines(info.get("init")):
             console.print(line, highlight=False)
+    for event in _policy_events(run):
+        console.print(f"[cyan]policy[/] {policy_line(event)}", highlight=False)
     if epochs:
         table = Table(title="Epochs", box=None, header_style="bold")
         for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"):
@@ -475,6 +503,31 @@ def compare_runs(
     for index, row in enumerate(rows):
         table.add_row(*row, end_section=index == len(result["settings"]) - 1)
     console.print(table)
+
+
+@app.command("resume")
+def resume_run(
+    run_id: Annotated[int, typer.Argument(help="The id of a stopped, crashed or failed run.")],
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Print the run id and return; the run goes on.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the events as JSON lines instead of bars.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Continue a stopped or crashed run in place from its last checkpoint.
+
+    Weights, optimiser, schedule, freeze policy, random state and epoch counter all carry on,
+    so a seeded CPU run ends as it would have without the interruption.
+    """
+    store = open_store(db)
+    refresh_live_runs(store)
+    try:
+        process = resume(store, run_id)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    follow_or_detach(store, run_id, process, detach, as_json)
 
 
 @app.command("rm")

@@ -3,6 +3,7 @@
 import json
 from typing import Any
 
+from engine.spec import spec_options
 from resnet_tui.display import duration, percent
 from resnet_tui.store import RunStore
 
@@ -26,8 +27,13 @@ CURVES = {
 
 
 def differing_settings(specs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
-    """The spec options whose values are not the same in every run, in spec order."""
-    keys = list(dict.fromkeys(key for spec in specs for key in spec))
+    """The spec options whose values are not the same in every run, in spec order.
+
+    Options the engine fills in for itself (the checkpoint an --init run:ID stands for) are
+    left out: the option the user gave is already there.
+    """
+    public = {name for name, *_ in spec_options()}
+    keys = [key for key in dict.fromkeys(key for spec in specs for key in spec) if key in public]
     rows = []
     for key in keys:
         values = [spec.get(key) for spec in specs]

@@ -16,19 +16,26 @@ from engine.spec import RunSpec, SpecError
 from resnet_tui.store import RunStore
 
 
-def engine_command(spec_path: Path, events_path: Path, run_dir: Path) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "engine",
-        "run",
-        "--spec",
-        str(spec_path),
-        "--events",
-        str(events_path),
-        "--run-dir",
-        str(run_dir),
-    ]
+def engine_command(
+    spec_path: Path, events_path: Path, run_dir: Path, resume: bool = False
+) -> list[str]:
+    command = [sys.executable, "-m", "engine", "run", "--spec", str(spec_path)]
+    command += ["--events", str(events_path), "--run-dir", str(run_dir)]
+    return command + ["--resume"] if resume else command
+
+
+def start_engine(run_dir: Path, resume: bool = False) -> subprocess.Popen[bytes]:
+    """Start the engine on the run folder's spec, in its own session, logging to engine.log."""
+    command = engine_command(run_dir / "spec.json", run_dir / "events.jsonl", run_dir, resume)
+    with open(run_dir / "engine.log", "ab") as log:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -81,19 +88,40 @@ def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]
     parents = resolve_init(store, spec)
     run_id = store.create_run(spec, parents=parents)
     run_dir = Path(store.run(run_id)["run_dir"])
-    spec_path = run_dir / "spec.json"
-    write_atomically(spec_path, spec.to_json())
-    with open(run_dir / "engine.log", "ab") as log:
-        process = subprocess.Popen(
-            engine_command(spec_path, run_dir / "events.jsonl", run_dir),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    write_atomically(run_dir / "spec.json", spec.to_json())
+    process = start_engine(run_dir)
     store.update(run_id, status="running", pid=process.pid)
     return run_id, process
+
+
+RESUMABLE_STATUSES = ("stopped", "crashed", "failed")
+
+
+def resume(store: RunStore, run_id: int) -> subprocess.Popen[bytes]:
+    """Continue a stopped, crashed or failed run in place from its last checkpoint.
+
+    Raises SpecError, with what to do instead, where the run cannot be resumed. Call
+    `refresh_live_runs` first, so that a run whose engine died is `crashed`, not `running`.
+    """
+    run = store.run(run_id)
+    if run is None:
+        raise SpecError(f"no run {run_id} in {store.path}; `resnet-tui runs` lists them")
+    if run["status"] not in RESUMABLE_STATUSES:
+        advice = {
+            "completed": f"to train on, start a new run from it: --init run:{run_id}",
+            "running": "it is still running; follow it in the app",
+            "queued": "it has not started yet",
+        }.get(run["status"], "")
+        raise SpecError(f"run {run_id} is {run['status']}, so there is nothing to resume; {advice}")
+    run_dir = Path(run["run_dir"])
+    if not (run_dir / "checkpoints" / "last.pt").is_file():
+        raise SpecError(
+            f"run {run_id} has no checkpoint to resume from (it ended before its first epoch); "
+            "launch it again instead (`a` in the app)"
+        )
+    process = start_engine(run_dir, resume=True)
+    store.update(run_id, status="running", pid=process.pid, ended_at=None, error=None)
+    return process
 
 
 class DevicesUnavailable(Exception):

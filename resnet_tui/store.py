@@ -358,6 +358,13 @@ class RunStore:
             metrics: list[tuple[Any, ...]] = []
             summary: dict[str, Any] = {}
             for event in fresh:
+                resumed_from = event.get("resumed_from_epoch") if event["type"] == ev.STARTED else 0
+                if resumed_from:
+                    # What the run wrote after its last checkpoint is done again: drop it.
+                    metrics = [row for row in metrics if row[2] is None or row[2] <= resumed_from]
+                    connection.execute(
+                        "DELETE FROM metrics WHERE run_id = ? AND epoch > ?", (run_id, resumed_from)
+                    )
                 metrics.extend(_metric_rows(run_id, event))
                 summary.update(_summary_changes(event, {**run, **summary}))
             connection.executemany(
@@ -398,12 +405,19 @@ def _summary_changes(event: dict[str, Any], run: dict[str, Any]) -> dict[str, An
     kind = event["type"]
     if kind == ev.STARTED:
         info = {k: v for k, v in event.items() if k not in ("seq", "t", "type")}
-        return {
+        changes = {
             "status": "running",
-            "started_at": event["t"],
             "engine_info": json.dumps(info),
             "pid": event.get("pid", run.get("pid")),
+            "ended_at": None,
+            "error": None,
         }
+        if event.get("resumed_from_epoch"):
+            changes["epochs_done"] = event["resumed_from_epoch"]
+            changes["best_val_acc"] = event.get("best_val_acc")
+        else:
+            changes["started_at"] = event["t"]
+        return changes
     if kind == ev.EPOCH_ENDED:
         best = run.get("best_val_acc")
         return {

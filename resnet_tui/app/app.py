@@ -20,7 +20,7 @@ from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.follower import EventFollower, refresh_live_runs
-from resnet_tui.launcher import launch, request_stop
+from resnet_tui.launcher import launch, request_stop, resume
 from resnet_tui.store import LIVE_STATUSES, RunStore
 
 POLL_INTERVAL_S = 0.25
@@ -129,6 +129,20 @@ class ResnetApp(App[None]):
         self.history.reload()
         self.open_run(run_id)
         self.notify(f"run {run_id} started: {spec.display_name}")
+
+    def resume_run(self, run_id: int) -> None:
+        """Continue a stopped or crashed run from its last checkpoint, and watch it."""
+        refresh_live_runs(self.store)
+        try:
+            process = resume(self.store, run_id)
+        except SpecError as error:
+            self.notify(str(error), severity="error")
+            return
+        self.processes[run_id] = process
+        self.followers[run_id] = EventFollower(self.store, run_id)
+        self.history.refresh_runs({run_id})
+        self.open_run(run_id)
+        self.notify(f"run {run_id} resumed from its last checkpoint")
 
     def launch_again(self, run_id: int) -> None:
         run = self.store.run(run_id)

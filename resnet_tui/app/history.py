@@ -65,6 +65,7 @@ class HistoryScreen(Screen[None]):
         Binding("n", "app.new_run", "New run"),
         Binding("enter", "open_run", "Open", show=True),
         Binding("a", "launch_again", "Again"),
+        Binding("u", "resume_run", "Resume"),
         Binding("d", "delete_run", "Delete"),
         Binding("space", "mark", "Mark"),
         Binding("e", "edit_run", "Edit"),
@@ -88,7 +89,7 @@ class HistoryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(
-            placeholder="filter: a name, arch, dataset, status or tag; from:N, runs started from N",
+            placeholder="filter: name, arch, dataset, status, tag, or from:N (runs from run N)",
             id="filter",
         )
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
@@ -212,6 +213,11 @@ class HistoryScreen(Screen[None]):
         run_id = self.selected_run_id()
         if run_id is not None:
             self.app.launch_again(run_id)
+
+    def action_resume_run(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.resume_run(run_id)
 
     def action_delete_run(self) -> None:
         run_id = self.selected_run_id()

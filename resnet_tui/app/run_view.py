@@ -5,9 +5,11 @@ than the one run in view.
 """
 
 import socket
+import time
 from pathlib import Path
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -45,7 +47,12 @@ def decimate(points: list[tuple[float, float]], limit: int) -> list[tuple[float,
 
 
 class MetricChart(PlotextPlot):
-    """A plotext chart of named series, redrawn only when asked."""
+    """A plotext chart of named series, drawn only when asked, at most twice a second.
+
+    `draw()` builds the picture once from the series (each cut to about as many points as
+    there are dots across) and the widget shows it until the next `draw()`, so repaints for
+    other reasons, a key press or a tab switch, cost nothing here.
+    """
 
     def __init__(self, title: str, y_label: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -54,27 +61,52 @@ class MetricChart(PlotextPlot):
         self.log_scale = False
         self.series: dict[str, list[tuple[float, float]]] = {}
         self.dirty = False
+        self.drawn_at = 0.0
+        self.picture = Text()
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.draw())
 
     def on_resize(self) -> None:
         self.draw()
 
+    def render(self) -> Text:
+        return self.picture
+
     def draw(self) -> None:
-        """Draw the series again, each with no more points than the chart has dots across."""
+        """Build the picture again from the series."""
         self.dirty = False
-        limit = max(100, 2 * self.size.width)
+        self.drawn_at = time.monotonic()
+        width, height = self.size
+        if not width or not height:
+            return
+        limit = max(100, 2 * width)
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
+        plt.plotsize(width, height)
+        plt._set_size(width, height)  # as PlotextPlot.render does: an empty plot needs both
+        # The library's own name for the app's theme, as its render() would use.
+        plt.theme(self._get_plotext_theme_name(self.app.theme))
         plt.title(self.title)
         plt.xlabel("epoch")
         plt.yscale("log" if self.log_scale else "linear")
         for label, points in self.series.items():
             if points:
-                shown = decimate(points, limit)
+                points = decimate(points, limit)
                 plt.plot(
-                    [x for x, _ in shown], [y for _, y in shown], label=label, marker="braille"
+                    [x for x, _ in points], [y for _, y in points], label=label, marker="braille"
                 )
+        self.picture = Text.from_ansi(plt.build())
         self.refresh()
+
+
+def lineage_text(store: RunStore, run_id: int) -> str:
+    """` · from run 3 (name) ← run 1 (name)`: the runs this one started from, or nothing."""
+    chain = store.lineage(run_id)
+    if not chain:
+        return ""
+    return " · from " + " ← ".join(escape(f"run {r['id']} ({r['name']})") for r in chain)
 
 
 class RunScreen(Screen[None]):
@@ -100,6 +132,7 @@ class RunScreen(Screen[None]):
         self.tab_run_ids = [run_id]
         self.last_seq = 0
         self.composed = False
+        self.pending_bars: dict[str, Any] = {}
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -183,7 +216,7 @@ class RunScreen(Screen[None]):
             f"[b]run {run['id']}: {run['name']}[/] · {run['status']} · {spec.arch} on "
             f"{spec.dataset} · weights {spec.init} · policy {spec.freeze} · {spec.optimizer} "
             f"lr {spec.peak_lr:g} · batch {spec.batch_size} · {spec.epochs} epochs · "
-            f"device {spec.device}"
+            f"device {spec.device}{lineage_text(self.store, self.run_id)}"
         )
 
     def apply_events(self, events: list[dict[str, Any]]) -> None:
@@ -222,6 +255,8 @@ class RunScreen(Screen[None]):
                 )
                 for line in init_lines(event.get("init")):
                     log.write(line)
+                if event.get("resumed_from_epoch"):
+                    self.forget_after(event["resumed_from_epoch"])
             elif kind == ev.PROGRESS:
                 last_progress = event
                 epoch_position = event["epoch"] - 1 + event["step"] / event["steps"]
@@ -243,6 +278,7 @@ class RunScreen(Screen[None]):
                     f"{event['val_loss']:.4f}",
                     percent(event["val_acc"]),
                     f"{event['seconds']:.1f}",
+                    key=str(event["epoch"]),
                 )
                 log.write(
                     f"epoch {event['epoch']}/{event['epochs']}: train loss "
@@ -261,21 +297,43 @@ class RunScreen(Screen[None]):
                     self.query_one("#test", Static).update(test_report_view(event["test"]))
             elif kind == ev.ERROR:
                 log.write(f"[red]failed ({event['kind']}): {event['message']}[/] {event['hint']}")
-        # The bars and the speed show only the newest state: one update per batch of events.
+        # The bars and the speed show only the newest state, drawn with the charts.
         if epoch_position is not None:
-            epoch_bar.update(progress=epoch_position)
+            self.pending_bars["epoch"] = epoch_position
         if last_progress is not None:
-            step_bar.update(progress=last_progress["step"])
-            self.query_one("#speed", Static).update(
-                f"{last_progress['samples_per_s']:,.0f} img/s · lr {last_progress['lr']:.2e}"
-            )
+            self.pending_bars["progress"] = last_progress
         if any(e["type"] in ev.TERMINAL_TYPES or e["type"] == ev.STARTED for e in events):
             self.show_settings()
 
-    def redraw(self) -> None:
+    def forget_after(self, epoch: int) -> None:
+        """Drop what the run showed after `epoch`: it resumed from there and does it again."""
         for chart in self.query(MetricChart):
-            if chart.dirty:
-                chart.draw()
+            for label, points in chart.series.items():
+                chart.series[label] = [(x, y) for x, y in points if x <= epoch]
+            chart.dirty = True
+        table = self.query_one("#epochs", DataTable)
+        for key in list(table.rows):
+            if key.value is not None and int(key.value) > epoch:
+                table.remove_row(key)
+        self.query_one(RichLog).write(f"[b]resumed[/] after epoch {epoch}")
+
+    def redraw(self) -> None:
+        """Bring the bars and the speed up to date, and the chart that waited longest."""
+        if "epoch" in self.pending_bars:
+            self.query_one("#epoch-bar", ProgressBar).update(progress=self.pending_bars["epoch"])
+        progress = self.pending_bars.get("progress")
+        if progress is not None:
+            self.query_one("#step-bar", ProgressBar).update(progress=progress["step"])
+            self.query_one("#speed", Static).update(
+                f"{progress['samples_per_s']:,.0f} img/s · lr {progress['lr']:.2e}"
+            )
+        self.pending_bars = {}
+        # One chart a tick, the longest-waiting first: drawing one and repainting it is the
+        # longest the app is busy at a time, so a key press never waits for both.
+        dirty = [chart for chart in self.query(MetricChart) if chart.dirty]
+        if dirty:
+            chart = min(dirty, key=lambda chart: chart.drawn_at)
+            chart.draw()
 
     def action_stop_run(self) -> None:
         run = self.store.run(self.run_id)

@@ -134,3 +134,57 @@ def test_every_parameter_belongs_to_exactly_one_part(arch):
                 owners[id(parameter)] = owners.get(id(parameter), 0) + 1
     assert set(owners.values()) == {1}
     assert len(owners) == len(list(model.parameters()))
+
+
+def test_layer_decay_scales_each_stage_geometrically_below_the_head(tmp_path):
+    run = trainer(tmp_path, layer_decay=0.5, backbone_lr_scale=0.8, lr=0.1)
+    groups = run.optimizer.param_groups
+    rates = {g["name"]: lr for g, lr in zip(groups, run.scheduler.base_lrs, strict=True)}
+    assert rates["head"] == pytest.approx(0.1)
+    for depth, part in enumerate(["stage3", "stage2", "stage1", "stem"], start=1):
+        assert rates[part] == pytest.approx(0.1 * 0.8 * 0.5**depth), part
+
+
+def starting_weights_file(tmp_path) -> str:
+    """A state-dict file of the tiny model, to start L2-SP runs from."""
+    (tmp_path / "source").mkdir()
+    source = trainer(tmp_path / "source")
+    path = tmp_path / "start.pt"
+    torch.save(source.model.state_dict(), path)
+    return f"file:{path}"
+
+
+def test_l2sp_penalty_is_half_alpha_times_the_squared_distance_from_the_start(tmp_path):
+    run = trainer(tmp_path, init=starting_weights_file(tmp_path), l2sp=0.3)
+    assert float(run.starting_point.penalty().detach()) == 0.0
+    with torch.no_grad():
+        run.model.conv1.weight.add_(0.5)
+        run.model.fc.weight.add_(7.0)  # the head is not pulled back: it is new
+    expected = 0.5 * 0.3 * 0.25 * run.model.conv1.weight.numel()
+    assert float(run.starting_point.penalty().detach()) == pytest.approx(expected, rel=1e-5)
+    groups = run.optimizer.param_groups
+    decays = {g["name"]: g["weight_decay"] for g in groups if g["params"][0].ndim > 1}
+    assert decays["stage2"] == 0.0 and decays["head"] == pytest.approx(run.spec.decay)
+
+
+def test_l2sp_keeps_the_backbone_nearer_its_starting_weights(tmp_path):
+    init = starting_weights_file(tmp_path)
+    distances = {}
+    for alpha in (0.0, 5.0):
+        (tmp_path / str(alpha)).mkdir()
+        run = trainer(
+            tmp_path / str(alpha),
+            init=init,
+            l2sp=alpha,
+            weight_decay=0.0,
+            optimizer="sgd",
+            lr=0.1,
+            batch_size=16,
+        )
+        start = [p.detach().clone() for p in run.model.layer1.parameters()]
+        for epoch in (1, 2):
+            run.train_epoch(epoch)
+        after = [p.detach() for p in run.model.layer1.parameters()]
+        moves = [float((a - b).pow(2).sum()) for a, b in zip(after, start, strict=True)]
+        distances[alpha] = sum(moves)
+    assert 0 < distances[5.0] < 0.8 * distances[0.0]

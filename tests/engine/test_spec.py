@@ -122,6 +122,10 @@ def test_unknown_options_suggest_the_nearest():
         ({"grad_clip": 0}, "--grad-clip must be a positive number"),
         ({"weight_decay": -0.1}, "--weight-decay must be 0 or more"),
         ({"workers": -1}, "--workers must be 0 or more"),
+        ({"layer_decay": 0}, "--layer-decay must be above 0 and at most 1"),
+        ({"layer_decay": 1.5}, "--layer-decay must be above 0 and at most 1"),
+        ({"l2sp": -1}, "--l2sp must be 0 (off) or more"),
+        ({"l2sp": 0.1}, "--l2sp pulls toward the starting weights"),
         ({"epochs": "abc"}, "--epochs must be a whole number, not 'abc'"),
         ({"epochs": 2.5}, "--epochs must be a whole number"),
         ({"epochs": True}, "--epochs must be a whole number"),
@@ -197,6 +201,8 @@ def test_the_float_options_are_all_checked_below():
         "grad_clip",
         "ft_lr_scale",
         "backbone_lr_scale",
+        "layer_decay",
+        "l2sp",
     }
 
 

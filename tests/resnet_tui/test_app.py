@@ -142,6 +142,30 @@ async def test_stop_a_live_run_from_its_screen(store):
         assert (Path(store.run(run_id)["run_dir"]) / "checkpoints" / "last.pt").exists()
 
 
+async def test_a_stopped_run_resumes_from_the_history_and_completes(store):
+    spec = RunSpec.from_dict({**TINY, "epochs": 3, "limit": None})
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        app.start_run(spec)
+        await pilot.pause()
+        run_id = app.screen.run_id
+        await wait_for(pilot, lambda: store.run(run_id)["epochs_done"] >= 1)
+        await pilot.press("s", "y")
+        await wait_for(pilot, lambda: run_status(store, run_id) == "stopped")
+        done = store.run(run_id)["epochs_done"]
+        assert done < 3
+        await pilot.press("escape")
+        assert isinstance(app.screen, HistoryScreen)
+        await pilot.press("u")
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == run_id
+        await wait_for(pilot, lambda: run_status(store, run_id) == "completed")
+        await wait_for(pilot, lambda: run_id not in app.followers)
+        val = app.screen.query_one("#acc-chart").series["val"]
+        assert [epoch for epoch, _ in val] == [1, 2, 3]
+        assert store.run(run_id)["epochs_done"] == 3
+
+
 def _text(renderable: object) -> str:
     """What a widget's renderable would print, as plain text."""
     console = Console(width=200, record=True, file=io.StringIO())

@@ -12,6 +12,7 @@ import pytest
 
 from tests.resnet_tui.command import cli, runs_json
 
+PARTS = ["stem", "stage1", "stage2", "stage3", "head"]
 TINY = [
     "--arch",
     "resnet8",
@@ -89,6 +90,39 @@ def test_detach_returns_at_once_and_the_run_finishes_on_its_own(tmp_path):
         time.sleep(0.5)
     assert run["id"] == run_id and run["status"] == "completed"
     assert run["epochs_done"] == 2
+
+
+def wait_for_status(tmp_path, done: tuple[str, ...], timeout: float = 120) -> dict:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        [run] = runs_json(tmp_path)
+        if run["status"] in done:
+            return run
+        time.sleep(0.3)
+    raise AssertionError(f"run still {run['status']}")
+
+
+def test_a_stopped_run_resumes_in_place_and_completes(tmp_path):
+    args = [*TINY, "--epochs", "4", "--detach"]
+    run_id = int(cli("run", *args, cwd=tmp_path).stdout)
+    assert "nothing to resume" in cli("resume", str(run_id), cwd=tmp_path).stderr
+    deadline = time.time() + 120
+    while not (tmp_path / "runs" / str(run_id) / "checkpoints" / "last.pt").exists():
+        assert time.time() < deadline, "no checkpoint"
+        time.sleep(0.2)
+    assert cli("stop", str(run_id), cwd=tmp_path).returncode == 0
+    stopped = wait_for_status(tmp_path, ("stopped", "completed"))
+    assert stopped["status"] == "stopped" and stopped["epochs_done"] < 4
+
+    resumed = cli("resume", str(run_id), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    [run] = runs_json(tmp_path)
+    assert run["status"] == "completed" and run["epochs_done"] == 4 and run["test_acc"]
+    shown = json.loads(cli("show", str(run_id), "--json", cwd=tmp_path).stdout)
+    assert [row["epoch"] for row in shown["epoch_table"]] == [1, 2, 3, 4]
+    again = cli("resume", str(run_id), cwd=tmp_path)
+    assert again.returncode == 2 and "completed, so there is nothing to resume" in again.stderr
+    assert f"--init run:{run_id}" in again.stderr
 
 
 def test_ctrl_c_stops_the_run_cleanly_and_keeps_its_checkpoint(tmp_path):
@@ -207,7 +241,10 @@ def test_a_run_starts_from_an_earlier_one_and_the_store_keeps_the_lineage(tmp_pa
     assert child.returncode == 0, child.stderr
     assert "weights from run:1:" in child.stdout and "a new head" in child.stdout
     grandchild = cli(
-        "run", *TINY, "--init", "run:2:last", "--keep-head", "--classes", "0,1,2", cwd=tmp_path
+        "run",
+        *TINY,
+        *("--init", "run:2:last", "--keep-head", "--classes", "0,1,2", "--freeze", "lp-ft"),
+        cwd=tmp_path,
     )
     assert grandchild.returncode == 0, grandchild.stderr
     assert "the source head kept" in grandchild.stdout
@@ -216,6 +253,10 @@ def test_a_run_starts_from_an_earlier_one_and_the_store_keeps_the_lineage(tmp_pa
     shown = cli("show", "3", cwd=tmp_path).stdout
     assert "started from run 2" in " ".join(shown.split()) and "run 1" in shown
     assert "a new head" not in shown and "the source head kept" in shown
+    assert "policy epoch 1: head train" in shown
+    assert "policy epoch 2: stem, stage1, stage2, stage3, head train" in shown
+    policy = json.loads(cli("show", "3", "--json", cwd=tmp_path).stdout)["policy"]
+    assert [event["training"] for event in policy] == [["head"], PARTS]
 
 
 def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
@@ -239,6 +280,7 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
         (["run", "--db", str(readonly)], "read-only"),
         (["runs", "--sort", "accuracy"], "unknown sort column"),
         (["show", "42"], "no run 42"),
+        (["resume", "42"], "no run 42"),
     ]
     for args, message in cases:
         result = cli(*args, cwd=tmp_path, timeout=60)

@@ -40,14 +40,14 @@ def store(tmp_path, monkeypatch):
             seconds=61.0 * epochs,
             created_at=CREATED + run_id * 60,
         )
-    _write_finished_events(opened, 1)
+    events_file = Path(opened.run(1)["run_dir"]) / "events.jsonl"
+    events_file.write_text("".join(json.dumps(e) + "\n" for e in finished_events(0.31)))
     yield opened
     time.tzset()
 
 
-def _write_finished_events(store: RunStore, run_id: int) -> None:
-    """A complete events file for run 1, as the engine would have written it."""
-    run_dir = Path(store.run(run_id)["run_dir"])
+def finished_events(accuracy_per_epoch: float) -> list[dict]:
+    """The events of a finished three-epoch run, as the engine would have written them."""
     events = [
         {
             "seq": 1,
@@ -90,13 +90,35 @@ def _write_finished_events(store: RunStore, run_id: int) -> None:
                 "train_loss": 1.5 / epoch,
                 "train_acc": 0.3 * epoch,
                 "val_loss": 1.4 / epoch,
-                "val_acc": 0.31 * epoch,
+                "val_acc": accuracy_per_epoch * epoch,
                 "lr": {},
                 "seconds": 10.0,
                 "elapsed": 10.0 * epoch,
             }
         )
-    (run_dir / "events.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    test = {
+        "top1": 3 * accuracy_per_epoch - 0.01,
+        "top5": 1.0,
+        "top5_k": 3,
+        "macro_f1": 3 * accuracy_per_epoch - 0.02,
+        "loss": 0.48,
+        "samples": 2000,
+        "classes": ["circle", "square", "triangle"],
+        "confusion": [[640, 20, 7], [15, 630, 22], [9, 18, 639]],
+        "per_class_accuracy": {"circle": 0.96, "square": 0.944, "triangle": 0.959},
+    }
+    events.append(
+        {
+            "seq": seq + 1,
+            "t": CREATED + 30,
+            "type": "finished",
+            "status": "completed",
+            "best_val_acc": 3 * accuracy_per_epoch,
+            "test": test,
+            "seconds": 30.0,
+        }
+    )
+    return events
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -119,13 +141,18 @@ def test_run_view(snap_compare, store, size):
     async def open_run(pilot):
         pilot.app.open_run(1)
         await pilot.pause(0.6)
+        await pilot.pause()
 
     assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_run)
 
 
 def test_compare(snap_compare, store):
+    store.apply(1, finished_events(0.31), offset=0)
+    store.apply(2, finished_events(0.28), offset=0)
+
     async def compare(pilot):
         await pilot.press("down", "down", "space", "down", "space", "c")
+        await pilot.pause()
         await pilot.pause()
 
     assert snap_compare(ResnetApp(store), terminal_size=(160, 48), run_before=compare)

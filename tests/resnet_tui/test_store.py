@@ -116,6 +116,29 @@ def test_events_applied_in_pieces_match_events_applied_at_once(store):
     assert store.epoch_table(whole) == store.epoch_table(pieces)
 
 
+@pytest.mark.parametrize("applied_before_resume", [True, False])
+def test_a_resumed_run_keeps_one_row_per_epoch(store, applied_before_resume):
+    """Died after epoch 2's metrics but before its checkpoint; resumed from epoch 1."""
+    run_id = store.create_run(RunSpec())
+    crashed = _events()[:5]  # started, epoch 1, epoch 2 (its checkpoint never written)
+    crashed[4] = {**crashed[4], "val_acc": 0.9}
+    resumed = [{**event, "seq": event["seq"] + 5} for event in _events()[3:]]
+    restart = {"seq": 6, "t": 300.0, "type": "started", "pid": 7, "device": "cpu"}
+    restart.update(resumed_from_epoch=1, best_val_acc=0.5)
+    if applied_before_resume:
+        store.apply(run_id, crashed, 10)
+        store.update(run_id, status="crashed")
+        store.apply(run_id, [restart, *resumed], 20)
+    else:
+        store.apply(run_id, [*crashed, restart, *resumed], 20)
+    table = store.epoch_table(run_id)
+    assert [row["epoch"] for row in table] == [1, 2]
+    assert table[1]["val_acc"] == 0.45  # the resumed epoch 2, not the lost one
+    assert store.metric_series(run_id, "step", "loss") == [(10, 1.0), (20, 0.5)]
+    run = store.run(run_id)
+    assert (run["status"], run["best_val_acc"], run["started_at"]) == ("completed", 0.5, 100.0)
+
+
 def test_an_error_event_marks_the_run_failed_with_its_reason(store):
     run_id = store.create_run(RunSpec())
     store.apply(
