@@ -16,7 +16,7 @@ to experiments/RESULTS-transfer.md.
 """
 
 import argparse
-import platform
+import json
 import sys
 import time
 from pathlib import Path
@@ -34,7 +34,7 @@ RESULTS = Path(__file__).with_name("RESULTS-transfer.md")
 # epochs stay quick, and a fixed seed so that every policy sees the same 10 images.
 FEW_SHOT = {"train_per_class": 10, "val_fraction": 0.05, "epochs": 30, "batch_size": 16}
 
-# The four ways of learning the target task: (label, --init of the source or scratch, options).
+# The four ways of learning the target task: (label, start from the source run?, options).
 POLICIES = [
     ("scratch", False, {"freeze": "full"}),
     ("head", True, {"freeze": "head"}),
@@ -97,6 +97,12 @@ def run_experiment(store: RunStore, name: str, common: dict[str, Any]) -> list[i
     return ids
 
 
+def device_used(store: RunStore, ids: list[int]) -> str:
+    """What the runs trained on, as their engine reported it: `cpu (AMD EPYC, 2 threads)`."""
+    info = json.loads(store.run(ids[-1])["engine_info"])
+    return f"{info['device']} ({info['device_name']}, {info['threads']} threads)"
+
+
 def markdown_table(store: RunStore, ids: list[int]) -> str:
     """The target runs' settings that differ and their results, as a Markdown table."""
     result = comparison(store, ids)
@@ -137,7 +143,7 @@ def main() -> None:
             f"## {EXPERIMENTS[name]['title']}\n\n{minutes:.1f} minutes for the source run "
             f"and the four target runs, runs {ids[0]}-{ids[-1]} in the store.\n\n{table}\n"
         )
-    machine = f"{platform.processor() or platform.machine()}, device {args.device}"
+    machine = device_used(store, ids)
     command = "python experiments/transfer.py " + " ".join(sys.argv[1:])
     RESULTS.write_text(
         "# Transfer experiments\n\n"

@@ -128,17 +128,21 @@ async def test_sort_and_filter_the_history(store):
         assert table.row_count == 3
 
 
+async def launch_and_stop_after_an_epoch(pilot, store: RunStore, spec: RunSpec) -> int:
+    """Launch `spec` from the app, stop it from its screen once an epoch is done; its id."""
+    pilot.app.start_run(spec)
+    await pilot.pause()
+    run_id = pilot.app.screen.run_id
+    await wait_for(pilot, lambda: store.run(run_id)["epochs_done"] >= 1)
+    await pilot.press("s", "y")
+    await wait_for(pilot, lambda: run_status(store, run_id) == "stopped")
+    return run_id
+
+
 async def test_stop_a_live_run_from_its_screen(store):
     spec = RunSpec.from_dict({**TINY, "epochs": 100, "limit": None})
-    app = ResnetApp(store)
-    async with app.run_test(size=SIZE) as pilot:
-        app.start_run(spec)
-        await pilot.pause()
-        run_id = app.screen.run_id
-        await wait_for(pilot, lambda: store.run(run_id)["epochs_done"] >= 1 or False)
-        await pilot.press("s")
-        await pilot.press("y")
-        await wait_for(pilot, lambda: run_status(store, run_id) == "stopped")
+    async with ResnetApp(store).run_test(size=SIZE) as pilot:
+        run_id = await launch_and_stop_after_an_epoch(pilot, store, spec)
         assert (Path(store.run(run_id)["run_dir"]) / "checkpoints" / "last.pt").exists()
 
 
@@ -146,12 +150,7 @@ async def test_a_stopped_run_resumes_from_the_history_and_completes(store):
     spec = RunSpec.from_dict({**TINY, "epochs": 3, "limit": None})
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
-        app.start_run(spec)
-        await pilot.pause()
-        run_id = app.screen.run_id
-        await wait_for(pilot, lambda: store.run(run_id)["epochs_done"] >= 1)
-        await pilot.press("s", "y")
-        await wait_for(pilot, lambda: run_status(store, run_id) == "stopped")
+        run_id = await launch_and_stop_after_an_epoch(pilot, store, spec)
         done = store.run(run_id)["epochs_done"]
         assert done < 3
         await pilot.press("escape")
