@@ -1,7 +1,9 @@
 """Command line of the engine: `python -m engine run --spec SPEC.json --events EVENTS.jsonl`.
 
-Argument parsing only; `engine.train.run` does the work. `python -m engine devices` prints
-the devices torch can see, as JSON, for the user's side that never imports torch.
+Argument parsing only; `engine.train.run` does the work, and `engine.fusion.run_fusion` for
+`python -m engine fuse --fusion FUSION.json --events EVENTS.jsonl` (ensembles and soups).
+`python -m engine devices` prints the devices torch can see, as JSON, for the user's side
+that never imports torch.
 """
 
 import argparse
@@ -9,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from engine.spec import RunSpec, SpecError
+from engine.spec import FusionSpec, RunSpec, SpecError
 from engine.stopping import StopRequest
 
 
@@ -46,12 +48,28 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--resume", action="store_true", help="continue from the run folder's last checkpoint"
     )
+    fuse = commands.add_parser("fuse", help="make an ensemble, soup or WiSE-FT of runs")
+    fuse.add_argument("--fusion", required=True, type=Path, help="the run's fusion.json")
+    fuse.add_argument("--events", required=True, type=Path, help="events.jsonl to append to")
+    fuse.add_argument(
+        "--run-dir", type=Path, help="folder for checkpoints (default: beside events)"
+    )
     commands.add_parser("devices", help="list the devices torch can see, as JSON")
     args = parser.parse_args(argv)
 
     if args.command == "devices":
         print(json.dumps(_devices()))
         return 0
+    run_dir = args.run_dir or args.events.parent
+    if args.command == "fuse":
+        try:
+            fusion = FusionSpec.from_json(args.fusion.read_text(encoding="utf-8"))
+        except (OSError, SpecError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        from engine.fusion import run_fusion
+
+        return run_fusion(fusion, args.events, run_dir, stop)
     try:
         spec = RunSpec.from_json(args.spec.read_text(encoding="utf-8"))
     except (OSError, SpecError) as error:
@@ -59,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from engine.train import run as train
 
-    return train(spec, args.events, args.run_dir or args.events.parent, stop, args.resume)
+    return train(spec, args.events, run_dir, stop, args.resume)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ EPOCH_ENDED = "epoch_ended"
 POLICY = "policy"
 CHECKPOINT = "checkpoint"
 LOG = "log"
+FUSION = "fusion"
 FINISHED = "finished"
 ERROR = "error"
 
@@ -28,6 +29,7 @@ EVENT_TYPES = (
     POLICY,
     CHECKPOINT,
     LOG,
+    FUSION,
     FINISHED,
     ERROR,
 )

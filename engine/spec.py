@@ -80,6 +80,19 @@ class RunSpec:
     init_checkpoint: str | None = _option(
         None, "The checkpoint file --init run:ID stands for.", internal=True
     )
+    teacher: list[str] | None = _option(
+        None,
+        "Distil from these runs: run:ID, or several (run:3,run:5) whose logits are averaged.",
+    )
+    kd_alpha: float = _option(
+        0.9, "Distillation: the KD share of the loss; (1 - alpha) is cross-entropy."
+    )
+    kd_temperature: float = _option(
+        4.0, "Distillation: the temperature that softens teacher and student outputs."
+    )
+    teacher_checkpoints: list[str] | None = _option(
+        None, "The checkpoint files --teacher stands for.", internal=True
+    )
     device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps.")
     optimizer: str = _option("adamw", "adamw, sgd or adam.")
     lr: float | None = _option(
@@ -155,6 +168,8 @@ class RunSpec:
                 "ResNet, e.g. --arch resnet18"
             )
         self.freeze = normalise_freeze(self.freeze)
+        if self.teacher is not None:
+            self.teacher = normalise_teachers(self.teacher)
         self.head = _resolve(self.head, list(catalog.HEADS), "head")
         self.head_init = _resolve(self.head_init, list(catalog.HEAD_INITS), "head initialisation")
         self.bn = _resolve(self.bn, list(catalog.BATCHNORM_MODES), "BatchNorm mode")
@@ -184,6 +199,9 @@ class RunSpec:
                 "--l2sp pulls toward the starting weights, which scratch does not have; "
                 "give --init (imagenet, run:ID or file:PATH) or leave --l2sp out"
             )
+        if not 0 <= self.kd_alpha <= 1:
+            raise SpecError("--kd-alpha must be between 0 and 1, e.g. 0.9 (0 is plain training)")
+        _positive("kd-temperature", self.kd_temperature)
         if self.freeze == "lp-ft" and self.probe_epochs >= self.epochs:
             raise SpecError(
                 f"--probe-epochs ({self.probe_epochs}) leaves no epoch to fine-tune in; "
@@ -231,6 +249,71 @@ class RunSpec:
         return self.name or f"{self.arch} on {self.dataset}"
 
 
+FUSION_KINDS = {
+    "ensemble": "the averaged probabilities of several runs",
+    "soup": "the averaged weights of runs fine-tuned from the same starting weights",
+    "wise-ft": "a fine-tuned run's backbone mixed with its starting weights (WiSE-FT)",
+}
+
+
+@dataclass
+class FusionSpec:
+    """An ensemble, a model soup or a WiSE-FT mix of finished runs: what the engine fuses.
+
+    `members` are `{"run": id, "name": ..., "checkpoint": path}`, checked against the store
+    by resnet-tui before the engine starts. `alpha` is WiSE-FT's share of the fine-tuned
+    weights; None picks it on validation data.
+    """
+
+    kind: str
+    members: list[dict[str, Any]]
+    weights: list[float] | None = None
+    greedy: bool = False
+    alpha: float | None = None
+    device: str = "auto"
+    data_root: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "FusionSpec":
+        try:
+            data = json.loads(text)
+            fusion = cls(**data)
+        except (json.JSONDecodeError, TypeError) as error:
+            raise SpecError(f"the fusion spec is not valid ({error})") from None
+        fusion.validate()
+        return fusion
+
+    def validate(self) -> None:
+        """Check what can be checked without the store. Raises SpecError."""
+        self.kind = _resolve(self.kind, list(FUSION_KINDS), "fusion")
+        self.device = normalise_device(self.device)
+        if self.kind == "wise-ft" and len(self.members) != 1:
+            raise SpecError("--with-init mixes one run with its starting weights; give one id")
+        if self.kind != "wise-ft" and len(self.members) < 2:
+            raise SpecError(f"a {self.kind} needs two runs or more, e.g. 3 4 5")
+        if self.weights is not None:
+            if len(self.weights) != len(self.members):
+                raise SpecError(
+                    f"--weights has {len(self.weights)} numbers for {len(self.members)} runs; "
+                    "give one per run"
+                )
+            if any(not math.isfinite(w) or w < 0 for w in self.weights) or not sum(self.weights):
+                raise SpecError("--weights must be 0 or more, and not all 0, e.g. 2,1,1")
+        if self.greedy and self.kind != "soup":
+            raise SpecError("--greedy is for soups; leave it out here")
+        if self.greedy and self.weights is not None:
+            raise SpecError("--greedy chooses the members itself; leave --weights out")
+        if self.alpha is not None and self.kind != "wise-ft":
+            raise SpecError("an alpha is for --with-init (WiSE-FT) only")
+        if self.alpha is not None and not 0 <= self.alpha <= 1:
+            raise SpecError(
+                "--with-init must be between 0 and 1 (1 is the fine-tuned run), or auto"
+            )
+
+
 def spec_options() -> list[tuple[str, Any, Any, str]]:
     """Each user's option as (name, type, default, help), in the order users read them."""
     return [
@@ -261,6 +344,26 @@ def normalise_init(init: str) -> str:
             raise SpecError("--init file: needs a path, e.g. file:~/weights/resnet20.pt")
         return "file:" + str(Path(os.path.expanduser(rest)).resolve())
     raise SpecError(f"unknown --init {init!r}; use {INIT_FORMS}")
+
+
+def normalise_teachers(teachers: list[str]) -> list[str]:
+    """Check --teacher runs and write each as `run:ID` (or `run:ID:last`); a bare id will do."""
+    named = []
+    for item in (t.strip() for t in teachers):
+        if not item:
+            continue
+        try:
+            source = normalise_init(f"run:{item}" if item.isdigit() else item)
+        except SpecError:
+            source = ""
+        if not source.startswith("run:"):
+            raise SpecError(f"--teacher {item}: a teacher is a run in the store, e.g. run:12")
+        if source in named:
+            raise SpecError(f"--teacher names {source} twice; list each teacher once")
+        named.append(source)
+    if not named:
+        raise SpecError("--teacher needs a run, e.g. --teacher run:12")
+    return named
 
 
 def normalise_freeze(freeze: str) -> str:

@@ -8,6 +8,7 @@ import shutil
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from torch.nn import functional as F
 
 from engine import events as ev
 from engine.data import DatasetBundle, load_dataset, make_batches
+from engine.distill import Teachers, distillation_loss
 from engine.errors import RunError, UnreadableImage
 from engine.events import EventWriter
 from engine.freeze import (
@@ -72,6 +74,13 @@ def pick_device(name: str) -> torch.device:
             "use --device cpu, or --device auto",
         )
     return torch.device(name)
+
+
+def use_all_cores(device: torch.device) -> None:
+    """On the CPU, compute with every core this process may use."""
+    if device.type == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        torch.set_num_threads(cores or os.cpu_count() or 1)
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int, gamma: float) -> float:
@@ -182,16 +191,16 @@ def amp_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
-def _peak_memory_mb(device: torch.device) -> float:
+def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     scale = 1 if platform.system() == "Darwin" else 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2**20
 
 
-def _device_name(device: torch.device) -> str:
+def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
+        return torch.cuda.getdevice_name(device)
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
@@ -202,11 +211,24 @@ def _device_name(device: torch.device) -> str:
     return platform.processor() or platform.machine()
 
 
-def _device_uuid(device: torch.device) -> str | None:
+def device_uuid(device: torch.device) -> str | None:
     """A CUDA device's UUID, which names it to NVML whatever CUDA_VISIBLE_DEVICES says."""
     if device.type != "cuda":
         return None
     return str(torch.cuda.get_device_properties(device).uuid)
+
+
+def process_facts(device: torch.device) -> dict[str, Any]:
+    """What every `started` event says of where it runs: device, versions, threads, pid."""
+    return {
+        "device": str(device),
+        "device_name": device_name(device),
+        "device_uuid": device_uuid(device),
+        "torch_version": torch.__version__,
+        "torchvision_version": torchvision.__version__,
+        "threads": torch.get_num_threads(),
+        "pid": os.getpid(),
+    }
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -249,9 +271,7 @@ class Trainer:
         self.checkpoints = run_dir / "checkpoints"
         self.stop = stop
         self.device = pick_device(spec.device)
-        if self.device.type == "cpu":
-            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-            torch.set_num_threads(cores or os.cpu_count() or 1)
+        use_all_cores(self.device)
         torch.manual_seed(spec.seed)
         self.bundle: DatasetBundle = bundle or load_dataset(spec)
         small_stem = (
@@ -284,6 +304,7 @@ class Trainer:
         apply_freeze(self.model, self.trainable)
         self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec, self.device)
         self.starting_point = StartingPoint(self.model, spec.l2sp) if spec.l2sp > 0 else None
+        self.teachers = self._load_teachers() if spec.teacher else None
         eval_batch = spec.eval_batch_size or 2 * spec.batch_size
         self.train_batches = make_batches(
             self.bundle.train, self.bundle, spec.batch_size, self.device, True, spec
@@ -307,6 +328,26 @@ class Trainer:
         self.step = 0
         self.first_epoch = 1
         self.elapsed_before = 0.0  # training seconds of the processes before a resume
+
+    def _load_teachers(self) -> Teachers:
+        spec = self.spec
+        if not spec.teacher_checkpoints or len(spec.teacher_checkpoints) != len(spec.teacher or []):
+            raise RunError(
+                "bad_input",
+                "--teacher was not resolved to checkpoints",
+                "launch it with resnet-tui, which finds the teachers' checkpoints in the store",
+            )
+        return Teachers(
+            spec.teacher_checkpoints,
+            spec.teacher or [],
+            self.bundle.classes,
+            self.bundle.channels,
+            self.bundle.image_size,
+            self.bundle.mean,
+            self.bundle.std,
+            self.device,
+            self.memory_format,
+        )
 
     def trainable_in(self, epoch: int) -> list[str]:
         spec = self.spec
@@ -381,13 +422,7 @@ class Trainer:
         total, trainable = count_parameters(self.model)
         self.writer.emit(
             ev.STARTED,
-            device=str(self.device),
-            device_name=_device_name(self.device),
-            device_uuid=_device_uuid(self.device),
-            torch_version=torch.__version__,
-            torchvision_version=torchvision.__version__,
-            threads=torch.get_num_threads(),
-            pid=os.getpid(),
+            **process_facts(self.device),
             parameters=total,
             trainable_parameters=trainable,
             sizes=self.bundle.sizes(),
@@ -400,9 +435,20 @@ class Trainer:
             init=self.init_report.as_event(),
             resumed_from_epoch=self.first_epoch - 1,
             best_val_acc=self.best_val_acc if self.best_val_acc >= 0 else None,
+            distillation=self._distillation_info(),
         )
         for note in self.bundle.notes:
             self.writer.emit(ev.LOG, level="info", message=note)
+
+    def _distillation_info(self) -> dict[str, Any] | None:
+        if self.teachers is None:
+            return None
+        spec = self.spec
+        return {
+            "teachers": spec.teacher,
+            "alpha": spec.kd_alpha,
+            "temperature": spec.kd_temperature,
+        }
 
     def _autocast(self) -> Any:
         if self.amp is None:
@@ -413,18 +459,41 @@ class Trainer:
         """Images in the model's memory format (a cropped batch comes in neither)."""
         return images.contiguous(memory_format=self.memory_format)
 
-    def train_epoch(self, epoch: int) -> tuple[float, float]:
-        """One pass over the training data; returns mean loss and accuracy."""
+    def _loss(
+        self, images: torch.Tensor, labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """The logits of a batch, its loss, and with teachers the loss's CE and KD parts."""
+        spec = self.spec
+        with self._autocast():
+            logits = self.forward(images)
+            if self.teachers is None:
+                return (
+                    logits,
+                    F.cross_entropy(logits, labels, label_smoothing=spec.label_smoothing),
+                    None,
+                )
+            loss, cross_entropy, kd = distillation_loss(
+                logits,
+                self.teachers.logits(images),
+                labels,
+                spec.kd_alpha,
+                spec.kd_temperature,
+                spec.label_smoothing,
+            )
+        return logits, loss, torch.stack([cross_entropy.detach(), kd.detach()])
+
+    def train_epoch(self, epoch: int) -> tuple[float, float, dict[str, float]]:
+        """One pass over the training data; returns mean loss, accuracy and, when
+        distilling, the means of the loss's parts (`ce_loss`, `kd_loss`)."""
         self.model.train()
         set_batchnorm_modes(self.model, self.trainable, self.spec.bn)
         loss_sum = torch.zeros((), device=self.device)
+        parts_sum = torch.zeros(2, device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         window_start, window_seen, last_report = time.perf_counter(), 0, time.perf_counter()
         for index, (images, labels) in enumerate(self.train_batches.epoch(epoch)):
-            with self._autocast():
-                logits = self.forward(self._prepare(images))
-                loss = F.cross_entropy(logits, labels, label_smoothing=self.spec.label_smoothing)
+            logits, loss, parts = self._loss(self._prepare(images), labels)
             objective = loss
             if self.starting_point is not None:
                 objective = loss + self.starting_point.penalty()
@@ -441,6 +510,8 @@ class Trainer:
             seen += batch
             window_seen += batch
             loss_sum += loss.detach().float() * batch
+            if parts is not None:
+                parts_sum += parts * batch
             correct += (logits.argmax(1) == labels).sum()
             now = time.perf_counter()
             last_step = index + 1 == self.steps_per_epoch
@@ -456,13 +527,20 @@ class Trainer:
                     loss=running_loss,
                     samples_per_s=window_seen / max(now - window_start, 1e-9),
                     lr=self.optimizer.param_groups[0]["lr"],
+                    **self._loss_parts(parts_sum, seen),
                 )
                 window_start, window_seen, last_report = now, 0, now
             if self.stop.requested:
                 break
         mean_loss = float(loss_sum) / max(seen, 1)
         self._check_finite(mean_loss)
-        return mean_loss, float(correct) / max(seen, 1)
+        return mean_loss, float(correct) / max(seen, 1), self._loss_parts(parts_sum, seen)
+
+    def _loss_parts(self, parts_sum: torch.Tensor, seen: int) -> dict[str, float]:
+        if self.teachers is None:
+            return {}
+        cross_entropy, kd = (parts_sum / max(seen, 1)).tolist()
+        return {"ce_loss": cross_entropy, "kd_loss": kd}
 
     def _check_finite(self, loss: float) -> None:
         if not math.isfinite(loss):
@@ -530,7 +608,7 @@ class Trainer:
             self.writer.emit(ev.EPOCH_STARTED, epoch=epoch, epochs=self.spec.epochs)
             self.update_policy(epoch)
             epoch_start = time.perf_counter()
-            train_loss, train_acc = self.train_epoch(epoch)
+            train_loss, train_acc, loss_parts = self.train_epoch(epoch)
             logits, labels = self.evaluate(self.val_batches)
             val_loss = float(F.cross_entropy(logits, labels))
             val_acc = float((logits.argmax(1) == labels).float().mean())
@@ -548,8 +626,9 @@ class Trainer:
                 lr={g["name"]: g["lr"] for g in self.optimizer.param_groups},
                 seconds=time.perf_counter() - epoch_start,
                 elapsed=time.perf_counter() - started,
-                peak_memory_mb=_peak_memory_mb(self.device),
+                peak_memory_mb=peak_memory_mb(self.device),
                 partial=self.stop.requested,
+                **{f"train_{name}": value for name, value in loss_parts.items()},
             )
             self.save(epoch, improved, time.perf_counter() - started)
             self.writer.sync()
@@ -591,8 +670,9 @@ def run(
 
 def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, resume: bool) -> int:
     writer = EventWriter(events_path)
-    started = time.time()
-    try:
+
+    def train() -> int:
+        started = time.time()
         trainer = Trainer(spec, writer, run_dir, stop)
         if resume:
             trainer.resume()
@@ -608,6 +688,15 @@ def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, res
             seconds=trainer.elapsed_before + time.time() - started,
         )
         return 0 if status == "completed" else 3
+
+    return report_failures(writer, train, spec.batch_size)
+
+
+def report_failures(writer: EventWriter, work: Callable[[], int], batch_size: int | None) -> int:
+    """Do `work`, turning any failure into an `error` event; close the log. Returns the exit
+    code: `work`'s own, or 1 after a failure."""
+    try:
+        return work()
     except RunError as error:
         writer.emit(ev.ERROR, kind=error.kind, message=error.message, hint=error.hint)
     except SpecError as error:
@@ -621,12 +710,12 @@ def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, res
             hint="remove or replace the file",
         )
     except torch.OutOfMemoryError:
-        writer.emit(
-            ev.ERROR,
-            kind="out_of_memory",
-            message=f"out of memory at batch size {spec.batch_size}",
-            hint=f"try --batch-size {max(1, spec.batch_size // 2)} or --amp bf16",
-        )
+        if batch_size is None:
+            message, hint = "out of memory", "fuse fewer runs at once, or use --device cpu"
+        else:
+            message = f"out of memory at batch size {batch_size}"
+            hint = f"try --batch-size {max(1, batch_size // 2)} or --amp bf16"
+        writer.emit(ev.ERROR, kind="out_of_memory", message=message, hint=hint)
     except Exception as error:  # an engine bug: report it, with the traceback in engine.log
         traceback.print_exc(file=sys.stderr)
         writer.emit(

@@ -16,7 +16,7 @@ import torchvision
 from torch import nn
 
 from engine.errors import RunError
-from engine.models import model_stages
+from engine.models import build_model, model_stages
 from engine.spec import RunSpec
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -208,3 +208,90 @@ def replace_head(model: nn.Module, kind: str, init: str) -> None:
                 nn.init.normal_(layer.weight, std=0.01)
                 nn.init.zeros_(layer.bias)
     model.fc = head
+
+
+@dataclass
+class RunModel:
+    """A finished run's network, rebuilt from its checkpoint, with what it was trained on."""
+
+    model: nn.Module
+    arch: str
+    width: int | None
+    small_stem: bool
+    classes: list[str]
+    channels: int
+    image_size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    spec: RunSpec
+
+
+def load_run_model(path: Path, what: str) -> RunModel:
+    """Rebuild the network of one of our checkpoints (`what` names it in errors), on the CPU.
+
+    The architecture, width, stem and head come from the run's own record in the file, so
+    any run's checkpoint loads, whatever this run's options are.
+    """
+    tensors, record = read_state_dict(path)
+    if not {"arch", "classes", "spec"} <= set(record):
+        raise RunError(
+            "bad_input",
+            f"{what}: {path} is not a resnet-tui checkpoint (it has no run record)",
+            "give a run from the store",
+        )
+    spec = RunSpec.from_json(record["spec"])
+    model = build_model(
+        record["arch"],
+        len(record["classes"]),
+        record["in_channels"],
+        record.get("width"),
+        record.get("small_stem", True),
+    )
+    if spec.head != "linear":
+        replace_head(model, spec.head, spec.head_init)
+    try:
+        model.load_state_dict(tensors)
+    except RuntimeError as error:
+        raise RunError(
+            "bad_input",
+            f"{what}: the weights in {path} do not fit its own record ({error})".splitlines()[0],
+            "the checkpoint is damaged; train the run again",
+        ) from None
+    return RunModel(
+        model=model,
+        arch=record["arch"],
+        width=record.get("width"),
+        small_stem=record.get("small_stem", True),
+        classes=list(record["classes"]),
+        channels=record["in_channels"],
+        image_size=record["image_size"],
+        mean=tuple(record["mean"]),
+        std=tuple(record["std"]),
+        spec=spec,
+    )
+
+
+class InputAdapter:
+    """Re-normalises a batch made for one model's mean and std to another's.
+
+    A network sees images normalised as in its own training; batches normalised for the run
+    are turned back into pixels and normalised the member's way, in one multiply-add.
+    """
+
+    def __init__(
+        self,
+        batch_mean: tuple[float, ...],
+        batch_std: tuple[float, ...],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        device: torch.device,
+    ) -> None:
+        def column(values: tuple[float, ...]) -> torch.Tensor:
+            return torch.tensor(values, device=device).view(1, -1, 1, 1)
+
+        self.same = tuple(batch_mean) == tuple(mean) and tuple(batch_std) == tuple(std)
+        self.scale = column(batch_std) / column(std)
+        self.shift = (column(batch_mean) - column(mean)) / column(std)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return images if self.same else images * self.scale + self.shift

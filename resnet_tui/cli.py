@@ -20,12 +20,14 @@ from rich.table import Table
 
 from engine import catalog, locate
 from engine import events as ev
-from engine.spec import RunSpec, SpecError, spec_options
+from engine.spec import FusionSpec, RunSpec, SpecError, spec_options
 from resnet_tui import config, launcher
 from resnet_tui.compare import comparison, table_rows
 from resnet_tui.display import (
     RunProgress,
     duration,
+    fusion_line,
+    fusion_title,
     init_lines,
     percent,
     policy_line,
@@ -318,7 +320,7 @@ _make_run_command()
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
     """A run as JSON for scripts: its columns, with JSON columns decoded."""
     result = dict(run)
-    for column in ("spec", "parents", "engine_info", "test_report", "error"):
+    for column in ("spec", "parents", "teachers", "recipe", "engine_info", "test_report", "error"):
         if result.get(column):
             result[column] = json.loads(result[column])
     return result
@@ -384,7 +386,9 @@ def list_runs(
             "dataset": run["dataset"],
             "init": run["init"],
             "freeze": run["freeze"],
-            "epochs": f"{run['epochs_done']}/{run['epochs']}",
+            "epochs": f"{run['epochs_done']}/{run['epochs']}"
+            if run["kind"] == "train"
+            else run["kind"],
             "val": percent(run["best_val_acc"]),
             "test": percent(run["test_acc"]),
             "time": duration(run["seconds"]),
@@ -401,13 +405,14 @@ def _get_run(store: RunStore, run_id: int) -> dict[str, Any]:
     return run
 
 
-def _policy_events(run: dict[str, Any]) -> list[dict[str, Any]]:
-    """The run's `policy` events, from its events file: each change its freeze policy made."""
+def _events_of(run: dict[str, Any], event_type: str) -> list[dict[str, Any]]:
+    """The run's events of one type, from its events file: each change its freeze policy
+    made (`policy`), each candidate an ensemble or soup weighed (`fusion`)."""
     path = Path(run["run_dir"] or "") / "events.jsonl"
     if not path.is_file():
         return []
     events, _ = ev.read_events(path, 0)
-    return [event for event in events if event["type"] == ev.POLICY]
+    return [event for event in events if event["type"] == event_type]
 
 
 @app.command("show")
@@ -422,7 +427,12 @@ def show_run(
     run = _get_run(store, run_id)
     epochs = store.epoch_table(run_id)
     if as_json:
-        summary = {**_run_summary(run), "epoch_table": epochs, "policy": _policy_events(run)}
+        summary = {
+            **_run_summary(run),
+            "epoch_table": epochs,
+            "policy": _events_of(run, ev.POLICY),
+            "fusion": _events_of(run, ev.FUSION),
+        }
         print(json.dumps(summary, indent=2))
         return
     console.print(f"[bold]run {run['id']}[/] · {run['name']} · {run['status']}")
@@ -430,8 +440,14 @@ def show_run(
     if chain:
         steps = " ← ".join(f"run {r['id']} ({r['name']}, {r['status']})" for r in chain)
         console.print(f"started from {steps}", highlight=False)
+    teachers = json.loads(run.get("teachers") or "[]")
+    if teachers:
+        console.print("distilled from " + _run_names(store, teachers), highlight=False)
     if run.get("tags") or run.get("notes"):
         console.print(f"tags: {run.get('tags') or '-'} · notes: {run.get('notes') or '-'}")
+    if run["kind"] != "train":
+        _show_fusion(store, run)
+        return
     spec = json.loads(run["spec"])
     defaults = RunSpec()
     settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))
@@ -449,17 +465,23 @@ def show_run(
         )
         for line in init_lines(info.get("init")):
             console.print(line, highlight=False)
-    for event in _policy_events(run):
+    for event in _events_of(run, ev.POLICY):
         console.print(f"[cyan]policy[/] {policy_line(event)}", highlight=False)
     if epochs:
         table = Table(title="Epochs", box=None, header_style="bold")
-        for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"):
+        distilled = any("train_kd_loss" in row for row in epochs)
+        columns = ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"]
+        if distilled:
+            columns[2:2] = ["ce", "kd"]
+        for column in columns:
             table.add_column(column, justify="right")
         for row in epochs:
             lr = next((v for k, v in row.items() if k.startswith("lr/")), None)
+            parts = [f"{row.get(f'train_{name}_loss', 0):.4f}" for name in ("ce", "kd")]
             table.add_row(
                 str(row["epoch"]),
                 f"{row.get('train_loss', 0):.4f}",
+                *(parts if distilled else []),
                 percent(row.get("train_acc")),
                 f"{row.get('val_loss', 0):.4f}",
                 percent(row.get("val_acc")),
@@ -467,6 +489,11 @@ def show_run(
                 f"{row.get('seconds', 0):.1f}",
             )
         console.print(table)
+    _show_outcome(run)
+
+
+def _show_outcome(run: dict[str, Any]) -> None:
+    """The end of `show`: the test report or the error, and where the run's files are."""
     if run.get("test_report"):
         console.print(test_report_view(json.loads(run["test_report"])))
     if run.get("error"):
@@ -475,6 +502,32 @@ def show_run(
             f"[red]failed ({error['kind']}):[/] {error['message']} {error.get('hint') or ''}"
         )
     console.print(f"[dim]folder: {run['run_dir']}[/]")
+
+
+def _run_names(store: RunStore, run_ids: list[int]) -> str:
+    """`run 3 (resnet56 teacher), run 4 (...)`, for lines about related runs."""
+    names = []
+    for run_id in run_ids:
+        run = store.run(run_id)
+        names.append(f"run {run_id} ({run['name'] if run else 'deleted'})")
+    return ", ".join(names)
+
+
+def _show_fusion(store: RunStore, run: dict[str, Any]) -> None:
+    """The rest of `show` for an ensemble or soup: what it fused, and what it chose."""
+    recipe = json.loads(run["recipe"] or "{}")
+    fusion = launcher.fusion_of(run)
+    title = fusion_title({**recipe, "members": [m["run"] for m in fusion.members]})
+    console.print(f"{title}: `resnet-tui {launcher.fusion_command(fusion)}`", highlight=False)
+    console.print("members: " + _run_names(store, [m["run"] for m in fusion.members]))
+    for event in _events_of(run, ev.FUSION):
+        console.print(f"  {fusion_line(event)}", highlight=False)
+    outcome = recipe.get("outcome") or {}
+    if "kept" in outcome and fusion.greedy:
+        console.print("kept: " + ", ".join(f"run {m}" for m in outcome["kept"]))
+    if outcome.get("alpha") is not None:
+        console.print(f"alpha: {outcome['alpha']:g}")
+    _show_outcome(run)
 
 
 @app.command("compare")
@@ -528,6 +581,123 @@ def resume_run(
     except SpecError as error:
         raise fail(str(error)) from None
     follow_or_detach(store, run_id, process, detach, as_json)
+
+
+DeviceOption = Annotated[
+    str, typer.Option("--device", help="Where to evaluate: auto, cpu, cuda, cuda:N or mps.")
+]
+NameOption = Annotated[Optional[str], typer.Option("--name", help="A name for the new run.")]
+DetachOption = Annotated[
+    bool, typer.Option("--detach", help="Print the run id and return; the engine goes on.")
+]
+WeightsOption = Annotated[
+    Optional[str],
+    typer.Option("--weights", help="One weight per run, e.g. 2,1,1 (default: equal)."),
+]
+EventsJsonOption = Annotated[
+    bool, typer.Option("--json", help="Print the events as JSON lines instead of progress.")
+]
+
+
+def _weights(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        return [float(part) for part in text.split(",")]
+    except ValueError:
+        raise fail(
+            f"--weights must be numbers separated by commas, e.g. 2,1,1, not {text!r}"
+        ) from None
+
+
+def _fuse(
+    fusion: FusionSpec,
+    run_ids: list[int],
+    name: str | None,
+    detach: bool,
+    as_json: bool,
+    db: Path | None,
+) -> None:
+    store = open_store(db)
+    refresh_live_runs(store)
+    try:
+        fusion.validate()
+        run_id, process = launcher.fuse(store, fusion, run_ids, name)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    follow_or_detach(store, run_id, process, detach, as_json)
+
+
+@app.command("ensemble")
+def ensemble_runs(
+    run_ids: Annotated[list[int], typer.Argument(help="Ids of two or more completed runs.")],
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    name: NameOption = None,
+    detach: DetachOption = False,
+    as_json: EventsJsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Evaluate several runs together: their averaged class probabilities.
+
+    The runs may be of any architectures, but of one dataset and one set of classes. The
+    ensemble is stored as a run of its own, so it lists and compares like any other.
+    """
+    members = [{"run": run_id} for run_id in run_ids]
+    fusion = FusionSpec("ensemble", members, weights=_weights(weights), device=device)
+    _fuse(fusion, run_ids, name, detach, as_json, db)
+
+
+@app.command("soup")
+def soup_runs(
+    run_ids: Annotated[
+        list[int], typer.Argument(help="Ids of runs fine-tuned from the same starting weights.")
+    ],
+    greedy: Annotated[
+        bool,
+        typer.Option(
+            "--greedy",
+            help="Add runs best first, keeping each only if validation accuracy does not drop.",
+        ),
+    ] = False,
+    with_init: Annotated[
+        Optional[str],
+        typer.Option(
+            "--with-init",
+            help="WiSE-FT: mix one run's backbone with its starting weights, "
+            "(1-ALPHA)·start + ALPHA·fine-tuned; `auto` picks ALPHA on validation data.",
+            metavar="ALPHA",
+        ),
+    ] = None,
+    weights: WeightsOption = None,
+    device: DeviceOption = "auto",
+    name: NameOption = None,
+    detach: DetachOption = False,
+    as_json: EventsJsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """Average the weights of runs of one architecture fine-tuned from the same start.
+
+    A model soup (Wortsman et al. 2022): uniform, or greedy with --greedy. BatchNorm
+    statistics are measured again on training data. The soup is a run with a checkpoint,
+    usable as --init run:ID and as a --teacher.
+    """
+    members = [{"run": run_id} for run_id in run_ids]
+    if with_init is None:
+        fusion = FusionSpec("soup", members, _weights(weights), greedy, device=device)
+    else:
+        alpha = None
+        if with_init.strip().lower() != "auto":
+            try:
+                alpha = float(with_init)
+            except ValueError:
+                raise fail(
+                    f"--with-init must be a number from 0 to 1 or auto, not {with_init!r}"
+                ) from None
+        if greedy or weights is not None:
+            raise fail("--with-init mixes one run with its start; leave --greedy and --weights out")
+        fusion = FusionSpec("wise-ft", members, alpha=alpha, device=device)
+    _fuse(fusion, run_ids, name, detach, as_json, db)
 
 
 @app.command("rm")

@@ -79,6 +79,41 @@ def init_lines(init: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def fusion_line(event: dict[str, Any]) -> str:
+    """One line for a `fusion` event: a candidate the fusion weighed, and what came of it."""
+    kept = "" if event["kept"] is None else ("  kept" if event["kept"] else "  left out")
+    return f"{event['candidate']:<14} val acc {percent(event['val_acc']):>6}{kept}"
+
+
+def fusion_title(fusion: dict[str, Any]) -> str:
+    """What a fused run is made of, from its `started` event or its recipe."""
+    members = ", ".join(str(m) for m in fusion["members"])
+    kind = fusion["kind"]
+    if kind == "wise-ft":
+        alpha = fusion.get("alpha")
+        return f"WiSE-FT of run {members} (alpha {'auto' if alpha is None else alpha})"
+    label = "greedy soup" if fusion.get("greedy") else kind
+    weights = fusion.get("weights")
+    shown = f", weights {', '.join(f'{w:g}' for w in weights)}" if weights else ""
+    return f"{label} of runs {members}{shown}"
+
+
+def distillation_line(distillation: dict[str, Any] | None) -> str | None:
+    if not distillation:
+        return None
+    return (
+        f"distilling from {', '.join(distillation['teachers'])} (alpha "
+        f"{distillation['alpha']:g}, temperature {distillation['temperature']:g})"
+    )
+
+
+def loss_parts(event: dict[str, Any], prefix: str = "") -> str:
+    """ "ce 0.41 kd 1.20" for a distilled run's event, else nothing."""
+    if f"{prefix}ce_loss" not in event:
+        return ""
+    return f" (ce {event[f'{prefix}ce_loss']:.3f} kd {event[f'{prefix}kd_loss']:.3f})"
+
+
 class RunProgress:
     """Turns a run's events into Rich output: bars for epochs and steps, a line per epoch."""
 
@@ -110,7 +145,16 @@ class RunProgress:
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event["type"]
-        if kind == ev.STARTED:
+        if kind == ev.STARTED and event.get("fusion"):
+            sizes = event["sizes"]
+            self.console.print(
+                f"[bold]run {self.run_id}[/]: {fusion_title(event['fusion'])} on "
+                f"{event['device']} ({event['device_name']}) · {sizes['val']:,} val / "
+                f"{sizes['test']:,} test images · {len(event['classes'])} classes"
+            )
+            self.progress.update(self.epochs, description="fusing", total=event["fusion"]["steps"])
+            self.progress.update(self.steps, visible=False)
+        elif kind == ev.STARTED:
             sizes = event["sizes"]
             self.console.print(
                 f"[bold]run {self.run_id}[/] on {event['device']} ({event['device_name']}, "
@@ -120,6 +164,9 @@ class RunProgress:
             )
             for line in init_lines(event.get("init")):
                 self.console.print(line, highlight=False)
+            distilling = distillation_line(event.get("distillation"))
+            if distilling:
+                self.console.print(distilling, highlight=False)
             self.progress.update(self.epochs, total=event["epochs"])
             self.progress.update(self.steps, total=event["steps_per_epoch"])
         elif kind == ev.EPOCH_STARTED:
@@ -130,13 +177,15 @@ class RunProgress:
             self.progress.update(
                 self.steps,
                 completed=event["step"],
-                detail=f"loss {event['loss']:.3f} · {event['samples_per_s']:,.0f} img/s",
+                detail=f"loss {event['loss']:.3f}{loss_parts(event)} · "
+                f"{event['samples_per_s']:,.0f} img/s",
             )
         elif kind == ev.EPOCH_ENDED:
             self.progress.update(self.epochs, completed=event["epoch"])
             self.console.print(
                 f"epoch {event['epoch']:>3}/{event['epochs']}  "
-                f"train loss {event['train_loss']:.4f} acc {percent(event['train_acc']):>6}  "
+                f"train loss {event['train_loss']:.4f}{loss_parts(event, 'train_')} "
+                f"acc {percent(event['train_acc']):>6}  "
                 f"val loss {event['val_loss']:.4f} acc {percent(event['val_acc']):>6}  "
                 f"{event['seconds']:.1f} s"
             )
@@ -144,6 +193,9 @@ class RunProgress:
             self.console.print(f"[dim]{event['level']}: {event['message']}[/]")
         elif kind == ev.POLICY:
             self.console.print(f"[cyan]{policy_line(event)}[/]", highlight=False)
+        elif kind == ev.FUSION:
+            self.progress.update(self.epochs, completed=event["step"])
+            self.console.print(fusion_line(event), highlight=False)
         elif kind in ev.TERMINAL_TYPES:
             self.final = event
 

@@ -11,22 +11,29 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-from engine.spec import RunSpec, SpecError
+from engine import catalog
+from engine.spec import FusionSpec, RunSpec, SpecError, dataset_kind
 from resnet_tui.store import RunStore
 
 
-def engine_command(
-    spec_path: Path, events_path: Path, run_dir: Path, resume: bool = False
-) -> list[str]:
-    command = [sys.executable, "-m", "engine", "run", "--spec", str(spec_path)]
-    command += ["--events", str(events_path), "--run-dir", str(run_dir)]
+def engine_command(run_dir: Path, resume: bool = False, fusion: bool = False) -> list[str]:
+    """The engine's command line for the run in `run_dir`: training it, resuming it, or (for
+    an ensemble or soup) fusing its members."""
+    if fusion:
+        command = [sys.executable, "-m", "engine", "fuse", "--fusion", str(run_dir / "fusion.json")]
+    else:
+        command = [sys.executable, "-m", "engine", "run", "--spec", str(run_dir / "spec.json")]
+    command += ["--events", str(run_dir / "events.jsonl"), "--run-dir", str(run_dir)]
     return command + ["--resume"] if resume else command
 
 
-def start_engine(run_dir: Path, resume: bool = False) -> subprocess.Popen[bytes]:
+def start_engine(
+    run_dir: Path, resume: bool = False, fusion: bool = False
+) -> subprocess.Popen[bytes]:
     """Start the engine on the run folder's spec, in its own session, logging to engine.log."""
-    command = engine_command(run_dir / "spec.json", run_dir / "events.jsonl", run_dir, resume)
+    command = engine_command(run_dir, resume, fusion)
     with open(run_dir / "engine.log", "ab") as log:
         return subprocess.Popen(
             command,
@@ -55,38 +62,86 @@ def resolve_init(store: RunStore, spec: RunSpec) -> list[int]:
         raise SpecError(f"--init {spec.init}: there is no such file")
     if not spec.init.startswith("run:"):
         return []
-    _, run_id, *which = spec.init.split(":")
-    source = store.run(int(run_id))
-    if source is None:
-        raise SpecError(
-            f"--init {spec.init}: there is no run {run_id} in {store.path}; "
-            "`resnet-tui runs` lists the runs"
-        )
+    source, path = checkpoint_of(store, spec.init, f"--init {spec.init}")
     if source["arch"] != spec.arch:
         raise SpecError(
-            f"--init {spec.init}: run {run_id} is a {source['arch']} and this run a "
+            f"--init {spec.init}: run {source['id']} is a {source['arch']} and this run a "
             f"{spec.arch}; use --arch {source['arch']}"
-        )
-    checkpoint = "last" if which == ["last"] else "best"
-    path = Path(source["run_dir"] or "") / "checkpoints" / f"{checkpoint}.pt"
-    if not path.is_file():
-        raise SpecError(
-            f"--init {spec.init}: run {run_id} has no {checkpoint} checkpoint (it is "
-            f"{source['status']} after {source['epochs_done']} epochs)"
         )
     spec.init_checkpoint = str(path)
     if spec.width is None:
         spec.width = RunSpec.from_json(source["spec"]).width
-    return [int(run_id)]
+    return [source["id"]]
+
+
+def checkpoint_of(store: RunStore, source: str, role: str) -> tuple[dict[str, Any], Path]:
+    """The run and checkpoint file that `run:ID` or `run:ID:last` stands for.
+
+    Raises SpecError, naming the `role` (`--init run:3`, `--teacher run:3`), for a run that
+    is not in the store or has no such checkpoint.
+    """
+    _, run_id, *which = source.split(":")
+    run = store.run(int(run_id))
+    if run is None:
+        raise SpecError(
+            f"{role}: there is no run {run_id} in {store.path}; `resnet-tui runs` lists the runs"
+        )
+    if run["kind"] == "ensemble":
+        members = ",".join(f"run:{m}" for m in json.loads(run["parents"] or "[]"))
+        raise SpecError(
+            f"{role}: run {run_id} is an ensemble, which has no weights of its own; "
+            f"use its members ({members})"
+        )
+    checkpoint = "last" if which == ["last"] else "best"
+    path = Path(run["run_dir"] or "") / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        raise SpecError(
+            f"{role}: run {run_id} has no {checkpoint} checkpoint (it is "
+            f"{run['status']} after {run['epochs_done']} epochs)"
+        )
+    return run, path
+
+
+def run_classes(run: dict[str, Any]) -> list[str] | None:
+    """The classes a run trained on, as its engine reported them (None before it started)."""
+    info = json.loads(run["engine_info"] or "{}")
+    return info.get("classes")
+
+
+def resolve_teachers(store: RunStore, spec: RunSpec) -> list[int]:
+    """Point `--teacher run:ID,...` at the runs' checkpoints; returns the teachers' ids.
+
+    Raises SpecError where a teacher is not in the store, has no checkpoint, or was not
+    trained on the student's classes (where those are known before the data is read).
+    """
+    if not spec.teacher:
+        return []
+    student_classes = spec.classes or list(catalog.DATASETS[dataset_kind(spec.dataset)].classes)
+    paths, ids = [], []
+    for source in spec.teacher:
+        teacher, path = checkpoint_of(store, source, f"--teacher {source}")
+        known = run_classes(teacher)
+        missing = [c for c in student_classes if known is not None and c not in known]
+        if missing:
+            raise SpecError(
+                f"--teacher {source}: run {teacher['id']} was not trained on this run's "
+                f"class{'es' if len(missing) > 1 else ''} {', '.join(missing[:5])}; distil from "
+                "a teacher trained on the student's classes"
+            )
+        paths.append(str(path))
+        ids.append(teacher["id"])
+    spec.teacher_checkpoints = paths
+    return ids
 
 
 def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]]:
     """Create the run in the store, write its spec and start the engine on it.
 
-    Raises SpecError where `--init run:ID` cannot be resolved (see `resolve_init`).
+    Raises SpecError where `--init run:ID` or `--teacher` cannot be resolved.
     """
     parents = resolve_init(store, spec)
-    run_id = store.create_run(spec, parents=parents)
+    teachers = resolve_teachers(store, spec)
+    run_id = store.create_run(spec, parents=parents, teachers=teachers)
     run_dir = Path(store.run(run_id)["run_dir"])
     write_atomically(run_dir / "spec.json", spec.to_json())
     process = start_engine(run_dir)
@@ -106,6 +161,11 @@ def resume(store: RunStore, run_id: int) -> subprocess.Popen[bytes]:
     run = store.run(run_id)
     if run is None:
         raise SpecError(f"no run {run_id} in {store.path}; `resnet-tui runs` lists them")
+    if run["kind"] != "train":
+        raise SpecError(
+            f"run {run_id} is {_a(run['kind'])}, which is not trained and so not resumed; "
+            f"make it again with `resnet-tui {_remake(run)}`"
+        )
     if run["status"] not in RESUMABLE_STATUSES:
         advice = {
             "completed": f"to train on, start a new run from it: --init run:{run_id}",
@@ -122,6 +182,142 @@ def resume(store: RunStore, run_id: int) -> subprocess.Popen[bytes]:
     process = start_engine(run_dir, resume=True)
     store.update(run_id, status="running", pid=process.pid, ended_at=None, error=None)
     return process
+
+
+def _a(kind: str) -> str:
+    return {"ensemble": "an ensemble", "soup": "a soup", "wise-ft": "a WiSE-FT mix"}[kind]
+
+
+def fusion_command(fusion: FusionSpec) -> str:
+    """The `resnet-tui` command that makes `fusion`, for messages and listings."""
+    ids = " ".join(str(member["run"]) for member in fusion.members)
+    if fusion.kind == "ensemble":
+        weights = ",".join(f"{w:g}" for w in fusion.weights) if fusion.weights else ""
+        return f"ensemble {ids}" + (f" --weights {weights}" if weights else "")
+    if fusion.kind == "wise-ft":
+        return f"soup {ids} --with-init {'auto' if fusion.alpha is None else f'{fusion.alpha:g}'}"
+    return f"soup {ids}" + (" --greedy" if fusion.greedy else "")
+
+
+def fusion_of(run: dict[str, Any]) -> FusionSpec:
+    """The fusion a fused run was made by (its recipe, less what the engine chose)."""
+    recipe = json.loads(run["recipe"] or "{}")
+    return FusionSpec.from_json(json.dumps({k: v for k, v in recipe.items() if k != "outcome"}))
+
+
+def _remake(run: dict[str, Any]) -> str:
+    return fusion_command(fusion_of(run))
+
+
+def _starting_weights(run: dict[str, Any]) -> str:
+    """Where a run's weights started, in words that tell two starts apart."""
+    spec = json.loads(run["spec"])
+    if spec["init"] == "scratch":
+        return f"scratch with seed {spec['seed']}"
+    return spec["init"]
+
+
+def fusion_members(store: RunStore, kind: str, run_ids: list[int]) -> list[dict[str, Any]]:
+    """The runs to fuse, checked: finished, with weights, of one dataset and classes, and for
+    a soup of one network fine-tuned from one start. Raises SpecError saying why not."""
+    repeated = [run_id for index, run_id in enumerate(run_ids) if run_id in run_ids[:index]]
+    if repeated:
+        raise SpecError(f"run {repeated[0]} is named twice; list each run once")
+    runs = []
+    for run_id in run_ids:
+        run = store.run(run_id)
+        if run is None:
+            raise SpecError(
+                f"there is no run {run_id} in {store.path}; `resnet-tui runs` lists them"
+            )
+        if run["kind"] == "ensemble":
+            members = " ".join(str(m) for m in json.loads(run["parents"] or "[]"))
+            raise SpecError(
+                f"run {run_id} is an ensemble, which has no weights of its own; "
+                f"name its members ({members}) instead"
+            )
+        if run["status"] != "completed":
+            raise SpecError(f"run {run_id} is {run['status']}; fuse completed runs only")
+        if not (Path(run["run_dir"] or "") / "checkpoints" / "best.pt").is_file():
+            raise SpecError(f"run {run_id} has no best checkpoint left in {run['run_dir']}")
+        runs.append(run)
+    first = runs[0]
+    what = _a(kind)
+    for run in runs[1:]:
+        if run["dataset"] != first["dataset"]:
+            raise SpecError(
+                f"run {run['id']} is on {run['dataset']} and run {first['id']} on "
+                f"{first['dataset']}; {what} needs runs of one dataset"
+            )
+        if run_classes(run) != run_classes(first):
+            raise SpecError(
+                f"runs {first['id']} and {run['id']} were trained on different classes; "
+                f"{what} needs runs of the same classes, in the same order"
+            )
+        if kind == "ensemble":
+            continue
+        if run["arch"] != first["arch"]:
+            raise SpecError(
+                f"run {run['id']} is a {run['arch']} and run {first['id']} a {first['arch']}; "
+                "a soup averages runs of one architecture (an ensemble takes any)"
+            )
+        if _starting_weights(run) != _starting_weights(first):
+            raise SpecError(
+                f"runs {first['id']} and {run['id']} start from different weights "
+                f"({_starting_weights(first)} vs {_starting_weights(run)}); a soup averages "
+                "runs fine-tuned from the same starting weights (an ensemble takes any)"
+            )
+    return runs
+
+
+def fuse(
+    store: RunStore,
+    fusion: FusionSpec,
+    run_ids: list[int],
+    name: str | None = None,
+) -> tuple[int, subprocess.Popen[bytes]]:
+    """Check the members, create the fused run in the store and start the engine on it.
+
+    `fusion` names the kind and options; its members are filled in here from `run_ids`.
+    Raises SpecError with one line where the runs cannot be fused.
+    """
+    runs = fusion_members(store, fusion.kind, run_ids)
+    if fusion.kind == "wise-ft":
+        spec = RunSpec.from_json(runs[0]["spec"])
+        if spec.init == "scratch":
+            raise SpecError(
+                f"run {runs[0]['id']} started from scratch, so there are no starting weights "
+                "to mix with; --with-init takes a run fine-tuned from imagenet, run:ID or file:"
+            )
+        start = spec.init_checkpoint or (spec.init[5:] if spec.init.startswith("file:") else "")
+        if start and not Path(start).is_file():
+            raise SpecError(
+                f"run {runs[0]['id']} started from {start}, which is no longer there; "
+                "--with-init needs the starting weights"
+            )
+    fusion.members = [
+        {
+            "run": run["id"],
+            "name": run["name"],
+            "checkpoint": str(Path(run["run_dir"]) / "checkpoints" / "best.pt"),
+        }
+        for run in runs
+    ]
+    fusion.validate()
+    spec = RunSpec.from_json(runs[0]["spec"])
+    spec.device = fusion.device
+    label = {"ensemble": "ensemble", "soup": "soup", "wise-ft": "WiSE-FT"}[fusion.kind]
+    if fusion.kind == "soup" and fusion.greedy:
+        label = "greedy soup"
+    runs_named = "run " if len(run_ids) == 1 else "runs "
+    spec.name = name or f"{label} of {runs_named}{', '.join(str(i) for i in run_ids)}"
+    run_id = store.create_run(spec, parents=run_ids, kind=fusion.kind, recipe=fusion.to_json())
+    run_dir = Path(store.run(run_id)["run_dir"])
+    write_atomically(run_dir / "spec.json", spec.to_json())
+    write_atomically(run_dir / "fusion.json", fusion.to_json())
+    process = start_engine(run_dir, fusion=True)
+    store.update(run_id, status="running", pid=process.pid)
+    return run_id, process
 
 
 class DevicesUnavailable(Exception):

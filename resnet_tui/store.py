@@ -22,7 +22,7 @@ from typing import Any
 from engine import events as ev
 from engine.spec import RunSpec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 30
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
 LIVE_STATUSES = ("queued", "running")
@@ -58,6 +58,8 @@ RUN_COLUMNS = {
     "error": str,
     "notes": str,
     "tags": str,
+    "teachers": str,
+    "recipe": str,
 }
 SORTABLE = tuple(RUN_COLUMNS)
 
@@ -66,12 +68,17 @@ class StoreError(Exception):
     """A store that cannot be used; the message says which file and what to do."""
 
 
+# Columns that later versions added; the first version's table is the rest.
+_ADDED_IN_VERSION_2 = ("teachers", "recipe")
+
+
 def _create_schema(connection: sqlite3.Connection) -> None:
+    """Version 1: the runs and metrics tables."""
     import sqlite_utils
 
     db = sqlite_utils.Database(connection)
     db["runs"].create(
-        RUN_COLUMNS,
+        {k: v for k, v in RUN_COLUMNS.items() if k not in _ADDED_IN_VERSION_2},
         pk="id",
         not_null={"status", "kind"},
         defaults={
@@ -100,7 +107,16 @@ def _create_schema(connection: sqlite3.Connection) -> None:
         db["runs"].create_index([column])
 
 
-_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_create_schema]
+def _add_teachers_and_recipe(connection: sqlite3.Connection) -> None:
+    """Version 2: the runs a student was distilled from, and how a fused run was made."""
+    connection.execute("ALTER TABLE runs ADD COLUMN teachers TEXT DEFAULT '[]'")
+    connection.execute("ALTER TABLE runs ADD COLUMN recipe TEXT")
+
+
+_MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
+    _create_schema,
+    _add_teachers_and_recipe,
+]
 
 
 def _writable(path: Path) -> bool:
@@ -180,15 +196,23 @@ class RunStore:
     # Runs
 
     def create_run(
-        self, spec: RunSpec, status: str = "queued", parents: list[int] | None = None
+        self,
+        spec: RunSpec,
+        status: str = "queued",
+        parents: list[int] | None = None,
+        teachers: list[int] | None = None,
+        kind: str = "train",
+        recipe: str | None = None,
     ) -> int:
         """Add a run for `spec` and make its folder; returns the run id.
 
-        `parents` are the runs it starts from (its lineage).
+        `parents` are the runs its weights come from (its lineage: the `--init` run, or the
+        members of an ensemble or soup), `teachers` the runs it was distilled from. A fused
+        run (`kind` ensemble, soup or wise-ft) keeps how it was made in `recipe`.
         """
         record = {
             "name": spec.display_name,
-            "kind": "train",
+            "kind": kind,
             "status": status,
             "created_at": time.time(),
             "arch": spec.arch,
@@ -200,6 +224,8 @@ class RunStore:
             "epochs": spec.epochs,
             "host": socket.gethostname(),
             "parents": json.dumps(parents or []),
+            "teachers": json.dumps(teachers or []),
+            "recipe": recipe,
         }
         columns = ", ".join(record)
         marks = ", ".join("?" for _ in record)
@@ -275,9 +301,12 @@ class RunStore:
                 where.append(f"{column} = ?")
                 args.append(value)
         lineage = re.fullmatch(r"from:(\d+)", text.strip()) if text else None
-        if lineage:  # runs started from run N: N is among their parents
-            where.append("EXISTS (SELECT 1 FROM json_each(runs.parents) WHERE value = ?)")
-            args.append(int(lineage.group(1)))
+        if lineage:  # runs made from run N: N is among their parents or teachers
+            where.append(
+                "(EXISTS (SELECT 1 FROM json_each(runs.parents) WHERE value = ?)"
+                " OR EXISTS (SELECT 1 FROM json_each(runs.teachers) WHERE value = ?))"
+            )
+            args += [int(lineage.group(1))] * 2
         elif text:
             columns = (
                 "CAST(id AS TEXT)",
@@ -287,6 +316,7 @@ class RunStore:
                 "dataset",
                 "init",
                 "freeze",
+                "kind",
                 "tags",
             )
             where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns) + ")")
@@ -394,6 +424,9 @@ def _metric_rows(run_id: int, event: dict[str, Any]) -> list[tuple[Any, ...]]:
         for split in ("train", "val")
         for name in ("loss", "acc")
     ]
+    for name in ("ce_loss", "kd_loss"):  # the parts of a distilled run's loss
+        if f"train_{name}" in event:
+            rows.append((run_id, seq, epoch, None, "train", name, event[f"train_{name}"]))
     rows.append((run_id, seq, epoch, None, "epoch", "seconds", event["seconds"]))
     for group, lr in event.get("lr", {}).items():
         rows.append((run_id, seq, epoch, None, "epoch", f"lr/{group}", lr))
@@ -427,7 +460,7 @@ def _summary_changes(event: dict[str, Any], run: dict[str, Any]) -> dict[str, An
         }
     if kind == ev.FINISHED:
         test = event.get("test") or {}
-        return {
+        changes = {
             "status": event["status"],
             "ended_at": event["t"],
             "best_val_acc": event.get("best_val_acc"),
@@ -436,6 +469,10 @@ def _summary_changes(event: dict[str, Any], run: dict[str, Any]) -> dict[str, An
             "test_report": json.dumps(test) if test else None,
             "seconds": event.get("seconds"),
         }
+        if event.get("fusion"):  # what an ensemble or soup chose: members kept, an alpha
+            recipe = json.loads(run.get("recipe") or "{}")
+            changes["recipe"] = json.dumps({**recipe, "outcome": event["fusion"]})
+        return changes
     if kind == ev.ERROR:
         error = {k: event.get(k) for k in ("kind", "message", "hint")}
         return {"status": "failed", "ended_at": event["t"], "error": json.dumps(error)}

@@ -30,6 +30,15 @@ def mnist_root(tmp_path: Path) -> Path:
     return tmp_path / "data"
 
 
+@pytest.fixture(scope="session")
+def shared_mnist_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like `mnist_root`, one copy for the whole session, for module-wide fixtures."""
+    source = _shared("MNIST/raw")
+    root = tmp_path_factory.mktemp("data")
+    shutil.copytree(source, root / "MNIST" / "raw")
+    return root
+
+
 @pytest.fixture
 def hymenoptera() -> Path:
     """The ants/bees ImageFolder (read it; never write into it)."""
@@ -61,6 +70,6 @@ def no_engine_outlives_its_test(tmp_path: Path):
             command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "engine run" in command and str(tmp_path) in command:
+        if ("engine run" in command or "engine fuse" in command) and str(tmp_path) in command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)

@@ -15,12 +15,12 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from engine.spec import RunSpec, SpecError
-from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, QuitDialog
+from engine.spec import FusionSpec, RunSpec, SpecError
+from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.follower import EventFollower, refresh_live_runs
-from resnet_tui.launcher import launch, request_stop, resume
+from resnet_tui.launcher import fuse, fusion_of, launch, request_stop, resume
 from resnet_tui.store import LIVE_STATUSES, RunStore
 
 POLL_INTERVAL_S = 0.25
@@ -123,12 +123,40 @@ class ResnetApp(App[None]):
         except SpecError as error:
             self.notify(str(error), severity="error")
             return
+        self._watch_new_run(run_id, process)
+
+    def _watch_new_run(self, run_id: int, process: Popen[bytes]) -> None:
+        """Follow a run just started, list it, and open it."""
         self.processes[run_id] = process
         self.followers[run_id] = EventFollower(self.store, run_id)
         self.action_history()
         self.history.reload()
         self.open_run(run_id)
-        self.notify(f"run {run_id} started: {spec.display_name}")
+        self.notify(f"run {run_id} started: {self.store.run(run_id)['name']}")
+
+    def choose_fusion(self, run_ids: list[int]) -> None:
+        """Ask how to fuse the runs (ensemble, soup, greedy soup, WiSE-FT), then do it."""
+
+        def answered(choice: str | None) -> None:
+            if not choice:
+                return
+            members = [{"run": run_id} for run_id in run_ids]
+            if choice == "greedy":
+                self.fuse_runs(FusionSpec("soup", members, greedy=True), run_ids)
+            else:
+                self.fuse_runs(FusionSpec(choice, members), run_ids)
+
+        self.push_screen(FuseDialog(run_ids), answered)
+
+    def fuse_runs(self, fusion: FusionSpec, run_ids: list[int]) -> None:
+        refresh_live_runs(self.store)
+        try:
+            fusion.validate()
+            run_id, process = fuse(self.store, fusion, run_ids)
+        except SpecError as error:
+            self.notify(str(error), severity="error")
+            return
+        self._watch_new_run(run_id, process)
 
     def resume_run(self, run_id: int) -> None:
         """Continue a stopped or crashed run from its last checkpoint, and watch it."""
@@ -145,7 +173,12 @@ class ResnetApp(App[None]):
         self.notify(f"run {run_id} resumed from its last checkpoint")
 
     def launch_again(self, run_id: int) -> None:
+        """Open the form on a run's settings; an ensemble or soup is simply made again."""
         run = self.store.run(run_id)
+        if run["kind"] != "train":
+            fusion = fusion_of(run)
+            self.fuse_runs(fusion, [member["run"] for member in fusion.members])
+            return
         spec = RunSpec.from_json(run["spec"])
         spec.name = None
         self.push_screen(LaunchScreen(spec))

@@ -1,4 +1,4 @@
-"""Modal dialogs: confirm an action, quit with live runs, and edit a run's name, tags, notes."""
+"""Modal dialogs: confirm an action, quit with live runs, edit a run, choose how to fuse runs."""
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -105,6 +105,46 @@ class EditRunDialog(ModalScreen[dict[str, str] | None]):
             self._save()
         else:
             self.dismiss(None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+# (choice, button, what it does, how many runs it takes: "one" or "many")
+FUSIONS = (
+    ("ensemble", "Ensemble", "average the runs' class probabilities (any architectures)", "many"),
+    ("soup", "Soup", "average their weights (one architecture, one start)", "many"),
+    ("greedy", "Greedy soup", "add runs best first while validation accuracy holds", "many"),
+    ("wise-ft", "WiSE-FT", "mix the run's backbone with its starting weights", "one"),
+)
+
+
+class FuseDialog(ModalScreen[str | None]):
+    """Choose how to fuse the marked runs (or the one run in view); Escape cancels."""
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, run_ids: list[int]) -> None:
+        super().__init__()
+        self.run_ids = run_ids
+
+    def compose(self) -> ComposeResult:
+        count = "one" if len(self.run_ids) == 1 else "many"
+        runs = ", ".join(str(run_id) for run_id in self.run_ids)
+        with Vertical(classes="dialog"):
+            yield Label(f"Fuse run{'s' if count == 'many' else ''} {runs} into a new run:")
+            for choice, label, description, takes in FUSIONS:
+                if takes == count:
+                    with Horizontal(classes="choice"):
+                        yield Button(label, id=choice, variant="primary")
+                        yield Label(description)
+            if count == "one":
+                yield Label("[dim]Mark two or more runs (space) for ensembles and soups.[/]")
+            with Horizontal(classes="buttons"):
+                yield Button("Cancel", id="cancel")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(None if event.button.id == "cancel" else event.button.id)
 
     def action_cancel(self) -> None:
         self.dismiss(None)

@@ -49,8 +49,8 @@ def run_cells(run: dict[str, Any]) -> list[str]:
         run["arch"] or "",
         run["dataset"] or "",
         run["init"] or "",
-        run["freeze"] or "",
-        f"{run['epochs_done']}/{run['epochs']}",
+        run["freeze"] if run["kind"] == "train" else "-",
+        f"{run['epochs_done']}/{run['epochs']}" if run["kind"] == "train" else run["kind"],
         percent(run["best_val_acc"]),
         percent(run["test_acc"]),
         duration(run["seconds"]),
@@ -70,6 +70,7 @@ class HistoryScreen(Screen[None]):
         Binding("space", "mark", "Mark"),
         Binding("e", "edit_run", "Edit"),
         Binding("c", "compare", "Compare"),
+        Binding("f", "fuse", "Fuse"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort_next", "Sort"),
         Binding("r", "reverse", "Reverse"),
@@ -140,7 +141,7 @@ class HistoryScreen(Screen[None]):
         shown = f"{self.loaded} of {self.total}" if self.loaded < self.total else str(self.total)
         hint = "" if self.total else " · press n to start a run"
         if self.marked:
-            hint += f" · marked {', '.join(map(str, self.marked))} (c compares)"
+            hint += f" · marked {', '.join(map(str, self.marked))} (c compares, f fuses)"
         self.query_one("#summary", Static).update(
             f" {shown} runs · sorted by {heading} {arrow}{hint}"
         )
@@ -240,6 +241,14 @@ class HistoryScreen(Screen[None]):
             self.notify("mark two or more runs with space, then press c", severity="warning")
             return
         self.app.compare_runs(list(self.marked))
+
+    def action_fuse(self) -> None:
+        """Fuse the marked runs, or mix the run under the cursor with its start (WiSE-FT)."""
+        selected = self.selected_run_id()
+        if self.marked:
+            self.app.choose_fusion(list(self.marked))
+        elif selected is not None:
+            self.app.choose_fusion([selected])
 
     def action_edit_run(self) -> None:
         run_id = self.selected_run_id()

@@ -11,7 +11,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine import catalog, locate
 from engine.spec import RunSpec, SpecError
-from resnet_tui.launcher import DevicesUnavailable, list_devices, resolve_init
+from resnet_tui.launcher import DevicesUnavailable, list_devices, resolve_init, resolve_teachers
 
 FOLDER = "imagefolder"
 
@@ -25,7 +25,12 @@ TEXT_FIELDS = (
     ("classes", "Classes"),
     ("limit", "Limit images"),
     ("image_size", "Image size"),
+    ("teacher", "Teachers"),
+    ("kd_alpha", "KD alpha"),
+    ("kd_temperature", "KD temperature"),
 )
+# What a text field takes, where its default says too little.
+PLACEHOLDERS = {"teacher": "run ids to distil from, e.g. 3 or 3,5", "classes": "all"}
 
 
 def _arch_options() -> list[tuple[str, str]]:
@@ -140,7 +145,7 @@ class LaunchScreen(Screen[None]):
                     default = getattr(RunSpec(), key)
                     yield Input(
                         _text(getattr(spec, key)) if getattr(spec, key) != default else "",
-                        placeholder=_text(default) or "default",
+                        placeholder=PLACEHOLDERS.get(key) or _text(default) or "default",
                         id=key,
                         compact=True,
                     )
@@ -208,6 +213,7 @@ class LaunchScreen(Screen[None]):
             spec = RunSpec.from_dict(self.form_values())
             locate.check_dataset(spec)
             resolve_init(self.app.store, spec)
+            resolve_teachers(self.app.store, spec)
         except SpecError as error:
             self.spec = None
             problem.update(f"[red]✗ {error}[/]")
@@ -220,6 +226,12 @@ class LaunchScreen(Screen[None]):
                 f"{spec.optimizer} lr {spec.peak_lr:g}; weights {spec.init} "
                 f"({catalog.describe_init(spec.init)}), policy {spec.freeze} "
                 f"({catalog.describe_freeze(spec.freeze)})"
+                + (
+                    f"; distilled from {', '.join(spec.teacher)} (alpha {spec.kd_alpha:g}, "
+                    f"temperature {spec.kd_temperature:g})"
+                    if spec.teacher
+                    else ""
+                )
             )
         self.query_one("#launch", Button).disabled = self.spec is None
 

@@ -4,6 +4,7 @@ Tabs along the top reach every live run from any other; they show only when ther
 than the one run in view.
 """
 
+import json
 import socket
 import time
 from pathlib import Path
@@ -30,7 +31,16 @@ from textual_plotext import PlotextPlot
 from engine import events as ev
 from engine.spec import RunSpec
 from resnet_tui.device_load import load_reader
-from resnet_tui.display import init_lines, percent, policy_line, test_report_view
+from resnet_tui.display import (
+    distillation_line,
+    fusion_line,
+    fusion_title,
+    init_lines,
+    loss_parts,
+    percent,
+    policy_line,
+    test_report_view,
+)
 from resnet_tui.store import LIVE_STATUSES, RunStore
 
 CHART_REFRESH_S = 0.5
@@ -102,11 +112,16 @@ class MetricChart(PlotextPlot):
 
 
 def lineage_text(store: RunStore, run_id: int) -> str:
-    """` · from run 3 (name) ← run 1 (name)`: the runs this one started from, or nothing."""
+    """` · from run 3 (name) ← run 1 (name)`: the runs this one started from, and the
+    teachers it was distilled from, or nothing."""
+    text = ""
     chain = store.lineage(run_id)
-    if not chain:
-        return ""
-    return " · from " + " ← ".join(escape(f"run {r['id']} ({r['name']})") for r in chain)
+    if chain:
+        text += " · from " + " ← ".join(escape(f"run {r['id']} ({r['name']})") for r in chain)
+    teachers = json.loads(store.run(run_id)["teachers"] or "[]")
+    if teachers:
+        text += " · distilled from " + ", ".join(f"run {t}" for t in teachers)
+    return text
 
 
 class RunScreen(Screen[None]):
@@ -212,6 +227,15 @@ class RunScreen(Screen[None]):
         run = self.store.run(self.run_id)
         spec = RunSpec.from_json(run["spec"])
         self.sub_title = f"run {run['id']} · {run['status']}"
+        if run["kind"] != "train":
+            recipe = json.loads(run["recipe"] or "{}")
+            members = [member["run"] for member in recipe.get("members", [])]
+            self.query_one("#settings", Static).update(
+                f"[b]run {run['id']}: {escape(run['name'])}[/] · {run['status']} · "
+                f"{escape(fusion_title({**recipe, 'members': members}))} · {spec.dataset} · "
+                f"device {recipe.get('device', 'auto')}{lineage_text(self.store, self.run_id)}"
+            )
+            return
         self.query_one("#settings", Static).update(
             f"[b]run {run['id']}: {run['name']}[/] · {run['status']} · {spec.arch} on "
             f"{spec.dataset} · weights {spec.init} · policy {spec.freeze} · {spec.optimizer} "
@@ -246,15 +270,19 @@ class RunScreen(Screen[None]):
                     self.load_reader = load_reader(
                         event["device"], event.get("pid"), event.get("device_uuid")
                     )
-                epoch_bar.update(total=event["epochs"], progress=0)
-                step_bar.update(total=event["steps_per_epoch"], progress=0)
+                fusion = event.get("fusion")
+                epoch_bar.update(total=fusion["steps"] if fusion else event["epochs"], progress=0)
+                step_bar.update(total=event["steps_per_epoch"] or None, progress=0)
+                what = fusion_title(fusion) if fusion else f"{event['parameters']:,} parameters"
                 log.write(
                     f"started on {event['device']} ({event['device_name']}) · "
-                    f"{event['parameters']:,} parameters · "
-                    f"{event['sizes']['train']:,} training images"
+                    f"{escape(what)} · {event['sizes']['train']:,} training images"
                 )
                 for line in init_lines(event.get("init")):
                     log.write(line)
+                distilling = distillation_line(event.get("distillation"))
+                if distilling:
+                    log.write(escape(distilling))
                 if event.get("resumed_from_epoch"):
                     self.forget_after(event["resumed_from_epoch"])
             elif kind == ev.PROGRESS:
@@ -282,7 +310,8 @@ class RunScreen(Screen[None]):
                 )
                 log.write(
                     f"epoch {event['epoch']}/{event['epochs']}: train loss "
-                    f"{event['train_loss']:.4f} acc {percent(event['train_acc'])} · val loss "
+                    f"{event['train_loss']:.4f}{loss_parts(event, 'train_')} "
+                    f"acc {percent(event['train_acc'])} · val loss "
                     f"{event['val_loss']:.4f} acc {percent(event['val_acc'])} · "
                     f"{event['seconds']:.1f} s"
                 )
@@ -290,6 +319,9 @@ class RunScreen(Screen[None]):
                 log.write(f"[dim]{event['level']}: {event['message']}[/]")
             elif kind == ev.POLICY:
                 log.write(f"[cyan]{escape(policy_line(event))}[/]")
+            elif kind == ev.FUSION:
+                epoch_position = event["step"]
+                log.write(escape(fusion_line(event)))
             elif kind == ev.FINISHED:
                 log.write(f"[b]{event['status']}[/] · best val {percent(event['best_val_acc'])}")
                 if event.get("test"):

@@ -39,7 +39,8 @@ def test_every_option_has_help_and_the_defaults_are_the_dataclass_defaults():
     assert [name for name, *_ in options][:2] == ["name", "arch"]
     assert all(help_text for *_, help_text in options)
     defaults = json.loads(RunSpec().to_json())
-    assert defaults.pop("init_checkpoint") is None  # set by resnet-tui, not a user's option
+    # Set by resnet-tui from the store, not users' options:
+    assert defaults.pop("init_checkpoint") is None and defaults.pop("teacher_checkpoints") is None
     assert {name: default for name, _, default, _ in options} == defaults
 
 
@@ -203,6 +204,8 @@ def test_the_float_options_are_all_checked_below():
         "backbone_lr_scale",
         "layer_decay",
         "l2sp",
+        "kd_alpha",
+        "kd_temperature",
     }
 
 

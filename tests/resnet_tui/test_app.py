@@ -14,7 +14,7 @@ from rich.console import Console
 
 from engine.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
-from resnet_tui.app.dialogs import QuitDialog
+from resnet_tui.app.dialogs import FuseDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.app.run_view import RunScreen
@@ -163,6 +163,45 @@ async def test_a_stopped_run_resumes_from_the_history_and_completes(store):
         val = app.screen.query_one("#acc-chart").series["val"]
         assert [epoch for epoch, _ in val] == [1, 2, 3]
         assert store.run(run_id)["epochs_done"] == 3
+
+
+async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_form(store):
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        for seed in (0, 1):
+            app.start_run(RunSpec.from_dict({**TINY, "seed": seed}))
+            await pilot.pause()
+            run = app.screen.run_id
+            await wait_for(pilot, lambda run=run: run_status(store, run) == "completed")
+            await pilot.press("escape")
+        assert app.screen.selected_run_id() == 1  # the cursor stays where it was
+        await pilot.press("space", "up", "space", "f")
+        assert isinstance(app.screen, FuseDialog)
+        assert len(app.screen.query("#wise-ft")) == 0  # WiSE-FT takes one run, not two
+        await pilot.click("#ensemble")
+        await pilot.pause()
+        assert isinstance(app.screen, RunScreen) and app.screen.run_id == 3
+        await wait_for(pilot, lambda: run_status(store, 3) == "completed")
+        await wait_for(
+            pilot, lambda: "completed" in str(app.screen.query_one("#settings").render())
+        )
+        assert "ensemble of runs 1, 2" in str(app.screen.query_one("#settings").render())
+        log = "\n".join(line.text for line in app.screen.query_one("RichLog").lines)
+        assert "ensemble       val acc" in log and "run 1          val acc" in log
+        assert store.run(3)["kind"] == "ensemble" and json.loads(store.run(3)["parents"]) == [1, 2]
+
+        await pilot.press("escape", "n")
+        form = app.screen
+        form.query_one("#teacher").value = "9"
+        await pilot.pause()
+        assert "--teacher run:9: there is no run 9" in str(form.query_one("#problem").render())
+        form.query_one("#teacher").value = "3"
+        await pilot.pause()
+        assert "run 3 is an ensemble" in str(form.query_one("#problem").render())
+        form.query_one("#teacher").value = "1,2"
+        form.query_one("#kd_alpha").value = "0.5"
+        await pilot.pause()
+        assert "distilled from run:1, run:2 (alpha 0.5," in str(form.query_one("#problem").render())
 
 
 def _text(renderable: object) -> str:

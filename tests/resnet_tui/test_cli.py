@@ -103,7 +103,8 @@ def wait_for_status(tmp_path, done: tuple[str, ...], timeout: float = 120) -> di
 
 
 def test_a_stopped_run_resumes_in_place_and_completes(tmp_path):
-    args = [*TINY, "--epochs", "4", "--detach"]
+    # Epochs of a second or so: the stop lands well before the last one.
+    args = [*TINY, "--epochs", "8", "--limit", "1024", "--detach"]
     run_id = int(cli("run", *args, cwd=tmp_path).stdout)
     assert "nothing to resume" in cli("resume", str(run_id), cwd=tmp_path).stderr
     deadline = time.time() + 120
@@ -112,14 +113,14 @@ def test_a_stopped_run_resumes_in_place_and_completes(tmp_path):
         time.sleep(0.2)
     assert cli("stop", str(run_id), cwd=tmp_path).returncode == 0
     stopped = wait_for_status(tmp_path, ("stopped", "completed"))
-    assert stopped["status"] == "stopped" and stopped["epochs_done"] < 4
+    assert stopped["status"] == "stopped" and stopped["epochs_done"] < 8
 
     resumed = cli("resume", str(run_id), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     [run] = runs_json(tmp_path)
-    assert run["status"] == "completed" and run["epochs_done"] == 4 and run["test_acc"]
+    assert run["status"] == "completed" and run["epochs_done"] == 8 and run["test_acc"]
     shown = json.loads(cli("show", str(run_id), "--json", cwd=tmp_path).stdout)
-    assert [row["epoch"] for row in shown["epoch_table"]] == [1, 2, 3, 4]
+    assert [row["epoch"] for row in shown["epoch_table"]] == list(range(1, 9))
     again = cli("resume", str(run_id), cwd=tmp_path)
     assert again.returncode == 2 and "completed, so there is nothing to resume" in again.stderr
     assert f"--init run:{run_id}" in again.stderr
