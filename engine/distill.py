@@ -1,14 +1,24 @@
 """Knowledge distillation (Hinton et al. 2015): teacher runs, and the loss that moves their
-knowledge into a student of any architecture."""
+knowledge into a student of any architecture; learning without forgetting (Li and Hoiem
+2016), which distils a network's old task into itself while it learns a new one."""
 
+import copy
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from engine import locate
+from engine.data import load_dataset, make_batches
 from engine.errors import RunError
+from engine.spec import RunSpec
 from engine.weights import InputAdapter, RunModel, load_run_model
+
+# Li and Hoiem's temperature for the old task's soft targets.
+LWF_TEMPERATURE = 2.0
 
 
 def distillation_loss(
@@ -27,11 +37,18 @@ def distillation_loss(
     """
     student = student_logits.float()
     cross_entropy = F.cross_entropy(student, labels, label_smoothing=label_smoothing)
-    soft_student = F.log_softmax(student / temperature, dim=1)
+    kd = soft_target_loss(student, teacher_logits, temperature)
+    return (1 - alpha) * cross_entropy + alpha * kd, cross_entropy, kd
+
+
+def soft_target_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """T²·KL(softmax(teacher/T) || softmax(student/T)), the batch's mean, in float32."""
+    soft_student = F.log_softmax(student_logits.float() / temperature, dim=1)
     soft_teacher = F.log_softmax(teacher_logits.float() / temperature, dim=1)
     kd = F.kl_div(soft_student, soft_teacher, reduction="batchmean", log_target=True)
-    kd = kd * temperature**2
-    return (1 - alpha) * cross_entropy + alpha * kd, cross_entropy, kd
+    return kd * temperature**2
 
 
 class Teachers:
@@ -99,3 +116,77 @@ def check_teacher(
             f"teacher {name} saw {teacher.image_size} px images, this run {image_size} px",
             f"add --image-size {teacher.image_size} so student and teacher see the same images",
         )
+
+
+class OldTask:
+    """Learning without forgetting (Li and Hoiem 2016): the source run's head stays beside
+    the new one (as `model.old_fc`, training with it), and learns to answer the new images
+    as the unchanged source network does, so the shared network keeps its old task.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        checkpoint: Path,
+        spec: RunSpec,
+        device: torch.device,
+        memory_format: torch.memory_format,
+    ) -> None:
+        self.source: RunModel = load_run_model(
+            checkpoint, f"the --init source of --lwf ({spec.init})"
+        )
+        self.original = self.source.model.to(device, memory_format=memory_format).eval()
+        self.original.requires_grad_(False)
+        model.old_fc = copy.deepcopy(self.original.fc).requires_grad_(True)
+        self.model = model
+        self.features: torch.Tensor | None = None
+        model.fc.register_forward_pre_hook(self._keep_features)
+        # The old task's own test data, checked now so a missing dataset fails at the start.
+        self.spec = dataclasses.replace(
+            self.source.spec,
+            device=spec.device,
+            download=False,
+            data_root=spec.data_root or self.source.spec.data_root,
+        )
+        locate.check_dataset(self.spec)
+        self.device = device
+        self.memory_format = memory_format
+
+    def _keep_features(self, module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+        self.features = inputs[0]
+
+    def old_logits(self) -> torch.Tensor:
+        """The old head's answer to the batch the model has just seen."""
+        assert self.features is not None
+        return self.model.old_fc(self.features)
+
+    def loss(self, images: torch.Tensor) -> torch.Tensor:
+        """The old task's loss on a batch the model has just seen: its old head against the
+        unchanged source network, at Li and Hoiem's temperature."""
+        with torch.no_grad():
+            targets = self.original(images)
+        return soft_target_loss(self.old_logits(), targets, LWF_TEMPERATURE)
+
+    @torch.no_grad()
+    def report(self, autocast: Any) -> dict[str, Any]:
+        """Top-1 on the old task's test data: the model through its old head, and the source
+        before any of this training."""
+        bundle = load_dataset(self.spec)
+        bundle.mean, bundle.std = self.source.mean, self.source.std
+        batches = make_batches(bundle.test, bundle, 256, self.device, False, self.spec)
+        self.model.eval()
+        correct = source_correct = seen = 0
+        for images, labels in batches.epoch(0):
+            images = images.contiguous(memory_format=self.memory_format)
+            with autocast():
+                self.model(images)
+                correct += int((self.old_logits().argmax(1) == labels).sum())
+                source_correct += int((self.original(images).argmax(1) == labels).sum())
+            seen += len(labels)
+        return {
+            "dataset": self.spec.dataset,
+            "classes": self.source.classes,
+            "top1": correct / max(seen, 1),
+            "source_top1": source_correct / max(seen, 1),
+            "samples": seen,
+        }

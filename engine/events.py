@@ -18,6 +18,7 @@ POLICY = "policy"
 CHECKPOINT = "checkpoint"
 LOG = "log"
 FUSION = "fusion"
+HEARTBEAT = "heartbeat"
 FINISHED = "finished"
 ERROR = "error"
 
@@ -30,14 +31,21 @@ EVENT_TYPES = (
     CHECKPOINT,
     LOG,
     FUSION,
+    HEARTBEAT,
     FINISHED,
     ERROR,
 )
 TERMINAL_TYPES = (FINISHED, ERROR)
 
-# Kinds of error that are the user's to fix (bad data, a missing device): the CLI answers them
-# with exit code 2, as for any other bad input.
-USER_ERROR_KINDS = ("bad_input", "dataset_missing", "device_missing")
+# Kinds of error that are the user's to fix (bad options, unreadable data, a missing dataset
+# or device): the CLI answers them with exit code 2, as for any other bad input.
+USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing")
+
+# A live engine writes an event at least this often (a `heartbeat` where nothing else
+# happens, as in a long evaluation); a viewer calls a run stalled after STALL_AFTER_S of
+# silence from a process that is still there.
+HEARTBEAT_S = 30.0
+STALL_AFTER_S = 6 * HEARTBEAT_S
 
 
 class EventWriter:
@@ -47,8 +55,16 @@ class EventWriter:
         self.path = Path(path)
         self.seq = _last_seq(self.path)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open)
+        self.last_emit = time.monotonic()
+
+    def heartbeat(self, interval: float | None = None) -> None:
+        """Write a `heartbeat` if nothing was written for `interval` seconds (HEARTBEAT_S):
+        called from loops that write nothing else for a while, so the engine is seen alive."""
+        if time.monotonic() - self.last_emit >= (HEARTBEAT_S if interval is None else interval):
+            self.emit(HEARTBEAT)
 
     def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
+        self.last_emit = time.monotonic()
         self.seq += 1
         event = {"seq": self.seq, "t": round(time.time(), 3), "type": event_type, **payload}
         self._file.write(json.dumps(event, separators=(",", ":")) + "\n")

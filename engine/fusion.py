@@ -155,6 +155,7 @@ class Fusion:
                 logits = model(images)
             all_probabilities.append(logits.float().softmax(1))
             all_labels.append(labels)
+            self.writer.heartbeat()
         return torch.cat(all_probabilities), torch.cat(all_labels)
 
     def accuracy(self, model: nn.Module, adapter: InputAdapter) -> float:
@@ -291,6 +292,7 @@ class Fusion:
             with self._autocast():
                 model(adapter(images.contiguous(memory_format=self.memory_format)))
             seen += len(images)
+            self.writer.heartbeat()
             if seen >= BATCHNORM_IMAGES:
                 break
         for norm, momentum in zip(norms, momenta, strict=True):

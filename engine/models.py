@@ -165,7 +165,8 @@ def model_stages(model: nn.Module) -> dict[str, list[nn.Module]]:
         stages = [model.layer1, model.layer2, model.layer3, model.layer4]
     parts = {"stem": stem}
     parts.update({f"stage{index}": [stage] for index, stage in enumerate(stages, start=1)})
-    parts["head"] = [model.fc]
+    # A run that learns without forgetting keeps its source's head beside the new one.
+    parts["head"] = [model.fc, model.old_fc] if hasattr(model, "old_fc") else [model.fc]
     return parts
 
 

@@ -90,6 +90,11 @@ class RunSpec:
     kd_temperature: float = _option(
         4.0, "Distillation: the temperature that softens teacher and student outputs."
     )
+    lwf: float = _option(
+        0.0,
+        "Learning without forgetting: keep the --init run's head and its answers on the new "
+        "data, this share of the loss (e.g. 0.5); 0 is off.",
+    )
     teacher_checkpoints: list[str] | None = _option(
         None, "The checkpoint files --teacher stands for.", internal=True
     )
@@ -199,6 +204,20 @@ class RunSpec:
                 "--l2sp pulls toward the starting weights, which scratch does not have; "
                 "give --init (imagenet, run:ID or file:PATH) or leave --l2sp out"
             )
+        if not 0 <= self.lwf < 1:
+            raise SpecError("--lwf must be at least 0 and below 1, e.g. 0.5 (0 is off)")
+        if self.lwf > 0:
+            if not self.init.startswith(("run:", "file:")):
+                raise SpecError(
+                    "--lwf keeps the source run's head beside the new one; give the source "
+                    "with --init run:ID (or file: of a resnet-tui checkpoint)"
+                )
+            if self.keep_head:
+                raise SpecError(
+                    "--lwf keeps the source's head beside a new one; leave --keep-head out"
+                )
+            if self.teacher:
+                raise SpecError("--lwf and --teacher both distil; choose one")
         if not 0 <= self.kd_alpha <= 1:
             raise SpecError("--kd-alpha must be between 0 and 1, e.g. 0.9 (0 is plain training)")
         _positive("kd-temperature", self.kd_temperature)

@@ -20,7 +20,7 @@ from torch.nn import functional as F
 
 from engine import events as ev
 from engine.data import DatasetBundle, load_dataset, make_batches
-from engine.distill import Teachers, distillation_loss
+from engine.distill import OldTask, Teachers, distillation_loss
 from engine.errors import RunError, UnreadableImage
 from engine.events import EventWriter
 from engine.freeze import (
@@ -298,6 +298,11 @@ class Trainer:
         self.forward = torch.compile(self.model) if spec.compile else self.model
         self.amp = amp_dtype(spec, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+        self.old_task = (
+            OldTask(self.model, self._source_checkpoint(), spec, self.device, self.memory_format)
+            if spec.lwf > 0
+            else None
+        )
         self.policy = parse_policy(spec.freeze)
         self.part_names = list(parts_of(self.model))
         self.trainable = self.trainable_in(1)
@@ -328,6 +333,11 @@ class Trainer:
         self.step = 0
         self.first_epoch = 1
         self.elapsed_before = 0.0  # training seconds of the processes before a resume
+
+    def _source_checkpoint(self) -> Path:
+        """The checkpoint file `--init run:ID` or `file:PATH` stands for."""
+        spec = self.spec
+        return Path(spec.init_checkpoint or spec.init.removeprefix("file:"))
 
     def _load_teachers(self) -> Teachers:
         spec = self.spec
@@ -441,9 +451,15 @@ class Trainer:
             self.writer.emit(ev.LOG, level="info", message=note)
 
     def _distillation_info(self) -> dict[str, Any] | None:
+        spec = self.spec
+        if self.old_task is not None:
+            return {
+                "lwf": spec.lwf,
+                "old_dataset": self.old_task.spec.dataset,
+                "old_classes": self.old_task.source.classes,
+            }
         if self.teachers is None:
             return None
-        spec = self.spec
         return {
             "teachers": spec.teacher,
             "alpha": spec.kd_alpha,
@@ -462,16 +478,19 @@ class Trainer:
     def _loss(
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """The logits of a batch, its loss, and with teachers the loss's CE and KD parts."""
+        """The logits of a batch and its loss; when distilling (from teachers, or from the
+        source's old task with --lwf) also the loss's CE and KD parts."""
         spec = self.spec
         with self._autocast():
             logits = self.forward(images)
+            if self.old_task is not None:
+                new = F.cross_entropy(logits, labels, label_smoothing=spec.label_smoothing)
+                old = self.old_task.loss(images)
+                loss = spec.lwf * old + (1 - spec.lwf) * new
+                return logits, loss, torch.stack([new.detach().float(), old.detach()])
             if self.teachers is None:
-                return (
-                    logits,
-                    F.cross_entropy(logits, labels, label_smoothing=spec.label_smoothing),
-                    None,
-                )
+                loss = F.cross_entropy(logits, labels, label_smoothing=spec.label_smoothing)
+                return logits, loss, None
             loss, cross_entropy, kd = distillation_loss(
                 logits,
                 self.teachers.logits(images),
@@ -537,7 +556,9 @@ class Trainer:
         return mean_loss, float(correct) / max(seen, 1), self._loss_parts(parts_sum, seen)
 
     def _loss_parts(self, parts_sum: torch.Tensor, seen: int) -> dict[str, float]:
-        if self.teachers is None:
+        """The means of a distilled loss's parts: cross-entropy on the labels, and the KD
+        term (against the teachers, or with --lwf against the source on its old task)."""
+        if self.teachers is None and self.old_task is None:
             return {}
         cross_entropy, kd = (parts_sum / max(seen, 1)).tolist()
         return {"ce_loss": cross_entropy, "kd_loss": kd}
@@ -559,6 +580,7 @@ class Trainer:
             with self._autocast():
                 all_logits.append(self.forward(self._prepare(images)).float())
             all_labels.append(labels)
+            self.writer.heartbeat()
         return torch.cat(all_logits), torch.cat(all_labels)
 
     def checkpoint_payload(self, epoch: int, elapsed: float) -> dict[str, Any]:
@@ -643,6 +665,8 @@ class Trainer:
         logits, labels = self.evaluate(self.test_batches)
         report = classification_report(logits, labels, self.bundle.classes)
         report["epoch"] = self.best_epoch
+        if self.old_task is not None:
+            report["old_task"] = self.old_task.report(self._autocast)
         return report
 
 

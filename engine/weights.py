@@ -240,6 +240,9 @@ def load_run_model(path: Path, what: str) -> RunModel:
             "give a run from the store",
         )
     spec = RunSpec.from_json(record["spec"])
+    # The second head of a run that learned without forgetting answers its old task; the
+    # network others use (as teacher, member or start) is the run's own.
+    tensors = {key: value for key, value in tensors.items() if not key.startswith("old_fc.")}
     model = build_model(
         record["arch"],
         len(record["classes"]),

@@ -5,17 +5,19 @@ images per class, against the same student trained alone on the same images. Two
 one trained on those same 600 images, one on ten times as many (the usual setting of
 compression, where the teacher had more to learn from than the student gets).
 
-`fuse`: a ResNet-20 pretrained on digits 0-4 is fine-tuned on digits 5-9 (20 images per
-class) three times with different hyperparameters; the three are combined as an ensemble
-(averaged probabilities), a uniform soup and a greedy soup (averaged weights), and the best
-of them is mixed with its starting weights by WiSE-FT.
+`fuse`: a ResNet-20 pretrained on digits 0-4 learns digits 5-9 as Wortsman et al. make
+soups: a linear probe first (20 images per class), then three fine-tunings from the probe,
+head kept, for one epoch of all 5-9 training images, that differ only in their seed (the
+order of the images). The three are combined as an ensemble (averaged probabilities), a
+uniform soup and a greedy soup (averaged weights), and the best of them is mixed with its
+starting weights (the probe) by WiSE-FT.
 
     python experiments/distill_and_fuse.py --data-root ../shared/data            # both
     python experiments/distill_and_fuse.py fuse --data-root ../shared/data --device cuda
 
 Everything goes through the same launcher and store as `resnet-tui run`, `ensemble` and
 `soup`, so the runs land in runs.db. The tables are printed and written to
-experiments/RESULTS-distill-and-fuse.md.
+experiments/RESULTS-distill-and-fuse.md (running one experiment keeps the other's section).
 """
 
 import argparse
@@ -39,13 +41,9 @@ STUDENT = {"arch": "resnet20", "train_per_class": 60, "epochs": 30, "batch_size"
 TEACHER = {"arch": "resnet56", "batch_size": 32}
 
 FIVE_TO_NINE = {"dataset": "mnist", "classes": ["5", "6", "7", "8", "9"]}
-# Three fine-tunings from one start that differ in their hyperparameters, as in Wortsman et
-# al.'s soups (same seed, so the same new head and the same data order).
-FINE_TUNINGS = [
-    ("lr 1e-3", {"lr": 1e-3}),
-    ("lr 2e-3", {"lr": 2e-3}),
-    ("lr 5e-4, smoothing 0.1", {"lr": 5e-4, "label_smoothing": 0.1}),
-]
+# Three fine-tunings from one start (the probe, its head kept) on the same images, differing
+# in their seed alone: the order of the batches.
+FINE_TUNINGS = [(f"seed {seed}", {"seed": seed}) for seed in (0, 1, 2)]
 
 
 def train(store: RunStore, options: dict[str, Any]) -> int:
@@ -107,22 +105,37 @@ def fusion(store: RunStore, common: dict[str, Any]) -> list[tuple[str, int]]:
             "name": "mnist 0-4 (source)",
         },
     )
-    target = {
-        **common,
-        **SMALL_VAL,
-        **FIVE_TO_NINE,
-        "arch": "resnet20",
-        "init": f"run:{source}",
-        "train_per_class": 20,
-        "epochs": 20,
-        "batch_size": 16,
-    }
+    target = {**common, **SMALL_VAL, **FIVE_TO_NINE, "arch": "resnet20"}
+    probe = train(
+        store,
+        {
+            **target,
+            "init": f"run:{source}",
+            "freeze": "head",
+            "train_per_class": 20,
+            "batch_size": 16,
+            "epochs": 10,
+            "name": "5-9 probe",
+        },
+    )
     members = [
-        train(store, {**target, **options, "name": f"5-9 x20 {label}"})
+        train(
+            store,
+            {
+                **target,
+                **options,
+                "init": f"run:{probe}",
+                "keep_head": True,
+                "lr": 1e-3,
+                "epochs": 1,
+                "name": f"5-9 {label}",
+            },
+        )
         for label, options in FINE_TUNINGS
     ]
-    rows = [
-        (f"fine-tuned, {label}", run_id)
+    rows = [("linear probe from the source, 20 per class (the members' start)", probe)]
+    rows += [
+        (f"fine-tuned from the probe, one epoch, {label}", run_id)
         for (label, _), run_id in zip(FINE_TUNINGS, members, strict=True)
     ]
     device = common["device"]
@@ -141,7 +154,7 @@ def fusion(store: RunStore, common: dict[str, Any]) -> list[tuple[str, int]]:
         ("ensemble of the three (averaged probabilities)", ensemble),
         ("uniform soup of the three (averaged weights)", uniform),
         ("greedy soup of the three", greedy),
-        (f"WiSE-FT of run {best}, alpha chosen on validation", wise),
+        (f"WiSE-FT of run {best} with the probe, alpha chosen on validation", wise),
     ]
     return rows
 
@@ -163,8 +176,8 @@ def markdown_table(store: RunStore, rows: list[tuple[str, int]]) -> str:
         if outcome.get("alpha") is not None:
             note = f" (alpha {outcome['alpha']:g})"
         lines.append(
-            f"| {run_id} | {label}{note} | {100 * run['best_val_acc']:.1f}% | "
-            f"{100 * run['test_acc']:.1f}% | {run['seconds']:.0f} s |"
+            f"| {run_id} | {label}{note} | {100 * run['best_val_acc']:.2f}% | "
+            f"{100 * run['test_acc']:.2f}% | {run['seconds']:.0f} s |"
         )
     return "\n".join(lines)
 
@@ -190,7 +203,8 @@ def main() -> None:
     if args.data_root:
         common["data_root"] = str(Path(args.data_root).expanduser().resolve())
     store = RunStore(args.db)
-    sections = []
+    sections = earlier_sections()
+    command = "python experiments/distill_and_fuse.py " + " ".join(sys.argv[1:])
     for name in args.experiments or list(EXPERIMENTS):
         title, experiment = EXPERIMENTS[name]
         started = time.perf_counter()
@@ -201,14 +215,24 @@ def main() -> None:
         minutes = (time.perf_counter() - started) / 60
         table = markdown_table(store, rows)
         print(f"\n{title} ({minutes:.1f} min)\n{table}\n")
-        sections.append(f"## {title}\n\n{minutes:.1f} minutes.\n\n{table}\n")
-    command = "python experiments/distill_and_fuse.py " + " ".join(sys.argv[1:])
-    RESULTS.write_text(
-        "# Distillation and fusion experiments\n\n"
-        f"`{command.strip()}` on {device_used(store, rows[-1][1])}, "
-        f"{time.strftime('%Y-%m-%d')}.\n\n" + "\n".join(sections)
-    )
+        sections[title] = (
+            f"## {title}\n\n`{command.strip()}` on {device_used(store, rows[-1][1])}, "
+            f"{time.strftime('%Y-%m-%d')}: {minutes:.1f} minutes.\n\n{table}\n"
+        )
+    ordered = [sections[title] for title, _ in EXPERIMENTS.values() if title in sections]
+    RESULTS.write_text("# Distillation and fusion experiments\n\n" + "\n".join(ordered))
     print(f"written to {RESULTS}")
+
+
+def earlier_sections() -> dict[str, str]:
+    """The results file's sections by title, so running one experiment keeps the other's."""
+    if not RESULTS.is_file():
+        return {}
+    sections = {}
+    for part in RESULTS.read_text().split("\n## ")[1:]:
+        title = part.split("\n", 1)[0]
+        sections[title] = f"## {part.rstrip()}\n"
+    return sections
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ from resnet_tui.display import (
 )
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop, resume
-from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError
+from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError, stalled_for
 
 try:  # Typer 0.20 and later carry their own copy of Click
     from typer._click import exceptions as click_exceptions
@@ -88,6 +88,7 @@ _PANELS = {
         "backbone_lr_scale",
         "layer_decay",
         "l2sp",
+        "lwf",
         "bn",
     ),
     "Training": (
@@ -106,6 +107,7 @@ _PANELS = {
         "eval_batch_size",
         "seed",
     ),
+    "Distillation": ("teacher", "kd_alpha", "kd_temperature"),
     "Device": ("device", "amp", "channels_last", "compile", "workers"),
 }
 _PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
@@ -320,6 +322,7 @@ _make_run_command()
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
     """A run as JSON for scripts: its columns, with JSON columns decoded."""
     result = dict(run)
+    result["stalled_for"] = stalled_for(run)
     for column in ("spec", "parents", "teachers", "recipe", "engine_info", "test_report", "error"):
         if result.get(column):
             result[column] = json.loads(result[column])
@@ -381,7 +384,7 @@ def list_runs(
         cells = {
             "id": str(run["id"]),
             "name": run["name"],
-            "status": f"[{colours.get(run['status'], 'yellow')}]{run['status']}[/]",
+            "status": _status_cell(run, colours),
             "arch": run["arch"],
             "dataset": run["dataset"],
             "init": run["init"],
@@ -396,6 +399,13 @@ def list_runs(
         }
         table.add_row(*(cells[column] for column in columns))
     console.print(table)
+
+
+def _status_cell(run: dict[str, Any], colours: dict[str, str]) -> str:
+    silent = stalled_for(run)
+    if silent is not None:
+        return f"[yellow]stalled {duration(silent)}[/]"
+    return f"[{colours.get(run['status'], 'yellow')}]{run['status']}[/]"
 
 
 def _get_run(store: RunStore, run_id: int) -> dict[str, Any]:

@@ -38,6 +38,12 @@ def test_report_view(report: dict[str, Any]) -> Group:
     auroc = report.get("auroc")
     summary.add_row("macro AUROC", "-" if auroc is None else f"{auroc:.4f}")
     summary.add_row("loss", f"{report['loss']:.4f}")
+    old_task = report.get("old_task")
+    if old_task:
+        summary.add_row(
+            f"old task top-1 ({old_task['dataset']})",
+            f"{percent(old_task['top1'])} (the source: {percent(old_task['source_top1'])})",
+        )
     summary.add_row("images", str(report.get("samples", "-")))
     classes = report["classes"]
     confusion = Table(title="Confusion matrix (rows: true class)", box=None, padding=(0, 1))
@@ -99,8 +105,16 @@ def fusion_title(fusion: dict[str, Any]) -> str:
 
 
 def distillation_line(distillation: dict[str, Any] | None) -> str | None:
+    """What a run distils from: its teachers, or (learning without forgetting) its old task."""
     if not distillation:
         return None
+    if "lwf" in distillation:
+        classes = distillation["old_classes"]
+        shown = ", ".join(classes[:6]) + (" ..." if len(classes) > 6 else "")
+        return (
+            f"learning without forgetting: the old task ({distillation['old_dataset']}: "
+            f"{shown}) keeps {distillation['lwf']:g} of the loss"
+        )
     return (
         f"distilling from {', '.join(distillation['teachers'])} (alpha "
         f"{distillation['alpha']:g}, temperature {distillation['temperature']:g})"

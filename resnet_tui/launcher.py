@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +181,14 @@ def resume(store: RunStore, run_id: int) -> subprocess.Popen[bytes]:
             "launch it again instead (`a` in the app)"
         )
     process = start_engine(run_dir, resume=True)
-    store.update(run_id, status="running", pid=process.pid, ended_at=None, error=None)
+    store.update(
+        run_id,
+        status="running",
+        pid=process.pid,
+        ended_at=None,
+        error=None,
+        last_event_at=time.time(),
+    )
     return process
 
 

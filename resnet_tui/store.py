@@ -60,6 +60,7 @@ RUN_COLUMNS = {
     "tags": str,
     "teachers": str,
     "recipe": str,
+    "last_event_at": float,
 }
 SORTABLE = tuple(RUN_COLUMNS)
 
@@ -69,7 +70,7 @@ class StoreError(Exception):
 
 
 # Columns that later versions added; the first version's table is the rest.
-_ADDED_IN_VERSION_2 = ("teachers", "recipe")
+_ADDED_IN_VERSION_2 = ("teachers", "recipe", "last_event_at")
 
 
 def _create_schema(connection: sqlite3.Connection) -> None:
@@ -107,15 +108,17 @@ def _create_schema(connection: sqlite3.Connection) -> None:
         db["runs"].create_index([column])
 
 
-def _add_teachers_and_recipe(connection: sqlite3.Connection) -> None:
-    """Version 2: the runs a student was distilled from, and how a fused run was made."""
+def _add_teachers_recipe_and_last_event(connection: sqlite3.Connection) -> None:
+    """Version 2: the runs a student was distilled from, how a fused run was made, and
+    when a run last wrote an event (a live run silent for long is stalled)."""
     connection.execute("ALTER TABLE runs ADD COLUMN teachers TEXT DEFAULT '[]'")
     connection.execute("ALTER TABLE runs ADD COLUMN recipe TEXT")
+    connection.execute("ALTER TABLE runs ADD COLUMN last_event_at FLOAT")
 
 
 _MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _create_schema,
-    _add_teachers_and_recipe,
+    _add_teachers_recipe_and_last_event,
 ]
 
 
@@ -405,11 +408,22 @@ class RunStore:
             summary["events_offset"] = offset
             if fresh:
                 summary["last_seq"] = fresh[-1]["seq"]
+                summary["last_event_at"] = fresh[-1]["t"]
             assignments = ", ".join(f"{column} = ?" for column in summary)
             connection.execute(
                 f"UPDATE runs SET {assignments} WHERE id = ?", [*summary.values(), run_id]
             )
         return fresh
+
+
+def stalled_for(run: dict[str, Any], now: float | None = None) -> float | None:
+    """Seconds a running run has been silent, where that is long enough to call it stalled
+    (its engine lives but writes nothing, not even a heartbeat); else None."""
+    if run["status"] != "running":
+        return None
+    since = run.get("last_event_at") or run.get("created_at")
+    silent = (now or time.time()) - since if since else 0.0
+    return silent if silent >= ev.STALL_AFTER_S else None
 
 
 def _metric_rows(run_id: int, event: dict[str, Any]) -> list[tuple[Any, ...]]:

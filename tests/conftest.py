@@ -9,6 +9,17 @@ from pathlib import Path
 import pytest
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The fault-injection tests' tally, fault -> [trials, survived, rows lost]; the suite prints
+# it as its last table.
+FAULTS: dict[str, list[int]] = {}
+
+
+def record_fault(fault: str, survived: bool, rows_lost: int = 0) -> None:
+    """Count one trial of `fault` for the table the suite ends with."""
+    tally = FAULTS.setdefault(fault, [0, 0, 0])
+    tally[0] += 1
+    tally[1] += int(survived)
+    tally[2] += rows_lost
 
 
 def _shared(relative: str) -> Path:
@@ -73,3 +84,13 @@ def no_engine_outlives_its_test(tmp_path: Path):
         if ("engine run" in command or "engine fuse" in command) and str(tmp_path) in command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """End the run with the fault-injection table, where those tests ran."""
+    if not FAULTS:
+        return
+    terminalreporter.section("fault injection")
+    terminalreporter.write_line(f"{'fault':<48} {'trials':>6} {'survived':>8} {'rows lost':>9}")
+    for fault, (trials, survived, lost) in FAULTS.items():
+        terminalreporter.write_line(f"{fault:<48} {trials:>6} {survived:>8} {lost:>9}")

@@ -10,18 +10,20 @@ import shutil
 from collections.abc import Iterable
 from functools import partial
 from subprocess import Popen
+from typing import Any
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from engine.events import STALL_AFTER_S
 from engine.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import fuse, fusion_of, launch, request_stop, resume
-from resnet_tui.store import LIVE_STATUSES, RunStore
+from resnet_tui.store import LIVE_STATUSES, RunStore, stalled_for
 
 POLL_INTERVAL_S = 0.25
 
@@ -43,6 +45,7 @@ class ResnetApp(App[None]):
         self.followers: dict[int, EventFollower] = {}
         self.processes: dict[int, Popen[bytes]] = {}
         self.history = HistoryScreen(store)
+        self.stalled: set[int] = set()
 
     def on_mount(self) -> None:
         self.sub_title = str(self.store.path)
@@ -81,6 +84,8 @@ class ResnetApp(App[None]):
                         screen.apply_events(events)
             process = self.processes.get(run_id)
             run = follower.finish_if_dead(None if process is None else process.poll() is None)
+            if run is not None and self._stall_changed(run):
+                changed.add(run_id)
             if run is None or run["status"] not in LIVE_STATUSES:
                 del self.followers[run_id]
                 self.processes.pop(run_id, None)
@@ -93,6 +98,22 @@ class ResnetApp(App[None]):
             for screen in self.screen_stack:
                 if hasattr(screen, "show_run_tabs"):
                     screen.show_run_tabs()
+
+    def _stall_changed(self, run: dict[str, Any]) -> bool:
+        """Note a live run that fell silent (or spoke again); True when that changed."""
+        stalled = stalled_for(run) is not None
+        if stalled == (run["id"] in self.stalled):
+            return False
+        if stalled:
+            self.stalled.add(run["id"])
+            self.notify(
+                f"run {run['id']} has written nothing for {STALL_AFTER_S / 60:.0f} minutes, "
+                "though its engine is there: stalled?",
+                severity="warning",
+            )
+        else:
+            self.stalled.discard(run["id"])
+        return True
 
     def action_new_run(self) -> None:
         self.push_screen(LaunchScreen())

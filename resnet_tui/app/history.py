@@ -10,7 +10,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from resnet_tui.display import duration, percent
-from resnet_tui.store import RunStore
+from resnet_tui.store import RunStore, stalled_for
 
 PAGE_SIZE = 200
 
@@ -42,10 +42,16 @@ STATUS_STYLES = {
 def run_cells(run: dict[str, Any]) -> list[str]:
     """A run's row as the table shows it."""
     style = STATUS_STYLES.get(run["status"], "white")
+    silent = stalled_for(run)
+    status = (
+        f"[{style}]{run['status']}[/]"
+        if silent is None
+        else f"[yellow]stalled {duration(silent)}[/]"
+    )
     return [
         str(run["id"]),
         run["name"] or "",
-        f"[{style}]{run['status']}[/]",
+        status,
         run["arch"] or "",
         run["dataset"] or "",
         run["init"] or "",

@@ -28,9 +28,14 @@ TEXT_FIELDS = (
     ("teacher", "Teachers"),
     ("kd_alpha", "KD alpha"),
     ("kd_temperature", "KD temperature"),
+    ("lwf", "LwF alpha"),
 )
 # What a text field takes, where its default says too little.
-PLACEHOLDERS = {"teacher": "run ids to distil from, e.g. 3 or 3,5", "classes": "all"}
+PLACEHOLDERS = {
+    "teacher": "run ids to distil from, e.g. 3 or 3,5",
+    "classes": "all",
+    "lwf": "0: off; 0.5 keeps the --init run's task",
+}
 
 
 def _arch_options() -> list[tuple[str, str]]:
@@ -232,6 +237,7 @@ class LaunchScreen(Screen[None]):
                     if spec.teacher
                     else ""
                 )
+                + (f"; learning without forgetting (alpha {spec.lwf:g})" if spec.lwf else "")
             )
         self.query_one("#launch", Button).disabled = self.spec is None
 

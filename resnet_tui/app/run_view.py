@@ -154,9 +154,9 @@ class RunScreen(Screen[None]):
         yield Static(id="run-tabs")
         yield Static(id="settings")
         with Horizontal(id="bars"):
-            yield Static("epochs", classes="bar-label")
+            yield Static("epochs", classes="bar-label", id="epoch-label")
             yield ProgressBar(id="epoch-bar", show_eta=False)
-            yield Static("steps", classes="bar-label")
+            yield Static("steps", classes="bar-label", id="step-label")
             yield ProgressBar(id="step-bar", show_eta=False)
         with Horizontal(id="status-line"):
             yield Static(id="speed")
@@ -272,7 +272,10 @@ class RunScreen(Screen[None]):
                     )
                 fusion = event.get("fusion")
                 epoch_bar.update(total=fusion["steps"] if fusion else event["epochs"], progress=0)
-                step_bar.update(total=event["steps_per_epoch"] or None, progress=0)
+                step_bar.update(total=event["steps_per_epoch"], progress=0)
+                if fusion:  # a fusion weighs candidates; it has no steps
+                    self.query_one("#epoch-label", Static).update("candidates")
+                    step_bar.display = self.query_one("#step-label").display = False
                 what = fusion_title(fusion) if fusion else f"{event['parameters']:,} parameters"
                 log.write(
                     f"started on {event['device']} ({event['device_name']}) · "
@@ -298,10 +301,15 @@ class RunScreen(Screen[None]):
                         (event["epoch"], event[f"{split}_loss"])
                     )
                     accuracy.setdefault(split, []).append((event["epoch"], event[f"{split}_acc"]))
+                for part in ("ce", "kd"):  # a distilled run's loss, in its two parts
+                    if f"train_{part}_loss" in event:
+                        loss.setdefault(f"train {part}", []).append(
+                            (event["epoch"], event[f"train_{part}_loss"])
+                        )
                 loss_chart.dirty = accuracy_chart.dirty = True
                 self.query_one("#epochs", DataTable).add_row(
                     str(event["epoch"]),
-                    f"{event['train_loss']:.4f}",
+                    f"{event['train_loss']:.4f}{loss_parts(event, 'train_')}",
                     percent(event["train_acc"]),
                     f"{event['val_loss']:.4f}",
                     percent(event["val_acc"]),

@@ -10,6 +10,7 @@ from engine import events as ev
 from engine.distill import Teachers, distillation_loss
 from engine.spec import RunSpec, SpecError
 from engine.train import run
+from engine.weights import load_run_model
 from tests.engine.tiny_runs import TINY, trained_run
 
 
@@ -132,3 +133,39 @@ def test_bad_distillation_options_are_refused_in_one_line(options, message):
 def test_teachers_are_written_as_runs():
     spec = RunSpec.from_dict({**TINY, "teacher": "3, run:5:last"})
     assert spec.teacher == ["run:3", "run:5:last"]
+
+
+def test_learning_without_forgetting_keeps_the_old_task_and_reports_it(tmp_path, mnist_root):
+    digits = {"dataset": "mnist", "data_root": str(mnist_root), "limit": 512}
+    trained_run(tmp_path / "source", **digits, classes=["0", "1", "2", "3", "4"])
+    source = tmp_path / "source" / "checkpoints" / "best.pt"
+    options = {**digits, "classes": ["5", "6", "7", "8", "9"], "init": f"file:{source}"}
+    trained_run(tmp_path / "lwf", **options, lwf=0.9, epochs=2)
+
+    events, _ = ev.read_events(tmp_path / "lwf" / "events.jsonl", 0)
+    assert events[0]["distillation"]["old_classes"] == ["0", "1", "2", "3", "4"]
+    assert all("train_kd_loss" in e for e in events if e["type"] == ev.EPOCH_ENDED)
+    old_task = events[-1]["test"]["old_task"]
+    own, _ = ev.read_events(tmp_path / "source" / "events.jsonl", 0)
+    assert old_task["dataset"] == "mnist" and old_task["samples"] == own[-1]["test"]["samples"]
+    assert old_task["source_top1"] == pytest.approx(own[-1]["test"]["top1"])
+    assert old_task["top1"] >= 0.8 * old_task["source_top1"]  # the old task is kept
+    assert events[-1]["test"]["top1"] > 0.5  # and the new one learnt
+
+    best = tmp_path / "lwf" / "checkpoints" / "best.pt"
+    assert torch.load(best, weights_only=True)["model"]["old_fc.weight"].shape == (5, 16)
+    assert load_run_model(best, "lwf").classes == ["5", "6", "7", "8", "9"]  # its own head
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"lwf": 0.5}, "give the source with --init run:ID"),
+        ({"lwf": 0.5, "init": "run:1", "keep_head": True}, "leave --keep-head out"),
+        ({"lwf": 0.5, "init": "run:1", "teacher": ["run:2"]}, "choose one"),
+        ({"lwf": 1.0, "init": "run:1"}, "--lwf must be at least 0 and below 1"),
+    ],
+)
+def test_bad_lwf_options_are_refused(options, message):
+    with pytest.raises(SpecError, match=message):
+        RunSpec.from_dict({**TINY, **options})

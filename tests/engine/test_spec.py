@@ -206,6 +206,7 @@ def test_the_float_options_are_all_checked_below():
         "l2sp",
         "kd_alpha",
         "kd_temperature",
+        "lwf",
     }
 
 

@@ -7,8 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from engine import events as ev
 from engine.data import load_dataset, make_batches
-from engine.events import USER_ERROR_KINDS
+from engine.events import USER_ERROR_KINDS, EventWriter
 from engine.models import build_model
 from engine.spec import RunSpec
 from engine.stopping import StopRequest
@@ -295,3 +296,21 @@ def test_the_default_run_reaches_95_percent_on_shapes(tmp_path):
     code, events = train(tmp_path, device="cpu")
     assert code == 0
     assert events[-1]["test"]["top1"] >= 0.95
+
+
+def test_a_heartbeat_is_written_only_after_silence(tmp_path):
+    writer = EventWriter(tmp_path / "events.jsonl")
+    writer.emit(ev.LOG, level="info", message="hello")
+    writer.heartbeat(interval=3600)
+    writer.heartbeat(interval=0)
+    writer.close()
+    assert [e["type"] for e in events_of(tmp_path / "events.jsonl")] == [ev.LOG, ev.HEARTBEAT]
+
+
+def test_evaluation_beats_so_a_long_one_is_not_taken_for_a_hang(
+    tmp_path, tiny_spec_options, monkeypatch
+):
+    monkeypatch.setattr(ev, "HEARTBEAT_S", 0.0)
+    code, events = train(tmp_path, **tiny_spec_options)
+    types = [e["type"] for e in events]
+    assert code == 0 and ev.HEARTBEAT in types and types[-1] == ev.FINISHED

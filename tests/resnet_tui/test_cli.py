@@ -2,6 +2,7 @@
 
 import json
 import os
+import pickle
 import signal
 import sqlite3
 import subprocess
@@ -9,8 +10,12 @@ import sys
 import time
 
 import pytest
+from PIL import Image
 
+from tests.conftest import record_fault
 from tests.resnet_tui.command import cli, runs_json
+
+BAD_INPUT = "bad input: one line on stderr, exit code 2"
 
 PARTS = ["stem", "stage1", "stage2", "stage3", "head"]
 TINY = [
@@ -219,6 +224,14 @@ BAD_INPUTS = [
     (["--freeze", "lp-ft", "--epochs", "2", "--probe-epochs", "2"], "no epoch to fine-tune"),
     (["--head", "conv"], "unknown head"),
     (["--bn", "sync"], "BatchNorm mode"),
+    (["--layer-decay", "1.5"], "--layer-decay must be above 0"),
+    (["--l2sp", "0.1"], "scratch does not have"),
+    (["--teacher", "run:9"], "--teacher run:9: there is no run 9"),
+    (["--teacher", "file:t.pt"], "a teacher is a run in the store"),
+    (["--teacher", "run:1", "--kd-alpha", "2"], "--kd-alpha must be between 0 and 1"),
+    (["--teacher", "run:1", "--kd-temperature", "0"], "--kd-temperature must be a positive"),
+    (["--lwf", "0.5"], "give the source with --init run:ID"),
+    (["--lr", "nan"], "--lr must be a finite number"),
 ]
 
 
@@ -231,6 +244,7 @@ def test_bad_input_gets_one_line_and_exit_code_2(tmp_path, args, message):
     assert lines[0].startswith("error:") and message in lines[0]
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()  # nothing was started
+    record_fault(BAD_INPUT, True)
 
 
 def test_a_run_starts_from_an_earlier_one_and_the_store_keeps_the_lineage(tmp_path):
@@ -271,6 +285,19 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
     readonly = tmp_path / "ro.db"
     assert cli("runs", "--db", str(readonly), cwd=tmp_path).returncode == 0
     readonly.chmod(0o400)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(os.urandom(4096))
+    evil, marker = tmp_path / "evil.pt", tmp_path / "pwned"
+    with open(evil, "wb") as file:
+        pickle.dump({"model": RunsCode(f"touch {marker}")}, file, protocol=2)
+    folder = tmp_path / "pictures"
+    for split in ("train", "val"):
+        for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+            (folder / split / name).mkdir(parents=True)
+            for index in range(4):
+                image = Image.new("RGB", (16, 16), colour)
+                image.save(folder / split / name / f"{index}.png")
+    (folder / "train" / "red" / "broken.png").write_bytes(b"not a png")
     cases = [
         (["run", "--dataset", f"imagefolder:{tmp_path / 'empty'}"], "no images found"),
         (["run", "--dataset", f"imagefolder:{tmp_path / 'nowhere'}"], "does not exist"),
@@ -282,13 +309,31 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
         (["runs", "--sort", "accuracy"], "unknown sort column"),
         (["show", "42"], "no run 42"),
         (["resume", "42"], "no run 42"),
+        (["run", *TINY, "--init", f"file:{garbage}"], "cannot be read as weights"),
+        (["run", *TINY, "--init", f"file:{evil}"], "cannot be read as weights"),
+        (["run", *TINY, "--dataset", f"imagefolder:{folder}", "--workers", "0"], "broken.png"),
+        (["ensemble", "42", "43"], "there is no run 42"),
+        (["soup", "42"], "a soup needs two runs or more"),
+        (["soup", "42", "--with-init", "x"], "--with-init must be a number from 0 to 1"),
     ]
     for args, message in cases:
         result = cli(*args, cwd=tmp_path, timeout=60)
         assert result.returncode == 2, (args, result.stderr)
         lines = result.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], (args, result.stderr)
+        record_fault(BAD_INPUT, True)
     assert (tmp_path / "notes.db").read_text().startswith("not sqlite")
+    assert not marker.exists()  # the pickle's code never ran
+
+
+class RunsCode:
+    """Pickles as a call of os.system: loading it unsafely would run the command."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (self.command,))
 
 
 @pytest.mark.skipif(
@@ -325,3 +370,24 @@ def test_the_bare_command_refuses_a_bad_store_in_one_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not a resnet-tui run store" in lines[0]
+
+
+def test_a_live_engine_that_writes_nothing_shows_as_stalled_not_crashed(tmp_path):
+    from engine.spec import RunSpec
+    from resnet_tui.store import RunStore
+
+    hung = subprocess.Popen(["sleep", "60"])  # an engine that lives but says nothing
+    try:
+        store = RunStore(tmp_path / "runs.db")
+        run_id = store.create_run(RunSpec(), status="running")
+        store.update(run_id, pid=hung.pid, last_event_at=time.time() - 1000)
+        store.close()
+        listed = cli("runs", cwd=tmp_path)
+        assert "stalled 16:4" in listed.stdout
+        [run] = runs_json(tmp_path)
+        assert run["status"] == "running" and run["stalled_for"] > 999
+    finally:
+        hung.kill()
+        hung.wait()
+    [run] = runs_json(tmp_path)
+    assert run["status"] == "crashed" and run["stalled_for"] is None

@@ -111,7 +111,7 @@ def test_teachers_are_checked_before_the_student_starts(store):
     ]
 
 
-def test_a_version_one_store_gains_teachers_and_recipes_and_keeps_its_runs(tmp_path):
+def test_a_version_one_store_gains_the_new_columns_and_keeps_its_runs(tmp_path):
     import sqlite3
 
     path = tmp_path / "old.db"
@@ -119,11 +119,13 @@ def test_a_version_one_store_gains_teachers_and_recipes_and_keeps_its_runs(tmp_p
     with sqlite3.connect(path) as db:  # take it back to version 1's table
         db.execute("ALTER TABLE runs DROP COLUMN teachers")
         db.execute("ALTER TABLE runs DROP COLUMN recipe")
+        db.execute("ALTER TABLE runs DROP COLUMN last_event_at")
         db.execute("INSERT INTO runs (name, status, kind) VALUES ('old', 'completed', 'train')")
         db.execute("PRAGMA user_version = 1")
     store = RunStore(path)
     [run] = store.list_runs()
     assert run["name"] == "old" and run["teachers"] == "[]" and run["recipe"] is None
+    assert run["last_event_at"] is None
 
 
 def test_distil_ensemble_and_soup_from_the_command_line(tmp_path):
@@ -146,14 +148,19 @@ def test_distil_ensemble_and_soup_from_the_command_line(tmp_path):
     assert "distilling from run:5 (alpha 0.5, temperature 4)" in student.stdout
     assert "(ce " in student.stdout and " kd " in student.stdout
 
+    lwf = run("run", *TINY, "--dataset", "shapes-shift", "--init", "run:1", "--lwf", "0.5")
+    assert "learning without forgetting: the old task (shapes: circle," in lwf.stdout
+    assert "old task top-1 (shapes)" in lwf.stdout
+
     runs = {r["id"]: r for r in runs_json(tmp_path)}
+    assert runs[8]["test_report"]["old_task"]["dataset"] == "shapes"
     assert runs[4]["kind"] == "ensemble" and runs[4]["parents"] == [2, 3]
     assert runs[4]["recipe"]["outcome"]["members"] == [2, 3]
     assert runs[5]["kind"] == "soup" and runs[5]["recipe"]["greedy"] is True
     assert set(runs[5]["recipe"]["outcome"]["kept"]) <= {2, 3}
     assert runs[6]["parents"] == [5] and runs[6]["status"] == "completed"
     assert runs[7]["teachers"] == [5] and runs[7]["status"] == "completed"
-    assert [r["id"] for r in json.loads(run("runs", "--json").stdout)] == [7, 6, 5, 4, 3, 2, 1]
+    assert [r["id"] for r in json.loads(run("runs", "--json").stdout)] == [8, 7, 6, 5, 4, 3, 2, 1]
 
     shown = run("show", "5").stdout
     assert "greedy soup of runs 2, 3: `resnet-tui soup 2 3 --greedy`" in shown

@@ -188,6 +188,29 @@ def test_lineage_is_kept_and_found_by_the_from_filter(store):
     assert store.lineage(root) == []
 
 
+def test_a_filter_typed_by_a_user_cannot_inject_sql(store):
+    run_id = store.create_run(RunSpec(name="baseline"))
+    for text in (
+        "'; DROP TABLE runs; --",
+        "%' OR 1=1 --",
+        "from:1) OR 1=1 --",
+        "\\' UNION SELECT * FROM metrics --",
+    ):
+        assert store.list_runs(text=text) == [] and store.count_runs(text=text) == 0
+    assert store.list_runs(text="_") == []  # LIKE's wildcards are taken literally too
+    assert [r["id"] for r in store.list_runs(text="base")] == [run_id]
+    assert store.run(run_id)["name"] == "baseline"  # and the table is still there
+
+
+def test_a_teacher_makes_a_student_show_under_the_from_filter(store):
+    teacher = store.create_run(RunSpec())
+    student = store.create_run(RunSpec(), teachers=[teacher])
+    soup = store.create_run(RunSpec(), parents=[student], kind="soup")
+    assert [r["id"] for r in store.list_runs(text=f"from:{teacher}")] == [student]
+    assert [r["id"] for r in store.list_runs(text=f"from:{student}")] == [soup]
+    assert [r["id"] for r in store.list_runs(text="soup")] == [soup]
+
+
 def test_deleting_runs_removes_their_metrics(store):
     keep, drop = store.create_run(RunSpec()), store.create_run(RunSpec())
     store.apply(drop, _events(), 10)
@@ -220,3 +243,19 @@ def test_a_read_only_store_is_refused(tmp_path):
     path.chmod(0o400)
     with pytest.raises(StoreError, match="read-only"):
         RunStore(path)
+
+
+def test_a_running_run_silent_past_the_limit_is_stalled_and_each_event_is_a_sign_of_life(
+    store,
+):
+    from engine.events import STALL_AFTER_S
+    from resnet_tui.store import stalled_for
+
+    run_id = store.create_run(RunSpec(), status="running")
+    store.apply(run_id, [{"seq": 1, "t": 1000.0, "type": "heartbeat"}], 10)
+    run = store.run(run_id)
+    assert run["last_event_at"] == 1000.0
+    assert stalled_for(run, now=1000.0 + STALL_AFTER_S - 1) is None
+    assert stalled_for(run, now=1000.0 + STALL_AFTER_S + 5) == STALL_AFTER_S + 5
+    store.update(run_id, status="stopped")
+    assert stalled_for(store.run(run_id), now=1e12) is None  # only a live run can stall

@@ -1,0 +1,184 @@
+"""Fault injection: killed engines, shared stores and racing migrations lose nothing.
+
+Each kill trial stops the engine of one run with SIGKILL at a random moment after a
+checkpoint, lets the CLI notice, checks that the store holds exactly what the events file
+held before the kill (by replaying the file into a fresh store and comparing), and resumes
+the run, which in the end has exactly one row per epoch. Two engines and two viewers share one
+store for 30 s; four processes migrate one old store at once. The results go into the table
+the suite prints last (tests/conftest.py).
+"""
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from engine import events as ev
+from engine.spec import RunSpec
+from resnet_tui.store import RunStore
+from tests.conftest import record_fault
+from tests.resnet_tui.command import cli, runs_json
+from tests.resnet_tui.test_cli import TINY
+
+TRIALS = 10
+EPOCHS = 1000  # more than the trials get through: the run is stopped after the last one
+KILLED = "engine killed (SIGKILL) at a random moment"
+
+
+def the_run(cwd: Path) -> dict:
+    [run] = runs_json(cwd)
+    return run
+
+
+def wait_until(condition, timeout: float = 120) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        assert time.time() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def metric_rows(db: Path, run_id: int) -> list[tuple]:
+    with sqlite3.connect(db) as connection:
+        return connection.execute(
+            "SELECT seq, epoch, step, split, name, value FROM metrics WHERE run_id = ? "
+            "ORDER BY seq, split, name",
+            [run_id],
+        ).fetchall()
+
+
+def replayed_rows(events_file: Path, scratch: Path) -> tuple[list[tuple], int]:
+    """The metric rows and last sequence number a store gets from the whole file at once."""
+    store = RunStore(scratch)
+    run_id = store.create_run(RunSpec())
+    events, offset = ev.read_events(events_file, 0)
+    store.apply(run_id, events, offset)
+    last_seq = store.run(run_id)["last_seq"]
+    store.close()
+    return metric_rows(scratch, run_id), last_seq
+
+
+def checkpoints_written(events_file: Path) -> int:
+    events, _ = ev.read_events(events_file, 0)
+    return sum(e["type"] == ev.CHECKPOINT for e in events)
+
+
+def test_kill_9_at_random_moments_loses_nothing_and_the_run_resumes_each_time(tmp_path):
+    rng = random.Random(0)
+    args = [*TINY, "--epochs", str(EPOCHS), "--detach"]
+    run_id = int(cli("run", *args, cwd=tmp_path).stdout)
+    events_file = tmp_path / "runs" / str(run_id) / "events.jsonl"
+    for trial in range(TRIALS):
+        before = checkpoints_written(events_file)
+        wait_until(lambda before=before: checkpoints_written(events_file) > before)
+        time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the next epoch, or at its end
+        run = the_run(tmp_path)
+        assert run["status"] == "running", f"trial {trial}: {run['status']}"
+        os.kill(run["pid"], signal.SIGKILL)
+        pid = run["pid"]
+        wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists() or _zombie(pid))
+
+        run = the_run(tmp_path)  # the CLI looks: the engine is gone without a final event
+        assert run["status"] == "crashed", f"trial {trial}: {run['status']}"
+        expected, last_seq = replayed_rows(events_file, tmp_path / f"replay{trial}.db")
+        kept = metric_rows(tmp_path / "runs.db", run_id)
+        lost = len(set(expected) - set(kept)) + len(kept) - len(set(kept))
+        resumed = cli("resume", str(run_id), "--detach", cwd=tmp_path)
+        record_fault(KILLED, resumed.returncode == 0 and kept == expected, lost)
+        assert kept == expected and run["last_seq"] == last_seq, f"trial {trial}"
+        assert resumed.returncode == 0, resumed.stderr
+
+    before = checkpoints_written(events_file)  # the last resume is under way: stop it
+    wait_until(lambda: checkpoints_written(events_file) > before)
+    assert cli("stop", str(run_id), cwd=tmp_path).returncode == 0
+    wait_until(lambda: the_run(tmp_path)["status"] == "stopped")
+    done = the_run(tmp_path)["epochs_done"]
+    shown = json.loads(cli("show", str(run_id), "--json", cwd=tmp_path).stdout)
+    assert [row["epoch"] for row in shown["epoch_table"]] == list(range(1, done + 1))
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state in ("Z", "X")
+
+
+VIEWER = """
+import sys, time
+from resnet_tui.follower import refresh_live_runs
+from resnet_tui.store import RunStore
+store = RunStore(sys.argv[1])
+deadline = time.time() + float(sys.argv[2])
+while time.time() < deadline:
+    refresh_live_runs(store)
+    store.list_runs(limit=50)
+    time.sleep(0.02)
+"""
+SHARED_FOR_S = 30
+SHARED = f"two engines and two viewers on one runs.db, {SHARED_FOR_S} s"
+
+
+def test_two_engines_and_two_viewers_share_one_store_without_locks_or_lost_rows(tmp_path):
+    args = [*TINY, "--epochs", "1000", "--detach"]
+    run_ids = [int(cli("run", *args, cwd=tmp_path).stdout) for _ in range(2)]
+    viewers = [
+        subprocess.Popen(
+            [sys.executable, "-c", VIEWER, str(tmp_path / "runs.db"), str(SHARED_FOR_S)],
+            cwd=tmp_path,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [viewer.communicate(timeout=SHARED_FOR_S + 60)[1] for viewer in viewers]
+    for run_id in run_ids:
+        assert cli("stop", str(run_id), cwd=tmp_path).returncode == 0
+    wait_until(lambda: all(r["status"] == "stopped" for r in runs_json(tmp_path)))
+
+    last_seqs = {run["id"]: run["last_seq"] for run in runs_json(tmp_path)}
+    for index, run_id in enumerate(run_ids):
+        events_file = tmp_path / "runs" / str(run_id) / "events.jsonl"
+        expected, last_seq = replayed_rows(events_file, tmp_path / f"replay{index}.db")
+        kept = metric_rows(tmp_path / "runs.db", run_id)
+        lost = len(set(expected) - set(kept)) + len(kept) - len(set(kept))
+        viewer_ok = viewers[index].returncode == 0 and "locked" not in outputs[index]
+        record_fault(SHARED, viewer_ok and kept == expected, lost)
+        assert viewer_ok, outputs[index]
+        assert kept == expected and len(expected) > 20
+        assert last_seqs[run_id] == last_seq
+
+
+OPENER = """
+import sys
+from resnet_tui.store import RunStore
+RunStore(sys.argv[1]).close()
+"""
+
+
+def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path):
+    path = tmp_path / "runs.db"
+    store = RunStore(path)
+    store.create_run(RunSpec(name="kept"))
+    store.close()
+    with sqlite3.connect(path) as db:  # back to version 1
+        for column in ("teachers", "recipe", "last_event_at"):
+            db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
+        db.execute("PRAGMA user_version = 1")
+    openers = [
+        subprocess.Popen([sys.executable, "-c", OPENER, str(path)], stderr=subprocess.PIPE)
+        for _ in range(4)
+    ]
+    errors = [opener.communicate(timeout=60)[1] for opener in openers]
+    survived = all(opener.returncode == 0 for opener in openers)
+    record_fault("four processes migrating one old runs.db at once", survived)
+    assert survived, errors
+    store = RunStore(path)
+    assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 2
+    [run] = store.list_runs()
+    assert run["name"] == "kept" and run["teachers"] == "[]"
