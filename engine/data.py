@@ -26,6 +26,10 @@ SHAPES_SEEDS = {"shapes": (1, 2), "shapes-shift": (11, 12)}
 # An image folder without test/ gives up the same test images whatever the run's seed, so
 # the test metrics of runs with different seeds are comparable (as for the other datasets).
 TEST_HOLD_OUT_SEED = 0
+# Likewise every run holds out the same validation images whatever its seed, so runs with
+# other seeds compare on validation too, and an ensemble or soup of them is judged on images
+# none of its members trained on. The run's seed draws its subsets (few-shot, --limit).
+VAL_HOLD_OUT_SEED = 0
 
 
 @dataclass
@@ -110,7 +114,11 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
         val = _keep_classes(val, chosen) if val is not None else None
         classes = list(spec.classes)
     if val is None:
-        train, val = _split_off(train, spec.val_fraction, generator)
+        held_out = torch.Generator().manual_seed(VAL_HOLD_OUT_SEED)
+        # The run's own generator moves past the draw it used to make for the split, so a
+        # seed picks the subsets it always picked.
+        torch.randperm(len(train), generator=generator)
+        train, val = _split_off(train, spec.val_fraction, held_out)
     if spec.train_per_class:
         train = _few_shot(train, spec.train_per_class, len(classes), generator)
     if spec.limit and spec.limit < len(train):

@@ -98,6 +98,13 @@ class Fusion:
         self.bundle.mean, self.bundle.std = first.mean, first.std
         for run_id, member in zip(self.ids, self.members, strict=True):
             self._check_member(run_id, member)
+        self.notes = [
+            f"run {run_id} held out {member.spec.val_fraction:g} of the training images for "
+            f"validation, run {self.ids[0]} {first.spec.val_fraction:g}: some validation "
+            "images here were its training images; compare the test accuracy"
+            for run_id, member in zip(self.ids[1:], self.members[1:], strict=True)
+            if member.spec.val_fraction != first.spec.val_fraction
+        ]
         self.amp = amp_dtype(self.spec, self.device)
         self.memory_format = (
             torch.channels_last if self.device.type == "cuda" else torch.contiguous_format
@@ -188,6 +195,8 @@ class Fusion:
         )
         for note in self.bundle.notes:
             self.writer.emit(ev.LOG, level="info", message=note)
+        for note in self.notes:
+            self.writer.emit(ev.LOG, level="warning", message=note)
 
     def step(
         self, step: int, steps: int, candidate: str, val_acc: float, kept: bool | None = None

@@ -1,5 +1,6 @@
 """The training loop: device, optimiser and schedule, evaluation, checkpoints, signals, events."""
 
+import errno
 import math
 import os
 import platform
@@ -232,10 +233,26 @@ def process_facts(device: torch.device) -> dict[str, Any]:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write a checkpoint to a temporary name, then rename it into place."""
+    """Write a checkpoint to a temporary name, then rename it into place.
+
+    A write that fails (a full disk, say) leaves the previous checkpoint as it was and
+    fails the run with what happened and what to do.
+    """
     temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
+    try:
+        torch.save(payload, temporary)
+        os.replace(temporary, path)
+    except OSError as error:
+        temporary.unlink(missing_ok=True)
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        raise RunError(
+            "disk_full" if full else "write_failed",
+            f"could not write {path.name} in {path.parent} ({error.strerror or error}); "
+            "the previous checkpoint is kept",
+            "free some space there, then resume the run"
+            if full
+            else "check the folder, then resume the run",
+        ) from None
 
 
 def share_file(source: Path, path: Path) -> None:

@@ -105,7 +105,9 @@ def fusion(store: RunStore, common: dict[str, Any]) -> list[tuple[str, int]]:
             "name": "mnist 0-4 (source)",
         },
     )
-    target = {**common, **SMALL_VAL, **FIVE_TO_NINE, "arch": "resnet20"}
+    # A tenth of the 5-9 images held out (2,900): at 99% accuracy the greedy soup's choices
+    # need more than a few hundred validation images to mean anything.
+    target = {**common, **FIVE_TO_NINE, "arch": "resnet20", "val_fraction": 0.1}
     probe = train(
         store,
         {

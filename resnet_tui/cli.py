@@ -32,6 +32,7 @@ from resnet_tui.display import (
     percent,
     policy_line,
     test_report_view,
+    weights_from,
 )
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop, resume
@@ -387,7 +388,7 @@ def list_runs(
             "status": _status_cell(run, colours),
             "arch": run["arch"],
             "dataset": run["dataset"],
-            "init": run["init"],
+            "init": weights_from(run),
             "freeze": run["freeze"],
             "epochs": f"{run['epochs_done']}/{run['epochs']}"
             if run["kind"] == "train"

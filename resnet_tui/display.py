@@ -85,6 +85,13 @@ def init_lines(init: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def weights_from(run: dict[str, Any]) -> str:
+    """Where a run's weights came from, for listings: its --init, or a fusion's members."""
+    if run["kind"] == "train":
+        return run["init"] or ""
+    return "runs " + ",".join(str(m) for m in json.loads(run["parents"] or "[]"))
+
+
 def fusion_line(event: dict[str, Any]) -> str:
     """One line for a `fusion` event: a candidate the fusion weighed, and what came of it."""
     kept = "" if event["kept"] is None else ("  kept" if event["kept"] else "  left out")

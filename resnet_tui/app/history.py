@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
-from resnet_tui.display import duration, percent
+from resnet_tui.display import duration, percent, weights_from
 from resnet_tui.store import RunStore, stalled_for
 
 PAGE_SIZE = 200
@@ -54,7 +54,7 @@ def run_cells(run: dict[str, Any]) -> list[str]:
         status,
         run["arch"] or "",
         run["dataset"] or "",
-        run["init"] or "",
+        weights_from(run),
         run["freeze"] if run["kind"] == "train" else "-",
         f"{run['epochs_done']}/{run['epochs']}" if run["kind"] == "train" else run["kind"],
         percent(run["best_val_acc"]),

@@ -43,7 +43,18 @@ def test_shapes_splits_into_train_val_and_a_fixed_test_set():
     assert other.sizes() == {"train": 7500, "val": 2500, "test": 2000}
     assert torch.equal(bundle.test.images, other.test.images)  # one test set for all runs
     again = load_dataset(spec())
-    assert torch.equal(bundle.val.images, again.val.images)  # the split follows the seed
+    assert torch.equal(bundle.val.images, again.val.images)
+
+
+def test_every_seed_holds_out_the_same_validation_images_and_picks_its_own_subsets():
+    first, second = (
+        load_dataset(spec(train_per_class=5)),
+        load_dataset(spec(train_per_class=5, seed=3)),
+    )
+    assert torch.equal(first.val.images, second.val.images)
+    assert not torch.equal(first.train.images, second.train.images)
+    held_out = {bytes(image.numpy()) for image in first.val.images}
+    assert not any(bytes(image.numpy()) in held_out for image in second.train.images)
 
 
 def test_no_validation_share_validates_on_the_test_data():
@@ -256,7 +267,7 @@ def test_the_test_hold_out_of_a_train_only_folder_is_the_same_for_every_seed(tmp
     assert first.test.files == again.test.files == other_seed.test.files
     assert first.train.files == again.train.files
     assert not set(first.test.files) & set(first.train.files + first.val.files)
-    assert first.val.files != other_seed.val.files  # validation still follows the seed
+    assert first.val.files == other_seed.val.files  # and so is the validation hold-out
 
 
 def test_test_data_without_the_training_classes_is_an_error(tmp_path):

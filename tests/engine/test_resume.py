@@ -1,5 +1,7 @@
 """Resume: a run killed at an epoch boundary and resumed ends exactly as one never interrupted."""
 
+import errno
+
 import pytest
 import torch
 
@@ -80,3 +82,31 @@ def test_resuming_without_a_checkpoint_fails_with_what_to_do(tmp_path):
     assert events[-1]["type"] == ev.ERROR
     assert "no checkpoint to resume from" in events[-1]["message"]
     assert "launch it again" in events[-1]["hint"]
+
+
+def test_a_full_disk_keeps_the_previous_checkpoint_fails_clearly_and_the_run_resumes(
+    tmp_path, monkeypatch
+):
+    spec = RunSpec.from_dict({**TINY, "epochs": 3})
+    save = torch.save
+    writes = []
+
+    def full_after_the_first(payload, path):
+        writes.append(path)
+        if len(writes) > 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        save(payload, path)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", full_after_the_first)
+        assert run(spec, tmp_path / "events.jsonl", tmp_path) == 1
+    events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
+    assert events[-1]["type"] == ev.ERROR and events[-1]["kind"] == "disk_full"
+    assert "the previous checkpoint is kept" in events[-1]["message"]
+    assert "resume" in events[-1]["hint"]
+    last = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and not list((tmp_path / "checkpoints").glob("*.tmp"))
+
+    assert run(spec, tmp_path / "events.jsonl", tmp_path, resume=True) == 0
+    events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
+    assert events[-1]["type"] == ev.FINISHED and events[-1]["status"] == "completed"
