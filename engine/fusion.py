@@ -5,7 +5,6 @@ with its starting weights; Wortsman et al. 2022)."""
 import copy
 import dataclasses
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from engine.spec import FusionSpec
 from engine.stopping import StopRequest
 from engine.train import (
     amp_dtype,
+    autocast,
     pick_device,
     process_facts,
     report_failures,
@@ -122,6 +122,12 @@ class Fusion:
         self.test_batches = make_batches(
             self.bundle.test, self.bundle, eval_batch, self.device, False, self.spec
         )
+        # Training images, for measuring BatchNorm again after averaging (made once: an
+        # in-memory split is copied to the device when its batches are made).
+        self.train_batches = make_batches(
+            self.bundle.train, self.bundle, self.spec.batch_size, self.device, True, self.spec
+        )
+        self.val_labels = torch.empty(0)  # the validation labels, once members are weighed
         self.result: nn.Module | None = None  # the fused network of a soup or WiSE-FT
         self.weights = self._normalised_weights()
 
@@ -145,9 +151,7 @@ class Fusion:
         return [w / sum(weights) for w in weights]
 
     def _autocast(self) -> Any:
-        if self.amp is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     @torch.no_grad()
     def probabilities(
@@ -168,6 +172,21 @@ class Fusion:
     def accuracy(self, model: nn.Module, adapter: InputAdapter) -> float:
         probabilities, labels = self.probabilities(model, adapter, self.val_batches)
         return float((probabilities.argmax(1) == labels).float().mean())
+
+    def weigh_members(self, steps: int) -> tuple[list[torch.Tensor], list[float]]:
+        """Each member's validation probabilities and accuracy, the accuracy reported as a
+        step of the fusion."""
+        all_probabilities, accuracies = [], []
+        for index, (run_id, member, adapter) in enumerate(
+            zip(self.ids, self.members, self.adapters, strict=True), start=1
+        ):
+            probabilities, labels = self.probabilities(member.model, adapter, self.val_batches)
+            accuracy = float((probabilities.argmax(1) == labels).float().mean())
+            self.step(index, steps, f"run {run_id}", accuracy)
+            all_probabilities.append(probabilities)
+            accuracies.append(accuracy)
+        self.val_labels = labels
+        return all_probabilities, accuracies
 
     def started_event(self, steps: int) -> None:
         fusion = self.fusion
@@ -232,12 +251,9 @@ class Fusion:
     def ensemble(self) -> tuple[float, dict[str, Any]]:
         steps = len(self.members) + 1
         self.started_event(steps)
-        for index, (run_id, member, adapter) in enumerate(
-            zip(self.ids, self.members, self.adapters, strict=True), start=1
-        ):
-            self.step(index, steps, f"run {run_id}", self.accuracy(member.model, adapter))
-        probabilities, labels = self.ensemble_probabilities(self.val_batches)
-        val_acc = float((probabilities.argmax(1) == labels).float().mean())
+        members, _ = self.weigh_members(steps)
+        probabilities = sum(w * p for w, p in zip(self.weights, members, strict=True))
+        val_acc = float((probabilities.argmax(1) == self.val_labels).float().mean())
         self.step(steps, steps, "ensemble", val_acc)
         return val_acc, {"members": self.ids, "weights": self.weights}
 
@@ -292,12 +308,9 @@ class Fusion:
         for norm in norms:
             norm.reset_running_stats()
             norm.momentum = None
-        batches = make_batches(
-            self.bundle.train, self.bundle, self.spec.batch_size, self.device, True, self.spec
-        )
         model.train()
         seen = 0
-        for images, _ in batches.epoch(1):
+        for images, _ in self.train_batches.epoch(1):
             with self._autocast():
                 model(adapter(images.contiguous(memory_format=self.memory_format)))
             seen += len(images)
@@ -312,10 +325,7 @@ class Fusion:
         self._same_network()
         steps = len(self.members) + 1
         self.started_event(steps)
-        for index, (run_id, member, adapter) in enumerate(
-            zip(self.ids, self.members, self.adapters, strict=True), start=1
-        ):
-            self.step(index, steps, f"run {run_id}", self.accuracy(member.model, adapter))
+        self.weigh_members(steps)
         self.result = self.average(list(range(len(self.members))), self.weights)
         val_acc = self.accuracy(self.result, self.adapters[0])
         self.step(steps, steps, "soup", val_acc)
@@ -329,12 +339,7 @@ class Fusion:
         count = len(self.members)
         steps = 2 * count - 1
         self.started_event(steps)
-        accuracies = []
-        for index, (run_id, member, adapter) in enumerate(
-            zip(self.ids, self.members, self.adapters, strict=True), start=1
-        ):
-            accuracies.append(self.accuracy(member.model, adapter))
-            self.step(index, steps, f"run {run_id}", accuracies[-1])
+        _, accuracies = self.weigh_members(steps)
         order = sorted(range(count), key=lambda i: -accuracies[i])
         kept, best_acc = [order[0]], accuracies[order[0]]
         self.result = self.members[order[0]].model

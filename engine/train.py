@@ -192,6 +192,13 @@ def amp_dtype(spec: RunSpec, device: torch.device) -> torch.dtype | None:
     return torch.float16
 
 
+def autocast(device: torch.device, dtype: torch.dtype | None) -> Any:
+    """Mixed precision in `dtype` on `device`, or nothing for full precision."""
+    if dtype is None:
+        return nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
@@ -484,9 +491,7 @@ class Trainer:
         }
 
     def _autocast(self) -> Any:
-        if self.amp is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         """Images in the model's memory format (a cropped batch comes in neither)."""
