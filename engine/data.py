@@ -7,15 +7,13 @@ DataLoader worker processes.
 
 import gzip
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torchvision
 from PIL import Image, UnidentifiedImageError
 from torch.nn import functional as F
-from torchvision import transforms
 
 from engine import catalog, locate
 from engine.errors import RunError, UnreadableImage
@@ -198,6 +196,8 @@ def _read_idx(path: Path) -> torch.Tensor:
 
 def _load_idx_dataset(spec: RunSpec) -> tuple[TensorSplit, TensorSplit]:
     if spec.download:
+        import torchvision  # loaded only where used: see engine/__init__.py
+
         dataset_class = {
             "mnist": torchvision.datasets.MNIST,
             "fashion-mnist": torchvision.datasets.FashionMNIST,
@@ -213,6 +213,8 @@ def _load_idx_dataset(spec: RunSpec) -> tuple[TensorSplit, TensorSplit]:
 
 
 def _load_cifar(spec: RunSpec) -> tuple[TensorSplit, TensorSplit, list[str]]:
+    import torchvision  # loaded only where used: see engine/__init__.py
+
     dataset_class = {
         "cifar10": torchvision.datasets.CIFAR10,
         "cifar100": torchvision.datasets.CIFAR100,
@@ -353,7 +355,7 @@ class TensorBatches:
 class ImageFileDataset(torch.utils.data.Dataset):
     """Decodes image files one at a time, for DataLoader workers."""
 
-    def __init__(self, split: FileSplit, transform: transforms.Compose) -> None:
+    def __init__(self, split: FileSplit, transform: Callable[[Image.Image], torch.Tensor]) -> None:
         self.split = split
         self.transform = transform
 
@@ -385,6 +387,8 @@ class FileBatches:
         workers: int,
         seed: int,
     ) -> None:
+        from torchvision import transforms  # loaded only where used: see engine/__init__.py
+
         size = bundle.image_size
         normalise = transforms.Normalize(bundle.mean, bundle.std)
         if train and augment:

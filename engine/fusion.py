@@ -15,6 +15,7 @@ from engine import events as ev
 from engine.data import DatasetBundle, load_dataset, make_batches
 from engine.errors import RunError
 from engine.events import EventWriter
+from engine.files import save_checkpoint, share_file
 from engine.metrics import classification_report
 from engine.models import count_parameters
 from engine.spec import FusionSpec
@@ -25,8 +26,6 @@ from engine.train import (
     pick_device,
     process_facts,
     report_failures,
-    save_checkpoint,
-    share_file,
     use_all_cores,
 )
 from engine.weights import InputAdapter, RunModel, head_prefixes, load_run_model, source_of

@@ -4,10 +4,7 @@ Every model is built by `build_model` and describes its stages with `model_stage
 description of an architecture's parts (stem, stage 1..n, head) that freeze policies use.
 """
 
-from collections.abc import Callable
-
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
@@ -105,21 +102,12 @@ class SmallCNN(nn.Module):
         return self.fc(torch.flatten(F.adaptive_avg_pool2d(x, 1), 1))
 
 
-TORCHVISION_BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": torchvision.models.resnet18,
-    "resnet34": torchvision.models.resnet34,
-    "resnet50": torchvision.models.resnet50,
-    "resnet101": torchvision.models.resnet101,
-    "resnet152": torchvision.models.resnet152,
-    "wide_resnet50_2": torchvision.models.wide_resnet50_2,
-    "resnext50_32x4d": torchvision.models.resnext50_32x4d,
-}
-
-
 def _torchvision_resnet(
     arch: Architecture, num_classes: int, in_channels: int, small_stem: bool
 ) -> nn.Module:
-    model = TORCHVISION_BUILDERS[arch.name](weights=None, num_classes=num_classes)
+    import torchvision  # loaded only where used: see engine/__init__.py
+
+    model = torchvision.models.get_model(arch.name, weights=None, num_classes=num_classes)
     if small_stem:
         model.conv1 = nn.Conv2d(in_channels, 64, 3, 1, 1, bias=False)
         model.maxpool = nn.Identity()

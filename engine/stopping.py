@@ -1,11 +1,14 @@
 """Clean stops: SIGINT or SIGTERM sets a flag that the training loop checks after each step.
 
-Installed first thing when the engine starts, before torch loads, so a stop asked for while
-the engine is still starting is honoured too. A hang-up is ignored: the engine has no
-terminal to lose.
+Installed first thing when the engine starts, before torch loads. The launcher starts the
+engine with these signals blocked (`signals_held`), so one sent before the handlers are in
+place waits and is honoured when `install` unblocks it: a stop asked for the moment a run
+starts stops it cleanly too. A hang-up is ignored: the engine has no terminal to lose.
 """
 
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 _CAUGHT = (signal.SIGINT, signal.SIGTERM)
@@ -24,6 +27,8 @@ class StopRequest:
             self._previous[signum] = signal.signal(signum, self._request)
         if hasattr(signal, "SIGHUP"):
             self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        if hasattr(signal, "pthread_sigmask"):
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CAUGHT)
         return self
 
     def restore(self) -> None:
@@ -35,3 +40,18 @@ class StopRequest:
 
     def _request(self, signum: int, frame: Any) -> None:
         self.requested = True
+
+
+@contextmanager
+def signals_held() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while the block lasts, so that a process
+    started inside it begins with them blocked (a child inherits the mask) until its
+    `StopRequest.install`. Signals sent to this process meanwhile wait, and arrive after."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CAUGHT)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

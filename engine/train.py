@@ -1,21 +1,19 @@
 """The training loop: device, optimiser and schedule, evaluation, checkpoints, signals, events."""
 
-import errno
 import math
 import os
 import platform
 import resource
-import shutil
 import sys
 import time
 import traceback
 from collections.abc import Callable
 from contextlib import nullcontext
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
@@ -24,6 +22,7 @@ from engine.data import DatasetBundle, load_dataset, make_batches
 from engine.distill import OldTask, Teachers, distillation_loss
 from engine.errors import RunError, UnreadableImage
 from engine.events import EventWriter
+from engine.files import keep_sources, save_checkpoint, share_file
 from engine.freeze import (
     apply_freeze,
     parse_policy,
@@ -233,49 +232,10 @@ def process_facts(device: torch.device) -> dict[str, Any]:
         "device_name": device_name(device),
         "device_uuid": device_uuid(device),
         "torch_version": torch.__version__,
-        "torchvision_version": torchvision.__version__,
+        "torchvision_version": metadata.version("torchvision"),
         "threads": torch.get_num_threads(),
         "pid": os.getpid(),
     }
-
-
-def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write a checkpoint to a temporary name, then rename it into place.
-
-    A write that fails (a full disk, say) leaves the previous checkpoint as it was and
-    fails the run with what happened and what to do.
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(payload, temporary)
-        os.replace(temporary, path)
-    except OSError as error:
-        temporary.unlink(missing_ok=True)
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise RunError(
-            "disk_full" if full else "write_failed",
-            f"could not write {path.name} in {path.parent} ({error.strerror or error}); "
-            "the previous checkpoint is kept",
-            "free some space there, then resume the run"
-            if full
-            else "check the folder, then resume the run",
-        ) from None
-
-
-def share_file(source: Path, path: Path) -> None:
-    """Make `path` hold what `source` holds, renamed into place when ready.
-
-    A hard link where the file system has them (no second write of a large checkpoint), else
-    a copy. The next `save_checkpoint` of `source` renames a new file over it, so `path`
-    keeps this content.
-    """
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, path)
 
 
 class Trainer:
@@ -719,6 +679,7 @@ def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, res
 
     def train() -> int:
         started = time.time()
+        keep_sources(spec, run_dir, resume)
         trainer = Trainer(spec, writer, run_dir, stop)
         if resume:
             trainer.resume()
@@ -762,8 +723,13 @@ def report_failures(writer: EventWriter, work: Callable[[], int], batch_size: in
             message = f"out of memory at batch size {batch_size}"
             hint = f"try --batch-size {max(1, batch_size // 2)} or --amp bf16"
         writer.emit(ev.ERROR, kind="out_of_memory", message=message, hint=hint)
-    except Exception as error:  # an engine bug: report it, with the traceback in engine.log
+    except Exception as error:
         traceback.print_exc(file=sys.stderr)
+        lost = device_lost(error)
+        if lost is not None:
+            writer.emit(ev.ERROR, kind="device_lost", message=lost, hint=DEVICE_LOST_HINT)
+            return 1
+        # an engine bug: report it, with the traceback in engine.log
         writer.emit(
             ev.ERROR,
             kind="internal",
@@ -773,6 +739,29 @@ def report_failures(writer: EventWriter, work: Callable[[], int], batch_size: in
     finally:
         writer.close()
     return 1
+
+
+DEVICE_LOST_HINT = (
+    "the last checkpoint is kept: check the GPU with nvidia-smi, then resume the run "
+    "(resnet-tui resume --device moves it to another device)"
+)
+
+
+def device_lost(error: Exception) -> str | None:
+    """What happened, where `error` is the device failing under a run (gone, reset, an ECC
+    error, a failed launch); None for anything else. A device-side assert is a bug, not a
+    lost device."""
+    text = str(error).strip()
+    first_line = text.splitlines()[0] if text else type(error).__name__
+    from_device = isinstance(error, torch.AcceleratorError) or (
+        isinstance(error, RuntimeError) and first_line.startswith(CUDA_ERROR_PREFIXES)
+    )
+    if not from_device or "device-side assert" in text:
+        return None
+    return f"the device failed during the run: {first_line}"
+
+
+CUDA_ERROR_PREFIXES = ("CUDA error", "CUDA driver error", "CUDA-capable device")
 
 
 def _unreadable_image_message(error: UnreadableImage) -> str:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torchvision
 from torch import nn
 
 from engine.errors import RunError
@@ -52,6 +51,8 @@ class InitReport:
 
 def imagenet_weights(arch: str, variant: str | None) -> Any:
     """torchvision's weights enum entry for `arch` (`v1`, `v2` or the best when None)."""
+    import torchvision  # loaded only where used: see engine/__init__.py
+
     weights = torchvision.models.get_model_weights(arch)
     if variant is None:
         return weights.DEFAULT

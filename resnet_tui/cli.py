@@ -578,9 +578,17 @@ def resume_run(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the events as JSON lines instead of bars.")
     ] = False,
+    device: Annotated[
+        Optional[str],
+        typer.Option(
+            "--device",
+            help="Go on on another device (cpu, cuda:N, ...), say after a GPU failed; "
+            "default: where it ran.",
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
-    """Continue a stopped or crashed run in place from its last checkpoint.
+    """Continue a stopped, crashed or failed run in place from its last checkpoint.
 
     Weights, optimiser, schedule, freeze policy, random state and epoch counter all carry on,
     so a seeded CPU run ends as it would have without the interruption.
@@ -588,7 +596,7 @@ def resume_run(
     store = open_store(db)
     refresh_live_runs(store)
     try:
-        process = resume(store, run_id)
+        process = resume(store, run_id, device)
     except SpecError as error:
         raise fail(str(error)) from None
     follow_or_detach(store, run_id, process, detach, as_json)

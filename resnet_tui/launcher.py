@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from engine import catalog
-from engine.spec import FusionSpec, RunSpec, SpecError, dataset_kind
+from engine.spec import FusionSpec, RunSpec, SpecError, dataset_kind, normalise_device
+from engine.stopping import signals_held
 from resnet_tui.store import RunStore
 
 
@@ -35,7 +36,7 @@ def start_engine(
 ) -> subprocess.Popen[bytes]:
     """Start the engine on the run folder's spec, in its own session, logging to engine.log."""
     command = engine_command(run_dir, resume, fusion)
-    with open(run_dir / "engine.log", "ab") as log:
+    with open(run_dir / "engine.log", "ab") as log, signals_held():
         return subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
@@ -153,12 +154,14 @@ def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]
 RESUMABLE_STATUSES = ("stopped", "crashed", "failed")
 
 
-def resume(store: RunStore, run_id: int) -> subprocess.Popen[bytes]:
-    """Continue a stopped, crashed or failed run in place from its last checkpoint.
+def resume(store: RunStore, run_id: int, device: str | None = None) -> subprocess.Popen[bytes]:
+    """Continue a stopped, crashed or failed run in place from its last checkpoint, on
+    `device` where one is given (after a GPU failed, say), else where it ran.
 
     Raises SpecError, with what to do instead, where the run cannot be resumed. Call
     `refresh_live_runs` first, so that a run whose engine died is `crashed`, not `running`.
     """
+    device = normalise_device(device) if device is not None else None
     run = store.run(run_id)
     if run is None:
         raise SpecError(f"no run {run_id} in {store.path}; `resnet-tui runs` lists them")
@@ -180,6 +183,11 @@ def resume(store: RunStore, run_id: int) -> subprocess.Popen[bytes]:
             f"run {run_id} has no checkpoint to resume from (it ended before its first epoch); "
             "launch it again instead (`a` in the app)"
         )
+    if device is not None:
+        spec = RunSpec.from_json(run["spec"])
+        spec.device = device
+        write_atomically(run_dir / "spec.json", spec.to_json())
+        store.update(run_id, spec=spec.to_json(), device=spec.device)
     process = start_engine(run_dir, resume=True)
     store.update(
         run_id,
@@ -298,7 +306,8 @@ def fuse(
                 "to mix with; --with-init takes a run fine-tuned from imagenet, run:ID or file:"
             )
         start = spec.init_checkpoint or (spec.init[5:] if spec.init.startswith("file:") else "")
-        if start and not Path(start).is_file():
+        kept = list((Path(runs[0]["run_dir"]) / "sources").glob("init.*"))
+        if start and not kept and not Path(start).is_file():
             raise SpecError(
                 f"run {runs[0]['id']} started from {start}, which is no longer there; "
                 "--with-init needs the starting weights"

@@ -72,6 +72,26 @@ def tiny_spec_options() -> dict[str, object]:
     }
 
 
+_drawn: dict[tuple, tuple] = {}
+
+
+@pytest.fixture(autouse=True)
+def draw_shapes_once(monkeypatch):
+    """Draw each shapes split once per session for the runs trained in the test process
+    (12,000 images take most of a second); each run gets its own copy."""
+    from engine import data
+
+    original = data.generate_shapes
+
+    def cached(*args, **kwargs):
+        key = (args, tuple(sorted(kwargs.items())))
+        if key not in _drawn:
+            _drawn[key] = original(*args, **kwargs)
+        return tuple(tensor.clone() for tensor in _drawn[key])
+
+    monkeypatch.setattr(data, "generate_shapes", cached)
+
+
 @pytest.fixture(autouse=True)
 def no_engine_outlives_its_test(tmp_path: Path):
     """Kill any engine a test left behind under its tmp_path (a failed test, say)."""
@@ -91,6 +111,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     if not FAULTS:
         return
     terminalreporter.section("fault injection")
-    terminalreporter.write_line(f"{'fault':<48} {'trials':>6} {'survived':>8} {'rows lost':>9}")
+    wide = max(len(fault) for fault in FAULTS)
+    terminalreporter.write_line(f"{'fault':<{wide}} {'trials':>6} {'survived':>8} {'rows lost':>9}")
     for fault, (trials, survived, lost) in FAULTS.items():
-        terminalreporter.write_line(f"{fault:<48} {trials:>6} {survived:>8} {lost:>9}")
+        terminalreporter.write_line(f"{fault:<{wide}} {trials:>6} {survived:>8} {lost:>9}")

@@ -12,6 +12,7 @@ from functools import partial
 from subprocess import Popen
 from typing import Any
 
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -19,6 +20,7 @@ from textual.screen import Screen
 from engine.events import STALL_AFTER_S
 from engine.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, QuitDialog
+from resnet_tui.app.garbage import YOUNG_EVERY_S, GarbageSchedule
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.follower import EventFollower, refresh_live_runs
@@ -46,6 +48,7 @@ class ResnetApp(App[None]):
         self.processes: dict[int, Popen[bytes]] = {}
         self.history = HistoryScreen(store)
         self.stalled: set[int] = set()
+        self.garbage = GarbageSchedule()
 
     def on_mount(self) -> None:
         self.sub_title = str(self.store.path)
@@ -56,6 +59,16 @@ class ResnetApp(App[None]):
             count = len(self.followers)
             self.notify(f"following {count} live run{'s' if count > 1 else ''} again")
         self.set_interval(POLL_INTERVAL_S, self.poll_runs)
+        self.call_after_refresh(self._take_over_garbage_collection)
+
+    def _take_over_garbage_collection(self) -> None:
+        self.garbage.start()
+        self.set_interval(YOUNG_EVERY_S, self.garbage.tick)
+
+    async def on_event(self, event: events.Event) -> None:
+        if isinstance(event, events.InputEvent):
+            self.garbage.input_seen()
+        await super().on_event(event)
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every key binding of the screen in view is also a command in the palette."""
@@ -260,4 +273,5 @@ class ResnetApp(App[None]):
 
     def on_unmount(self) -> None:
         """Runs are detached on purpose: leaving the app neither waits for nor kills them."""
+        self.garbage.stop()
         self.store.close()

@@ -148,6 +148,7 @@ class RunScreen(Screen[None]):
         self.last_seq = 0
         self.composed = False
         self.pending_bars: dict[str, Any] = {}
+        self.lines_shown: dict[str, str] = {}  # what `set_line` last showed, by selector
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -200,9 +201,18 @@ class RunScreen(Screen[None]):
                 labels.append(f"[reverse]{label}[/]")
             else:
                 labels.append(f"[@click=screen.show_run({run_id})]{label}[/]")
+        self.set_line("#run-tabs", "runs: " + " ".join(labels))
         tabs = self.query_one("#run-tabs", Static)
-        tabs.update("runs: " + " ".join(labels))
-        tabs.display = len(labels) > 1
+        if tabs.display != (len(labels) > 1):
+            tabs.display = len(labels) > 1
+
+    def set_line(self, selector: str, text: str) -> None:
+        """Show `text` in a one-line Static, only if it changed: its size stays, so no layout
+        of the screen (the costliest repaint there is, several times a second otherwise)."""
+        if self.lines_shown.get(selector) == text:
+            return
+        self.lines_shown[selector] = text
+        self.query_one(selector, Static).update(text, layout=False)
 
     def action_show_run(self, run_id: int) -> None:
         if run_id != self.run_id:
@@ -217,11 +227,10 @@ class RunScreen(Screen[None]):
 
     def show_load(self) -> None:
         """The load of the run's device, read while the run is live on this machine."""
-        load = self.query_one("#load", Static)
         if self.load_reader is None or self.run_id not in getattr(self.app, "followers", {}):
-            load.update("")
+            self.set_line("#load", "")
             return
-        load.update(self.load_reader.sample().describe())
+        self.set_line("#load", self.load_reader.sample().describe())
 
     def show_settings(self) -> None:
         run = self.store.run(self.run_id)
@@ -364,8 +373,8 @@ class RunScreen(Screen[None]):
         progress = self.pending_bars.get("progress")
         if progress is not None:
             self.query_one("#step-bar", ProgressBar).update(progress=progress["step"])
-            self.query_one("#speed", Static).update(
-                f"{progress['samples_per_s']:,.0f} img/s · lr {progress['lr']:.2e}"
+            self.set_line(
+                "#speed", f"{progress['samples_per_s']:,.0f} img/s · lr {progress['lr']:.2e}"
             )
         self.pending_bars = {}
         # One chart a tick, the longest-waiting first: drawing one and repainting it is the

@@ -6,28 +6,12 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import data
 from engine.data import FileBatches, TensorBatches, load_dataset, make_batches
 from engine.errors import RunError
 from engine.locate import DatasetMissing, check_dataset, scan_image_folder
 from engine.spec import RunSpec, SpecError
 
 CPU = torch.device("cpu")
-_drawn: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
-
-
-@pytest.fixture(autouse=True)
-def draw_shapes_once(monkeypatch):
-    """Draw each shapes split once per session (12,000 images take most of a second)."""
-    original = data.generate_shapes
-
-    def cached(*args, **kwargs):
-        key = (args, tuple(sorted(kwargs.items())))
-        if key not in _drawn:
-            _drawn[key] = original(*args, **kwargs)
-        return tuple(tensor.clone() for tensor in _drawn[key])
-
-    monkeypatch.setattr(data, "generate_shapes", cached)
 
 
 def spec(**values) -> RunSpec:

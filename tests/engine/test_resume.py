@@ -1,13 +1,16 @@
-"""Resume: a run killed at an epoch boundary and resumed ends exactly as one never interrupted."""
+"""Resume: a run killed at an epoch boundary and resumed ends exactly as one never interrupted,
+whatever became of its starting weights or of the device it ran on."""
 
 import errno
+import shutil
 
 import pytest
 import torch
 
 from engine import events as ev
 from engine.spec import RunSpec
-from engine.train import Trainer, run
+from engine.train import Trainer, device_lost, run
+from tests.engine.tiny_runs import trained_run
 
 TINY = {"arch": "resnet8", "width": 4, "limit": 128, "image_size": 16, "device": "cpu"}
 
@@ -110,3 +113,70 @@ def test_a_full_disk_keeps_the_previous_checkpoint_fails_clearly_and_the_run_res
     assert run(spec, tmp_path / "events.jsonl", tmp_path, resume=True) == 0
     events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
     assert events[-1]["type"] == ev.FINISHED and events[-1]["status"] == "completed"
+
+
+def test_a_run_resumes_after_its_starting_weights_and_teacher_are_deleted(tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    trained_run(source, epochs=1)
+    best = source / "checkpoints" / "best.pt"
+    spec = RunSpec.from_dict(
+        {**TINY, "epochs": 2, "init": "run:1", "l2sp": 0.01, "teacher": ["run:1"]}
+    )
+    spec.init_checkpoint, spec.teacher_checkpoints = str(best), [str(best)]
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    whole.mkdir(), broken.mkdir()
+    assert run(RunSpec.from_json(spec.to_json()), whole / "events.jsonl", whole) == 0
+    with monkeypatch.context() as patch:
+        kill_after_checkpoint(patch, 1)
+        with pytest.raises(Killed):
+            run(RunSpec.from_json(spec.to_json()), broken / "events.jsonl", broken)
+    kept = broken / "sources" / "init.pt"
+    assert kept.stat().st_ino == best.stat().st_ino  # a hard link: no space taken
+    assert (broken / "sources" / "teacher-1.pt").is_file()
+
+    shutil.rmtree(source)  # `resnet-tui rm 1`, say
+    assert run(RunSpec.from_json(spec.to_json()), broken / "events.jsonl", broken, resume=True) == 0
+    whole_events, _ = ev.read_events(whole / "events.jsonl", 0)
+    broken_events, _ = ev.read_events(broken / "events.jsonl", 0)
+    assert epoch_results(broken_events) == epoch_results(whole_events)
+
+
+def test_a_device_lost_mid_run_fails_it_as_device_lost_and_it_resumes_elsewhere(
+    tmp_path, monkeypatch
+):
+    """What torch raises when a GPU fails under a run (AcceleratorError, e.g. after an Xid
+    error) is reported as `device_lost` with the last checkpoint kept; the run then resumes
+    on another device. The error is raised in epoch 2 here: CI has no GPU to lose."""
+    spec = RunSpec.from_dict({**TINY, "epochs": 3})
+    train_epoch = Trainer.train_epoch
+
+    def fail_in_epoch_2(self, epoch):
+        if epoch == 2:
+            raise torch.AcceleratorError("CUDA error: unspecified launch failure")
+        return train_epoch(self, epoch)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Trainer, "train_epoch", fail_in_epoch_2)
+        assert run(spec, tmp_path / "events.jsonl", tmp_path) == 1
+    events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
+    error = events[-1]
+    assert error["type"] == ev.ERROR and error["kind"] == "device_lost"
+    assert "unspecified launch failure" in error["message"]
+    assert "nvidia-smi" in error["hint"] and "--device" in error["hint"]
+    assert torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)["epoch"] == 1
+    assert run(spec, tmp_path / "events.jsonl", tmp_path, resume=True) == 0
+
+
+@pytest.mark.parametrize(
+    "error, lost",
+    [
+        (torch.AcceleratorError("CUDA error: uncorrectable ECC error encountered"), True),
+        (RuntimeError("CUDA driver error: device not ready"), True),
+        (RuntimeError("CUDA error: an illegal memory access was encountered"), True),
+        (torch.AcceleratorError("CUDA error: device-side assert triggered"), False),
+        (RuntimeError("mat1 and mat2 shapes cannot be multiplied"), False),
+        (ValueError("CUDA error: not from torch"), False),
+    ],
+)
+def test_only_errors_of_the_device_itself_count_as_a_lost_device(error, lost):
+    assert (device_lost(error) is not None) == lost

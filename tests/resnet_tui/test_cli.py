@@ -120,10 +120,11 @@ def test_a_stopped_run_resumes_in_place_and_completes(tmp_path):
     stopped = wait_for_status(tmp_path, ("stopped", "completed"))
     assert stopped["status"] == "stopped" and stopped["epochs_done"] < 8
 
-    resumed = cli("resume", str(run_id), cwd=tmp_path)
+    resumed = cli("resume", str(run_id), "--device", "CPU", cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     [run] = runs_json(tmp_path)
     assert run["status"] == "completed" and run["epochs_done"] == 8 and run["test_acc"]
+    assert run["device"] == "cpu" and run["spec"]["device"] == "cpu"
     shown = json.loads(cli("show", str(run_id), "--json", cwd=tmp_path).stdout)
     assert [row["epoch"] for row in shown["epoch_table"]] == list(range(1, 9))
     again = cli("resume", str(run_id), cwd=tmp_path)
@@ -309,6 +310,7 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
         (["runs", "--sort", "accuracy"], "unknown sort column"),
         (["show", "42"], "no run 42"),
         (["resume", "42"], "no run 42"),
+        (["resume", "42", "--device", "tpu"], "unknown device 'tpu'"),
         (["run", *TINY, "--init", f"file:{garbage}"], "cannot be read as weights"),
         (["run", *TINY, "--init", f"file:{evil}"], "cannot be read as weights"),
         (["run", *TINY, "--dataset", f"imagefolder:{folder}", "--workers", "0"], "broken.png"),

@@ -20,8 +20,11 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.spec import RunSpec
+from resnet_tui.follower import EventFollower
+from resnet_tui.launcher import launch
 from resnet_tui.store import RunStore
 from tests.conftest import record_fault
+from tests.engine.tiny_runs import TINY as TINY_SPEC
 from tests.resnet_tui.command import cli, runs_json
 from tests.resnet_tui.test_cli import TINY
 
@@ -182,3 +185,49 @@ def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path):
     assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 2
     [run] = store.list_runs()
     assert run["name"] == "kept" and run["teachers"] == "[]"
+
+
+def test_a_stop_sent_the_moment_a_run_starts_stops_it_cleanly(tmp_path):
+    """SIGINT and SIGTERM sent before the engine has caught them wait (the launcher starts it
+    with them blocked) and stop the run with a checkpoint, rather than killing it."""
+    store = RunStore(tmp_path / "runs.db")
+    spec = RunSpec.from_dict({**TINY_SPEC, "epochs": 50})
+    for signum, after_s in [(signal.SIGINT, 0.0), (signal.SIGTERM, 0.03)]:
+        run_id, process = launch(store, spec)
+        time.sleep(after_s)  # 0.03 s: the interpreter is starting, no handler of ours yet
+        process.send_signal(signum)
+        process.wait(timeout=120)
+        follower = EventFollower(store, run_id)
+        follower.poll()
+        run = follower.finish_if_dead(pid_alive=False)
+        survived = process.returncode == 3 and run["status"] == "stopped"
+        record_fault("SIGINT or SIGTERM the moment the engine starts", survived)
+        assert survived, (process.returncode, run["status"], run["error"])
+        assert (Path(run["run_dir"]) / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_hang_up_of_a_foreground_run_does_not_reach_the_engine(tmp_path):
+    """SSH dropping sends SIGHUP to the terminal's process group: the `resnet-tui run` that
+    was following the run dies of it, the engine (in a session of its own, and ignoring
+    hang-ups anyway) trains on to the end, and the next look finds the run completed."""
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "resnet_tui", "run", *TINY, "--epochs", "4"],
+        cwd=tmp_path,
+        env={**os.environ, "RESNET_TUI_DATA": str(tmp_path / "data")},
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    wait_until(lambda: (tmp_path / "runs.db").exists() and runs_json(tmp_path))
+    wait_until(lambda: the_run(tmp_path)["status"] == "running" and the_run(tmp_path)["pid"])
+    engine_pid = the_run(tmp_path)["pid"]
+    os.killpg(follower.pid, signal.SIGHUP)
+    os.kill(engine_pid, signal.SIGHUP)  # as if it had reached the engine too
+    follower.wait(timeout=30)
+    wait_until(lambda: the_run(tmp_path)["status"] != "running")
+    run = the_run(tmp_path)
+    survived = follower.returncode == -signal.SIGHUP and run["status"] == "completed"
+    record_fault("SIGHUP to a foreground `resnet-tui run` (SSH dropped)", survived)
+    assert follower.returncode == -signal.SIGHUP
+    assert run["status"] == "completed" and run["epochs_done"] == 4
