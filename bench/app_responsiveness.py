@@ -194,6 +194,13 @@ def main() -> None:
         f"Under load the runs wrote {written:,} events and the app's store took in {ingested:,} "
         "of them (the app follows at 4 Hz, so up to a quarter second's worth may be unread "
         "when the engines are killed).",
+        "",
+        "What keeps key presses quick: the app runs Python's garbage collector itself "
+        "(`resnet_tui/app/garbage.py`), since a full pass took 70-120 ms here and came "
+        "several times a minute, and now waits until no key has come for 3 s; the charts are "
+        "built in a worker thread, so plotext never holds up the app's thread; one-line "
+        "labels change without a layout of the screen. Before these, p95 was 118 ms with one "
+        "live run and 137 ms with four.",
     ]
     text = "\n".join(lines) + "\n"
     print(text)

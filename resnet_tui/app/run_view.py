@@ -4,18 +4,24 @@ Tabs along the top reach every live run from any other; they show only when ther
 than the one run in view.
 """
 
+import io
 import json
 import socket
 import time
+from contextlib import suppress
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.markup import escape
+from textual.message import Message
 from textual.screen import Screen
+from textual.strip import Strip
 from textual.widgets import (
     DataTable,
     Footer,
@@ -57,11 +63,13 @@ def decimate(points: list[tuple[float, float]], limit: int) -> list[tuple[float,
 
 
 class MetricChart(PlotextPlot):
-    """A plotext chart of named series, drawn only when asked, at most twice a second.
+    """A plotext chart of named series, drawn only when asked, in a thread of its own.
 
-    `draw()` builds the picture once from the series (each cut to about as many points as
-    there are dots across) and the widget shows it until the next `draw()`, so repaints for
-    other reasons, a key press or a tab switch, cost nothing here.
+    `draw()` hands a copy of the series (each cut to about as many points as there are dots
+    across) to a worker thread, which builds the picture and cuts it into lines; the widget
+    shows those lines until the next picture is ready. The app's thread never waits for
+    plotext, so key presses are not held up by a chart, and repaints for other reasons cost
+    nothing here. A draw asked for while one is under way follows when it is done.
     """
 
     def __init__(self, title: str, y_label: str, **kwargs: Any) -> None:
@@ -71,8 +79,9 @@ class MetricChart(PlotextPlot):
         self.log_scale = False
         self.series: dict[str, list[tuple[float, float]]] = {}
         self.dirty = False
+        self.drawing = False  # a picture is being built in the worker thread
         self.drawn_at = 0.0
-        self.picture = Text()
+        self.lines: list[Strip] = []
 
     def on_mount(self) -> None:
         self.app.theme_changed_signal.subscribe(self, lambda _theme: self.draw())
@@ -80,34 +89,72 @@ class MetricChart(PlotextPlot):
     def on_resize(self) -> None:
         self.draw()
 
-    def render(self) -> Text:
-        return self.picture
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if y < len(self.lines):
+            return self.lines[y].crop_extend(0, width, None)
+        return Strip.blank(width)
 
     def draw(self) -> None:
-        """Build the picture again from the series."""
-        self.dirty = False
-        self.drawn_at = time.monotonic()
+        """Build the picture again from the series, in the worker thread."""
         width, height = self.size
-        if not width or not height:
+        if self.drawing or not width or not height:
+            self.dirty = True
             return
+        self.dirty = False
+        self.drawing = True
+        self.drawn_at = time.monotonic()
         limit = max(100, 2 * width)
+        series = {label: decimate(points, limit) for label, points in self.series.items()}
+        # The library's own name for the app's theme, as its render() would use.
+        theme = self._get_plotext_theme_name(self.app.theme)
+        self.run_worker(
+            partial(self._picture, series, width, height, theme, self.log_scale),
+            thread=True,
+            group="charts",
+        )
+
+    def _picture(
+        self,
+        series: dict[str, list[tuple[float, float]]],
+        width: int,
+        height: int,
+        theme: str,
+        log_scale: bool,
+    ) -> None:
+        """In the worker thread: plotext's picture of `series`, as lines, then shown."""
         plt = self.plt
         plt.clear_data()
         plt.clear_figure()
         plt.plotsize(width, height)
         plt._set_size(width, height)  # as PlotextPlot.render does: an empty plot needs both
-        # The library's own name for the app's theme, as its render() would use.
-        plt.theme(self._get_plotext_theme_name(self.app.theme))
+        plt.theme(theme)
         plt.title(self.title)
         plt.xlabel("epoch")
-        plt.yscale("log" if self.log_scale else "linear")
-        for label, points in self.series.items():
+        plt.yscale("log" if log_scale else "linear")
+        for label, points in series.items():
             if points:
-                points = decimate(points, limit)
                 plt.plot(
                     [x for x, _ in points], [y for _, y in points], label=label, marker="braille"
                 )
-        self.picture = Text.from_ansi(plt.build())
+        console = Console(width=width, height=height, color_system="truecolor", file=io.StringIO())
+        options = console.options.update_dimensions(width, height)
+        lines = console.render_lines(Text.from_ansi(plt.build()), options, pad=True)
+        # Posted, not called: the thread never waits for the app's thread, which may be
+        # closing; one that has closed its event loop has no use for the picture.
+        with suppress(RuntimeError):
+            self.post_message(self.PictureReady([Strip(line, width) for line in lines]))
+
+    class PictureReady(Message):
+        """A picture built in the worker thread, as lines to show."""
+
+        def __init__(self, lines: list[Strip]) -> None:
+            super().__init__()
+            self.lines = lines
+
+    def on_metric_chart_picture_ready(self, message: PictureReady) -> None:
+        self.lines = message.lines
+        self.drawing = False
         self.refresh()
 
 
@@ -189,6 +236,8 @@ class RunScreen(Screen[None]):
 
     def show_run_tabs(self) -> None:
         """A line of this run and every live run, this one highlighted, each one clickable."""
+        if not self.composed:  # the app's poll can come before the screen is mounted
+            return
         self.tab_run_ids = sorted(set(getattr(self.app, "followers", {})) | {self.run_id})
         labels = []
         for run_id in self.tab_run_ids:
@@ -377,9 +426,9 @@ class RunScreen(Screen[None]):
                 "#speed", f"{progress['samples_per_s']:,.0f} img/s · lr {progress['lr']:.2e}"
             )
         self.pending_bars = {}
-        # One chart a tick, the longest-waiting first: drawing one and repainting it is the
-        # longest the app is busy at a time, so a key press never waits for both.
-        dirty = [chart for chart in self.query(MetricChart) if chart.dirty]
+        # One chart a tick, the longest-waiting first: two pictures built at once would
+        # share the processor with the app's thread the more.
+        dirty = [chart for chart in self.query(MetricChart) if chart.dirty and not chart.drawing]
         if dirty:
             chart = min(dirty, key=lambda chart: chart.drawn_at)
             chart.draw()

@@ -321,3 +321,16 @@ async def test_every_key_of_the_screen_is_a_palette_command(store):
         await pilot.press("enter")
         await pilot.pause(0.5)
         assert isinstance(app.screen, LaunchScreen)
+
+
+async def test_live_runs_polled_before_a_run_screen_is_mounted_do_not_break_it(store):
+    """The app's poll can reach a run screen that is pushed but not yet mounted."""
+    run_id = store.create_run(RunSpec(name="opening"))
+    app = ResnetApp(store)
+    async with app.run_test() as pilot:
+        screen = RunScreen(store, run_id)
+        screen.show_run_tabs()  # before mounting: nothing to show yet, and no error
+        await app.push_screen(screen)
+        await pilot.pause()
+        screen.show_run_tabs()
+        assert screen.query_one("#run-tabs").display is False  # one run: no tabs to show

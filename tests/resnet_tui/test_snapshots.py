@@ -11,6 +11,7 @@ import pytest
 
 from engine.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
+from resnet_tui.app.run_view import MetricChart
 from resnet_tui.store import RunStore
 
 SIZES = [(80, 24), (160, 48)]
@@ -121,6 +122,17 @@ def finished_events(accuracy_per_epoch: float) -> list[dict]:
     return events
 
 
+async def charts_drawn(pilot) -> None:
+    """Wait until the charts in view show their newest pictures (drawn in a thread)."""
+    for _ in range(200):
+        charts = pilot.app.screen.query(MetricChart)
+        if all(not chart.drawing and not chart.dirty for chart in charts):
+            await pilot.pause()
+            return
+        await pilot.pause(0.05)
+    raise AssertionError("the charts were not drawn within 10 s")
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_history(snap_compare, store, size):
     assert snap_compare(ResnetApp(store), terminal_size=size)
@@ -141,7 +153,7 @@ def test_run_view(snap_compare, store, size):
     async def open_run(pilot):
         pilot.app.open_run(1)
         await pilot.pause(0.6)
-        await pilot.pause()
+        await charts_drawn(pilot)
 
     assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_run)
 
@@ -153,6 +165,6 @@ def test_compare(snap_compare, store):
     async def compare(pilot):
         await pilot.press("down", "down", "space", "down", "space", "c")
         await pilot.pause()
-        await pilot.pause()
+        await charts_drawn(pilot)
 
     assert snap_compare(ResnetApp(store), terminal_size=(160, 48), run_before=compare)
