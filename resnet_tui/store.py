@@ -278,7 +278,10 @@ class RunStore:
         where, args = self._filters(status, arch, dataset, text)
         sql = "SELECT * FROM runs" + where
         direction = "DESC" if descending else "ASC"
-        sql += f" ORDER BY {sort} IS NULL, {sort} {direction}, id {direction}"
+        if sort == "id":  # never NULL; sorted by the primary key alone, SQLite needs no sort
+            sql += f" ORDER BY id {direction}"
+        else:
+            sql += f" ORDER BY {sort} IS NULL, {sort} {direction}, id {direction}"
         if limit is not None:
             sql += " LIMIT ? OFFSET ?"
             args += [limit, offset]
