@@ -46,10 +46,14 @@ def share_file(source: Path, path: Path) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.unlink(missing_ok=True)
     try:
-        os.link(source, temporary)
+        try:
+            os.link(source, temporary)
+        except OSError:
+            shutil.copyfile(source, temporary)
+        os.replace(temporary, path)
     except OSError:
-        shutil.copyfile(source, temporary)
-    os.replace(temporary, path)
+        temporary.unlink(missing_ok=True)  # no half-written copy left behind
+        raise
 
 
 def keep_sources(spec: RunSpec, run_dir: Path, resume: bool) -> None:
@@ -75,11 +79,6 @@ def keep_sources(spec: RunSpec, run_dir: Path, resume: bool) -> None:
                 zip(spec.teacher_checkpoints, teachers, strict=True), start=1
             )
         ]
-
-
-def kept_init(run_dir: Path) -> Path | None:
-    """The starting weights kept in a run folder, if it has them."""
-    return next(iter(sorted((run_dir / "sources").glob("init.*"))), None)
 
 
 def _keep(source: Path, folder: Path, stem: str, role: str, resume: bool) -> Path | None:

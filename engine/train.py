@@ -747,6 +747,9 @@ DEVICE_LOST_HINT = (
 )
 
 
+CUDA_ERROR_PREFIXES = ("CUDA error", "CUDA driver error", "CUDA-capable device")
+
+
 def device_lost(error: Exception) -> str | None:
     """What happened, where `error` is the device failing under a run (gone, reset, an ECC
     error, a failed launch); None for anything else. A device-side assert is a bug, not a
@@ -759,9 +762,6 @@ def device_lost(error: Exception) -> str | None:
     if not from_device or "device-side assert" in text:
         return None
     return f"the device failed during the run: {first_line}"
-
-
-CUDA_ERROR_PREFIXES = ("CUDA error", "CUDA driver error", "CUDA-capable device")
 
 
 def _unreadable_image_message(error: UnreadableImage) -> str:
