@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from terminal import Terminal, machine
+from results import machine, publish
+from terminal import Terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -202,11 +203,7 @@ def main() -> None:
         "labels change without a layout of the screen. Before these, p95 was 118 ms with one "
         "live run and 137 ms with four.",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (ROOT / "bench" / "RESULTS-responsiveness.md").write_text(
-        "# Responsiveness\n\n`.venv/bin/python bench/app_responsiveness.py`\n\n" + text
-    )
+    publish(__file__, "responsiveness", "Responsiveness", lines)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 import torchvision
-from terminal import machine
+from results import machine
 from torch.nn import functional as F
 
 ROOT = Path(__file__).resolve().parents[1]

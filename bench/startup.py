@@ -15,9 +15,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from terminal import Terminal, machine
+from results import machine, publish
+from terminal import Terminal
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMAND = [sys.executable, "-m", "resnet_tui"]
 MARKER = "sorted by"
 
@@ -62,11 +62,7 @@ def main() -> None:
         f"| `resnet-tui` first paint | {statistics.median(paints):.2f} s | "
         f"{min(paints):.2f}-{max(paints):.2f} s | 0.6 s |",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (ROOT / "bench" / "RESULTS-startup.md").write_text(
-        "# Start-up\n\n`.venv/bin/python bench/startup.py`\n\n" + text
-    )
+    publish(__file__, "startup", "Start-up", lines)
 
 
 if __name__ == "__main__":

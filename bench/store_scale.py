@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from terminal import machine
+from results import machine, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -247,11 +247,7 @@ def main() -> None:
         f"A follower catching up on one run's events file of {len(events):,} events (98% "
         f"progress): {rate:,.0f} events/s (median of {len(follow_times)}; goal 20,000).",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    (ROOT / "bench" / "RESULTS-store.md").write_text(
-        "# The store at scale\n\n`.venv/bin/python bench/store_scale.py`\n\n" + text
-    )
+    publish(__file__, "store", "The store at scale", lines)
 
 
 if __name__ == "__main__":

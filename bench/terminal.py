@@ -6,7 +6,6 @@ can wait for words on the screen the way a user's eyes would.
 
 import fcntl
 import os
-import platform
 import pty
 import re
 import select
@@ -63,14 +62,3 @@ class Terminal:
         self.process.kill()
         self.process.wait()
         os.close(self.master)
-
-
-def machine() -> str:
-    """The CPU model, its cores and Python's version, for a results table."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
-            cpu = next((ln.split(":", 1)[1].strip() for ln in cpuinfo if "model name" in ln), cpu)
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
