@@ -7,10 +7,11 @@ Builds the store once, in a temporary folder, through the store's own code: `cre
 then `apply` of each run's events (started, per epoch a progress event and an epoch's end,
 finished) in one transaction per run, as a follower catching up would. Then, each timed
 `--repeats` times after one warm-up (median and min-max spread): the history's first page
-sorted by several columns and filtered by text, `resnet-tui runs --json` (the whole CLI, in a
-subprocess) for one page and for every run, loading 20 runs' validation curves as the compare
-screen does, and a follower reading 100,000 events of one run from its events file into the
-store. Writes the table to stdout and to bench/RESULTS-store.md.
+sorted by several columns and filtered by text, the app's first paint of the history, and
+`resnet-tui runs --json` (the whole CLI, in a subprocess) for one page and for every run;
+loading 20 runs' validation curves as the compare screen does, and a follower reading
+100,000 events of one run from its events file into the store.
+Writes the table to stdout and to bench/RESULTS-store.md.
 """
 
 import argparse
@@ -26,6 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from results import machine, publish
+from startup import time_first_paint
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -215,6 +217,11 @@ def main() -> None:
                 "20 runs' settings and val acc curves (compare)",
                 timed(compare_twenty, args.repeats),
                 "200 ms",
+            ),
+            row(
+                "`resnet-tui` first paint, the history (process)",
+                [time_first_paint(folder) for _ in range(args.repeats + 1)][1:],
+                "600 ms",
             ),
             row(
                 "`resnet-tui runs --json --limit 200` (process)",

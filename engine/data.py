@@ -282,6 +282,11 @@ class TensorBatches:
     Training batches of natural images get a random crop (padding of 1/8 of the side) and a
     horizontal flip; shapes, whose positions are random already, only the flip; digits
     nothing. All are resized to `image_size` and normalised.
+
+    With a `shard` (rank, ranks) of a run on several processes, training batches are this
+    rank's share of each global batch of `batch_size` (every rank draws the same order; a last
+    global batch that does not split evenly loses its remainder, at most ranks - 1 images),
+    and evaluation covers this rank's contiguous part of the split.
     """
 
     def __init__(
@@ -293,7 +298,12 @@ class TensorBatches:
         train: bool,
         augment: bool,
         seed: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        self.rank, self.ranks = shard
+        if not train and self.ranks > 1:
+            part = torch.arange(len(split.labels)).tensor_split(self.ranks)[self.rank]
+            split = split.subset(part)
         self.images = split.images.to(device)
         self.labels = split.labels.to(device)
         self.batch_size = batch_size
@@ -308,7 +318,10 @@ class TensorBatches:
         self.device = device
 
     def __len__(self) -> int:
-        return math.ceil(len(self.labels) / self.batch_size)
+        count = len(self.labels)
+        if self.train and self.ranks > 1 and count % self.batch_size < self.ranks:
+            return count // self.batch_size
+        return math.ceil(count / self.batch_size)
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         count = len(self.labels)
@@ -321,6 +334,11 @@ class TensorBatches:
             order = torch.arange(count, device=self.device)
         for start in range(0, count, self.batch_size):
             index = order[start : start + self.batch_size]
+            if self.train and self.ranks > 1:
+                even = len(index) - len(index) % self.ranks
+                if even == 0:
+                    break
+                index = index[:even].view(self.ranks, -1)[self.rank]
             images = self.images[index]
             if self.augment:
                 images = self._augment(images, generator)
@@ -386,7 +404,11 @@ class FileBatches:
         augment: bool,
         workers: int,
         seed: int,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
+        """With a `shard` (rank, ranks), training batches of `batch_size` / ranks come from
+        this rank's part of each epoch's order (DistributedSampler), and evaluation reads this
+        rank's contiguous part of the split."""
         from torchvision import transforms  # loaded only where used: see engine/__init__.py
 
         size = bundle.image_size
@@ -404,10 +426,22 @@ class FileBatches:
         transform = transforms.Compose([*steps, transforms.ToTensor(), normalise])
         self.seed = seed
         self.generator = torch.Generator()
+        rank, ranks = shard
+        dataset: torch.utils.data.Dataset = ImageFileDataset(split, transform)
+        self.sampler: torch.utils.data.DistributedSampler | None = None
+        if ranks > 1 and train:
+            self.sampler = torch.utils.data.DistributedSampler(
+                dataset, num_replicas=ranks, rank=rank, shuffle=True, seed=seed
+            )
+            batch_size //= ranks
+        elif ranks > 1:
+            part = torch.arange(len(split)).tensor_split(ranks)[rank]
+            dataset = torch.utils.data.Subset(dataset, part.tolist())
         self.loader = torch.utils.data.DataLoader(
-            ImageFileDataset(split, transform),
+            dataset,
             batch_size=batch_size,
-            shuffle=train,
+            shuffle=train and self.sampler is None,
+            sampler=self.sampler,
             num_workers=workers,
             pin_memory=device.type == "cuda",
             persistent_workers=workers > 0,
@@ -422,6 +456,8 @@ class FileBatches:
         """The epoch's batches; its order and the workers' seeds depend on the seed and the
         epoch alone, so a resumed run sees the batches it would have seen."""
         self.generator.manual_seed(self.seed * 100_003 + epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
         for images, labels in self.loader:
             yield (
                 images.to(self.device, non_blocking=True),
@@ -436,9 +472,15 @@ def make_batches(
     device: torch.device,
     train: bool,
     spec: RunSpec,
+    shard: tuple[int, int] = (0, 1),
 ) -> TensorBatches | FileBatches:
-    """Batches of `split` for training (shuffled, augmented) or evaluation (in order)."""
+    """Batches of `split` for training (shuffled, augmented) or evaluation (in order); with
+    a `shard` (rank, ranks), this rank's part of them."""
     if isinstance(split, TensorSplit):
-        return TensorBatches(split, bundle, batch_size, device, train, spec.augment, spec.seed)
+        return TensorBatches(
+            split, bundle, batch_size, device, train, spec.augment, spec.seed, shard
+        )
     workers = spec.workers if spec.workers is not None else min(4, torch.get_num_threads())
-    return FileBatches(split, bundle, batch_size, device, train, spec.augment, workers, spec.seed)
+    return FileBatches(
+        split, bundle, batch_size, device, train, spec.augment, workers, spec.seed, shard
+    )

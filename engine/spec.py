@@ -99,6 +99,17 @@ class RunSpec:
         None, "The checkpoint files --teacher stands for.", internal=True
     )
     device: str = _option("auto", "auto, cpu, cuda, cuda:N or mps.")
+    devices: list[str] | None = _option(
+        None,
+        "Train on several devices at once, one process each (torchrun and DDP), e.g. "
+        "cuda:0,cuda:1; the batch size is the global batch, split across them.",
+    )
+    nproc: int | None = _option(
+        None,
+        "Processes for DDP on this machine: with --device cuda one GPU each (cuda:0, cuda:1, "
+        "...), with --device cpu each on its share of the cores.",
+    )
+    sync_bn: bool = _option(False, "DDP: BatchNorm statistics over the global batch (SyncBN).")
     optimizer: str = _option("adamw", "adamw, sgd or adam.")
     lr: float | None = _option(
         None, "Peak learning rate (default: 5e-3 for adamw, 0.1 for sgd, 1e-3 for adam)."
@@ -180,6 +191,7 @@ class RunSpec:
         self.bn = _resolve(self.bn, list(catalog.BATCHNORM_MODES), "BatchNorm mode")
         self.amp = _resolve(self.amp, list(catalog.AMP_MODES), "amp mode")
         self.device = normalise_device(self.device)
+        self._validate_processes()
         for option in fields(self):
             value = getattr(self, option.name)
             if isinstance(value, float) and not math.isfinite(value):
@@ -252,6 +264,53 @@ class RunSpec:
                 self.classes = resolve_classes(self.classes, known)
             else:  # an image folder's classes are known once it is scanned (engine/locate.py)
                 _refuse_repeats(self.classes)
+
+    def _validate_processes(self) -> None:
+        """Check --devices and --nproc; with --devices, --device becomes the first of them."""
+        if self.nproc is not None:
+            _positive("nproc", self.nproc)
+        if self.devices is not None:
+            self.devices = [normalise_device(name) for name in self.devices if name.strip()]
+            kinds = {name.split(":")[0] for name in self.devices}
+            if not self.devices or kinds - {"cpu", "cuda"} or len(kinds) > 1:
+                raise SpecError(
+                    "--devices takes CUDA devices or cpu, one kind, e.g. cuda:0,cuda:1 or cpu,cpu"
+                )
+            cuda = [name for name in self.devices if name.startswith("cuda")]
+            if "cuda" in cuda or len(set(cuda)) < len(cuda):
+                raise SpecError("--devices: name each GPU once, by number, e.g. cuda:0,cuda:1")
+            if self.nproc is not None and self.nproc != len(self.devices):
+                raise SpecError(
+                    f"--nproc {self.nproc} and {len(self.devices)} --devices disagree; give one"
+                )
+            self.device = self.devices[0]
+        elif self.processes > 1 and (self.device == "mps" or self.device.startswith("cuda:")):
+            raise SpecError(
+                "--nproc needs --device cuda (one GPU a process), cpu or auto; "
+                "for chosen GPUs give --devices cuda:0,cuda:1"
+            )
+        if self.sync_bn and self.processes == 1:
+            raise SpecError("--sync-bn is for several processes; add --devices or --nproc")
+        if self.sync_bn and self.device == "cpu":
+            raise SpecError("--sync-bn needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs")
+        if self.batch_size % self.processes:
+            raise SpecError(
+                f"--batch-size {self.batch_size} is the global batch and must split evenly "
+                f"across {self.processes} processes, e.g. --batch-size "
+                f"{self.processes * max(1, self.batch_size // self.processes)}"
+            )
+
+    @property
+    def placement(self) -> str:
+        """Where the run trains, in a word: cuda:0, or cuda:0,cuda:1, or cpu x2."""
+        if self.devices and len(self.devices) > 1:
+            return ",".join(self.devices)
+        return f"{self.device} x{self.processes}" if self.processes > 1 else self.device
+
+    @property
+    def processes(self) -> int:
+        """How many training processes the run has: 1, or one per DDP rank."""
+        return len(self.devices) if self.devices else (self.nproc or 1)
 
     @property
     def peak_lr(self) -> float:

@@ -20,6 +20,16 @@ from torch.nn import functional as F
 from engine import events as ev
 from engine.data import DatasetBundle, load_dataset, make_batches
 from engine.distill import OldTask, Teachers, distillation_loss
+from engine.distributed import (
+    STOP_CHECK_STEPS,
+    SUPERVISOR_PID,
+    NoEvents,
+    RankFailures,
+    Ranks,
+    any_rank,
+    gathered,
+    total,
+)
 from engine.errors import RunError, UnreadableImage
 from engine.events import EventWriter
 from engine.files import keep_sources, save_checkpoint, share_file
@@ -76,11 +86,12 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def use_all_cores(device: torch.device) -> None:
-    """On the CPU, compute with every core this process may use."""
+def use_all_cores(device: torch.device, processes: int = 1) -> None:
+    """On the CPU, compute with every core this process may use (its share of them when
+    `processes` train on this machine at once)."""
     if device.type == "cpu":
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
-        torch.set_num_threads(cores or os.cpu_count() or 1)
+        torch.set_num_threads(max(1, (cores or os.cpu_count() or 1) // processes))
 
 
 def lr_factor(schedule: str, step: int, total: int, warmup: int, gamma: float) -> float:
@@ -207,7 +218,7 @@ def peak_memory_mb(device: torch.device) -> float:
 
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
-        return torch.cuda.getdevice_name(device)
+        return torch.cuda.get_device_name(device)
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
             for line in cpuinfo:
@@ -226,7 +237,8 @@ def device_uuid(device: torch.device) -> str | None:
 
 
 def process_facts(device: torch.device) -> dict[str, Any]:
-    """What every `started` event says of where it runs: device, versions, threads, pid."""
+    """What every `started` event says of where it runs: device, versions, threads, pid (of
+    the process to signal: under torchrun, the supervisor of the ranks)."""
     return {
         "device": str(device),
         "device_name": device_name(device),
@@ -234,7 +246,7 @@ def process_facts(device: torch.device) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "torchvision_version": metadata.version("torchvision"),
         "threads": torch.get_num_threads(),
-        "pid": os.getpid(),
+        "pid": int(os.environ.get(SUPERVISOR_PID, os.getpid())),
     }
 
 
@@ -248,14 +260,21 @@ class Trainer:
         run_dir: Path,
         stop: StopRequest,
         bundle: DatasetBundle | None = None,
+        ranks: Ranks | None = None,
     ) -> None:
-        """Set up the run; `bundle` stands in for the spec's dataset (benchmarks use it)."""
+        """Set up the run; `bundle` stands in for the spec's dataset (benchmarks use it).
+        With `ranks` this process is one rank of a run on several (DDP)."""
         self.spec = spec
         self.writer = writer
         self.checkpoints = run_dir / "checkpoints"
         self.stop = stop
-        self.device = pick_device(spec.device)
-        use_all_cores(self.device)
+        self.stopping = False
+        self.ranks = ranks
+        self.device = pick_device(ranks.device_name(spec) if ranks else spec.device)
+        use_all_cores(self.device, ranks.local_world if ranks else 1)
+        if ranks:
+            ranks.join(self.device)
+        shard = (ranks.rank, ranks.world) if ranks else (0, 1)
         torch.manual_seed(spec.seed)
         self.bundle: DatasetBundle = bundle or load_dataset(spec)
         small_stem = (
@@ -271,6 +290,8 @@ class Trainer:
         if source_mean is not None and len(source_mean) == self.bundle.channels:
             # Inputs are normalised as the source's were, so its features see what they know.
             self.bundle.mean, self.bundle.std = self.init_report.mean, self.init_report.std
+        if spec.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
         self.model = self.model.to(self.device)
         self.channels_last = (
             spec.channels_last if spec.channels_last is not None else self.device.type == "cuda"
@@ -291,18 +312,19 @@ class Trainer:
         self.part_names = list(parts_of(self.model))
         self.trainable = self.trainable_in(1)
         apply_freeze(self.model, self.trainable)
+        self._wrap_for_ranks()
         self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec, self.device)
         self.starting_point = StartingPoint(self.model, spec.l2sp) if spec.l2sp > 0 else None
         self.teachers = self._load_teachers() if spec.teacher else None
         eval_batch = spec.eval_batch_size or 2 * spec.batch_size
         self.train_batches = make_batches(
-            self.bundle.train, self.bundle, spec.batch_size, self.device, True, spec
+            self.bundle.train, self.bundle, spec.batch_size, self.device, True, spec, shard
         )
         self.val_batches = make_batches(
-            self.bundle.val, self.bundle, eval_batch, self.device, False, spec
+            self.bundle.val, self.bundle, eval_batch, self.device, False, spec, shard
         )
         self.test_batches = make_batches(
-            self.bundle.test, self.bundle, eval_batch, self.device, False, spec
+            self.bundle.test, self.bundle, eval_batch, self.device, False, spec, shard
         )
         self.steps_per_epoch = len(self.train_batches)
         self.total_steps = spec.epochs * self.steps_per_epoch
@@ -317,6 +339,28 @@ class Trainer:
         self.step = 0
         self.first_epoch = 1
         self.elapsed_before = 0.0  # training seconds of the processes before a resume
+
+    def _wrap_for_ranks(self) -> None:
+        """On several ranks, train through DDP over the parameters that train now: frozen
+        ones are left out, so they trip no unused-parameter check, and a policy that thaws
+        more wraps the model again."""
+        if self.ranks is None:
+            return
+        ddp = nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+        )
+        self.forward = torch.compile(ddp) if self.spec.compile else ddp
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process reports: the only one, or rank 0 of several."""
+        return self.ranks is None or self.ranks.main
+
+    def agreed_stop(self) -> bool:
+        """Whether to stop now: asked of this process, or on several ranks of any of them."""
+        if self.ranks is None:
+            return self.stop.requested
+        return any_rank(self.stop.requested, self.device)
 
     def _source_checkpoint(self) -> Path:
         """The checkpoint file `--init run:ID` or `file:PATH` stands for."""
@@ -374,6 +418,8 @@ class Trainer:
         self.trainable = trainable
         apply_freeze(self.model, trainable)
         set_batchnorm_modes(self.model, trainable, self.spec.bn)
+        if epoch > 1:
+            self._wrap_for_ranks()
         self.writer.emit(
             ev.POLICY,
             epoch=epoch,
@@ -407,6 +453,7 @@ class Trainer:
         self.first_epoch = state["epoch"] + 1
         self.trainable = self.trainable_in(state["epoch"])
         apply_freeze(self.model, self.trainable)
+        self._wrap_for_ranks()
         torch.set_rng_state(state["rng"]["cpu"].cpu())
         if self.device.type == "cuda" and state["rng"].get("cuda") is not None:
             torch.cuda.set_rng_state(state["rng"]["cuda"].cpu(), self.device)
@@ -427,6 +474,7 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             epochs=self.spec.epochs,
             init=self.init_report.as_event(),
+            processes=self.ranks.world if self.ranks else 1,
             resumed_from_epoch=self.first_epoch - 1,
             best_val_acc=self.best_val_acc if self.best_val_acc >= 0 else None,
             distillation=self._distillation_info(),
@@ -488,6 +536,7 @@ class Trainer:
         distilling, the means of the loss's parts (`ce_loss`, `kd_loss`)."""
         self.model.train()
         set_batchnorm_modes(self.model, self.trainable, self.spec.bn)
+        processes = self.ranks.world if self.ranks else 1
         loss_sum = torch.zeros((), device=self.device)
         parts_sum = torch.zeros(2, device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -516,7 +565,12 @@ class Trainer:
             correct += (logits.argmax(1) == labels).sum()
             now = time.perf_counter()
             last_step = index + 1 == self.steps_per_epoch
-            if now - last_report >= PROGRESS_INTERVAL_S or last_step or self.stop.requested:
+            if self.ranks is None:
+                self.stopping = self.stop.requested
+            elif (index + 1) % STOP_CHECK_STEPS == 0 or last_step:
+                self.stopping = self.agreed_stop()
+            report = now - last_report >= PROGRESS_INTERVAL_S or last_step or self.stopping
+            if report and self.writes:
                 running_loss = float(loss_sum) / seen
                 self._check_finite(running_loss)
                 self.writer.emit(
@@ -526,13 +580,17 @@ class Trainer:
                     steps=self.steps_per_epoch,
                     global_step=self.step,
                     loss=running_loss,
-                    samples_per_s=window_seen / max(now - window_start, 1e-9),
+                    samples_per_s=window_seen * processes / max(now - window_start, 1e-9),
                     lr=self.optimizer.param_groups[0]["lr"],
                     **self._loss_parts(parts_sum, seen),
                 )
                 window_start, window_seen, last_report = now, 0, now
-            if self.stop.requested:
+            if self.stopping:
                 break
+        if self.ranks is not None:
+            sums = total(torch.stack([loss_sum, correct.float(), loss_sum.new_tensor(seen)]))
+            loss_sum, correct, seen = sums[0], sums[1], int(sums[2])
+            parts_sum = total(parts_sum)
         mean_loss = float(loss_sum) / max(seen, 1)
         self._check_finite(mean_loss)
         return mean_loss, float(correct) / max(seen, 1), self._loss_parts(parts_sum, seen)
@@ -563,7 +621,10 @@ class Trainer:
                 all_logits.append(self.forward(self._prepare(images)).float())
             all_labels.append(labels)
             self.writer.heartbeat()
-        return torch.cat(all_logits), torch.cat(all_labels)
+        logits, labels = torch.cat(all_logits), torch.cat(all_labels)
+        if self.ranks is not None:
+            return gathered(logits), gathered(labels)
+        return logits, labels
 
     def checkpoint_payload(self, epoch: int, elapsed: float) -> dict[str, Any]:
         return {
@@ -595,7 +656,10 @@ class Trainer:
         }
 
     def save(self, epoch: int, improved: bool, elapsed: float) -> None:
-        """Write last.pt; when the epoch improved, best.pt becomes the same file."""
+        """Write last.pt; when the epoch improved, best.pt becomes the same file. On several
+        ranks, rank 0 writes (their weights are the same)."""
+        if not self.writes:
+            return
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         last = self.checkpoints / "last.pt"
         save_checkpoint(last, self.checkpoint_payload(epoch, elapsed))
@@ -631,17 +695,20 @@ class Trainer:
                 seconds=time.perf_counter() - epoch_start,
                 elapsed=time.perf_counter() - started,
                 peak_memory_mb=peak_memory_mb(self.device),
-                partial=self.stop.requested,
+                partial=self.stopping,
                 **{f"train_{name}": value for name, value in loss_parts.items()},
             )
             self.save(epoch, improved, time.perf_counter() - started)
             self.writer.sync()
-            if self.stop.requested:
+            self.stopping = self.agreed_stop()
+            if self.stopping:
                 return "stopped"
         return "completed"
 
     def test(self) -> dict[str, Any]:
         """Test metrics of the best checkpoint."""
+        if self.ranks is not None:
+            torch.distributed.barrier()  # rank 0 has written best.pt
         best = torch.load(self.checkpoints / "best.pt", map_location=self.device, weights_only=True)
         self.model.load_state_dict(best["model"])
         logits, labels = self.evaluate(self.test_batches)
@@ -675,12 +742,16 @@ def run(
 
 
 def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, resume: bool) -> int:
-    writer = EventWriter(events_path)
+    ranks = Ranks.from_environment()
+    writer: EventWriter | NoEvents = (
+        EventWriter(events_path) if ranks is None or ranks.main else NoEvents()
+    )
 
     def train() -> int:
         started = time.time()
-        keep_sources(spec, run_dir, resume)
-        trainer = Trainer(spec, writer, run_dir, stop)
+        if ranks is None or ranks.main:
+            keep_sources(spec, run_dir, resume)
+        trainer = Trainer(spec, writer, run_dir, stop, ranks=ranks)
         if resume:
             trainer.resume()
         trainer.started_event()
@@ -696,10 +767,20 @@ def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, res
         )
         return 0 if status == "completed" else 3
 
-    return report_failures(writer, train, spec.batch_size)
+    if ranks is None:
+        return report_failures(writer, train, spec.batch_size)
+    try:
+        failures = RankFailures(ranks.failure_file(run_dir), writer)
+        return report_failures(failures, train, spec.batch_size)
+    finally:
+        ranks.leave()
 
 
-def report_failures(writer: EventWriter, work: Callable[[], int], batch_size: int | None) -> int:
+def report_failures(
+    writer: EventWriter | NoEvents | RankFailures,
+    work: Callable[[], int],
+    batch_size: int | None,
+) -> int:
     """Do `work`, turning any failure into an `error` event; close the log. Returns the exit
     code: `work`'s own, or 1 after a failure."""
     try:

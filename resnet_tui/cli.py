@@ -110,6 +110,7 @@ _PANELS = {
     ),
     "Distillation": ("teacher", "kd_alpha", "kd_temperature"),
     "Device": ("device", "amp", "channels_last", "compile", "workers"),
+    "Several devices (DDP)": ("devices", "nproc", "sync_bn"),
 }
 _PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
 

@@ -187,7 +187,7 @@ def resume(store: RunStore, run_id: int, device: str | None = None) -> subproces
         spec = RunSpec.from_json(run["spec"])
         spec.device = device
         write_atomically(run_dir / "spec.json", spec.to_json())
-        store.update(run_id, spec=spec.to_json(), device=spec.device)
+        store.update(run_id, spec=spec.to_json(), device=spec.placement)
     process = start_engine(run_dir, resume=True)
     store.update(
         run_id,

@@ -222,7 +222,7 @@ class RunStore:
             "dataset": spec.dataset,
             "init": spec.init,
             "freeze": spec.freeze,
-            "device": spec.device,
+            "device": spec.placement,
             "spec": spec.to_json(),
             "epochs": spec.epochs,
             "host": socket.gethostname(),
