@@ -156,7 +156,8 @@ RESUMABLE_STATUSES = ("stopped", "crashed", "failed")
 
 def resume(store: RunStore, run_id: int, device: str | None = None) -> subprocess.Popen[bytes]:
     """Continue a stopped, crashed or failed run in place from its last checkpoint, on
-    `device` where one is given (after a GPU failed, say), else where it ran.
+    `device` where one is given (after a GPU failed, say; a run on several devices then goes
+    on in one process there), else where it ran.
 
     Raises SpecError, with what to do instead, where the run cannot be resumed. Call
     `refresh_live_runs` first, so that a run whose engine died is `crashed`, not `running`.
@@ -185,7 +186,8 @@ def resume(store: RunStore, run_id: int, device: str | None = None) -> subproces
         )
     if device is not None:
         spec = RunSpec.from_json(run["spec"])
-        spec.device = device
+        # the run moves to that one device: a run on several goes on in one process
+        spec.device, spec.devices, spec.nproc, spec.sync_bn = device, None, None, False
         write_atomically(run_dir / "spec.json", spec.to_json())
         store.update(run_id, spec=spec.to_json(), device=spec.placement)
     process = start_engine(run_dir, resume=True)

@@ -102,10 +102,10 @@ def test_two_processes_follow_the_curve_of_one(tmp_path):
     assert (tmp_path / "two" / "checkpoints" / "best.pt").is_file()
 
 
-def test_a_stop_reaches_every_rank_and_the_run_ends_stopped(tmp_path):
+def test_a_stop_reaches_every_rank_and_the_run_resumes_on_both(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
-    spec = RunSpec.from_dict({**TWINS, "limit": None, "epochs": 50, "nproc": 2})
+    spec = RunSpec.from_dict({**TWINS, "limit": None, "epochs": 3, "nproc": 2})
     (folder / "spec.json").write_text(spec.to_json())
     events_path = folder / "events.jsonl"
     with open(folder / "engine.log", "wb") as log:
@@ -123,6 +123,17 @@ def test_a_stop_reaches_every_rank_and_the_run_ends_stopped(tmp_path):
     assert started["pid"] == engine.pid  # the supervisor: the process a stop is sent to
     assert events[-1]["type"] == "finished" and events[-1]["status"] == "stopped"
     assert (folder / "checkpoints" / "last.pt").is_file()
+    stopped_in = epochs_of(events)[-1]["epoch"]
+
+    resumed = subprocess.run(
+        [*engine_command(folder), "--resume"], cwd=ROOT, capture_output=True, timeout=240
+    )
+    assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
+    events, _ = read_events(events_path, 0)
+    assert events[-1]["type"] == "finished" and events[-1]["status"] == "completed"
+    assert [e["epoch"] for e in epochs_of(events)] == list(range(1, 4))
+    restarted = [e for e in events if e["type"] == "started"][-1]
+    assert restarted["resumed_from_epoch"] == stopped_in and restarted["processes"] == 2
 
 
 def test_a_rank_that_fails_is_named_in_the_runs_error(tmp_path):
