@@ -3,6 +3,7 @@
 import time
 from typing import Any
 
+from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -39,19 +40,18 @@ STATUS_STYLES = {
 }
 
 
-def run_cells(run: dict[str, Any]) -> list[str]:
-    """A run's row as the table shows it."""
-    style = STATUS_STYLES.get(run["status"], "white")
+def run_cells(run: dict[str, Any]) -> list[Text]:
+    """A run's row as the table shows it: Text, so that a name is shown as typed (never
+    read as markup) and the table does not parse markup for every cell it measures."""
     silent = stalled_for(run)
-    status = (
-        f"[{style}]{run['status']}[/]"
-        if silent is None
-        else f"[yellow]stalled {duration(silent)}[/]"
-    )
-    return [
+    if silent is None:
+        status = Text(run["status"], style=STATUS_STYLES.get(run["status"], "white"))
+    else:
+        status = Text(f"stalled {duration(silent)}", style="yellow")
+    plain = [
         str(run["id"]),
         run["name"] or "",
-        status,
+        None,
         run["arch"] or "",
         run["dataset"] or "",
         weights_from(run),
@@ -62,6 +62,7 @@ def run_cells(run: dict[str, Any]) -> list[str]:
         duration(run["seconds"]),
         time.strftime("%m-%d %H:%M", time.localtime(run["created_at"])),
     ]
+    return [status if text is None else Text(text) for text in plain]
 
 
 class HistoryScreen(Screen[None]):
@@ -135,10 +136,10 @@ class HistoryScreen(Screen[None]):
             table.add_row(*self._cells(run), key=str(run["id"]))
         self.loaded += len(runs)
 
-    def _cells(self, run: dict[str, Any]) -> list[str]:
+    def _cells(self, run: dict[str, Any]) -> list[Text]:
         cells = run_cells(run)
         if run["id"] in self.marked:
-            cells[0] = f"[b reverse]{cells[0]}[/]"
+            cells[0].stylize("b reverse")
         return cells
 
     def _show_summary(self) -> None:

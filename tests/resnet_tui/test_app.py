@@ -106,6 +106,15 @@ async def test_the_form_starts_from_an_earlier_run_and_checks_it_as_you_type(sto
         assert "policy last-2 (the last K stages" in str(form.query_one("#problem").render())
 
 
+async def test_a_run_name_that_looks_like_markup_is_shown_as_typed(store):
+    name = "[/] sweep [b]lr=[0.1, 0.01]"
+    run_id = store.create_run(RunSpec(name=name))
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        assert str(app.screen.query_one("DataTable").get_row(str(run_id))[1]) == name
+
+
 async def test_sort_and_filter_the_history(store):
     for arch, acc in (("resnet20", 0.5), ("plain20", 0.9), ("resnet8", 0.7)):
         run_id = store.create_run(RunSpec(arch=arch))
@@ -114,12 +123,12 @@ async def test_sort_and_filter_the_history(store):
     async with app.run_test(size=SIZE) as pilot:
         history = app.screen
         table = history.query_one("DataTable")
-        assert [table.get_row_at(i)[0] for i in range(3)] == ["3", "2", "1"]
+        assert [str(table.get_row_at(i)[0]) for i in range(3)] == ["3", "2", "1"]
         history.sort, history.descending = "test_acc", True
         history.reload()
-        assert [table.get_row_at(i)[3] for i in range(3)] == ["plain20", "resnet8", "resnet20"]
+        assert [str(table.get_row_at(i)[3]) for i in range(3)] == ["plain20", "resnet8", "resnet20"]
         await pilot.press("r")
-        assert [table.get_row_at(i)[3] for i in range(3)] == ["resnet20", "resnet8", "plain20"]
+        assert [str(table.get_row_at(i)[3]) for i in range(3)] == ["resnet20", "resnet8", "plain20"]
         await pilot.press("slash")
         await pilot.press(*"resnet")
         await pilot.pause()
