@@ -37,6 +37,7 @@ from resnet_tui.display import (
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop, resume
 from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError, stalled_for
+from resnet_tui.sweeps import Worker, sweep_specs
 
 try:  # Typer 0.20 and later carry their own copy of Click
     from typer._click import exceptions as click_exceptions
@@ -128,8 +129,9 @@ def open_store(db: Path | None) -> RunStore:
         raise fail(str(error)) from None
 
 
-def _spec_parameters() -> list[inspect.Parameter]:
-    """One Typer option per RunSpec field, each defaulting to None (not given)."""
+def _spec_parameters(listed: bool = False) -> list[inspect.Parameter]:
+    """One Typer option per RunSpec field, each defaulting to None (not given); with
+    `listed`, numbers are read as text too, for a sweep's lists (`--lr 0.1,0.01`)."""
     parameters = []
     for name, kind, default, help_text in spec_options():
         flag = "--" + name.replace("_", "-")
@@ -137,7 +139,7 @@ def _spec_parameters() -> list[inspect.Parameter]:
         if "bool" in text:
             annotation: Any = Optional[bool]
             declaration = f"{flag}/--no-{flag[2:]}"
-        elif "list" in text:
+        elif "list" in text or listed:
             annotation, declaration = Optional[str], flag
         elif "int" in text:
             annotation, declaration = Optional[int], flag
@@ -257,6 +259,30 @@ def _run(
     follow_or_detach(store, run_id, process, detach, as_json)
 
 
+def _json_and_db_parameters(json_help: str) -> list[inspect.Parameter]:
+    """`--json` (saying what it prints) and `--db`, for the commands built from the spec."""
+    return [
+        inspect.Parameter(
+            "as_json",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(False, "--json", help=json_help, rich_help_panel="Run"),
+            annotation=bool,
+        ),
+        inspect.Parameter(
+            "db",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=typer.Option(
+                None,
+                "--db",
+                envvar="RESNET_TUI_DB",
+                help="Run store (default ./runs.db).",
+                rich_help_panel="Run",
+            ),
+            annotation=Optional[Path],
+        ),
+    ]
+
+
 def _make_run_command() -> None:
     def run_command(**kwargs: Any) -> None:
         _run(**kwargs)
@@ -284,29 +310,7 @@ def _make_run_command() -> None:
             ),
             annotation=bool,
         ),
-        inspect.Parameter(
-            "as_json",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(
-                False,
-                "--json",
-                help="Print the events as JSON lines instead of progress bars.",
-                rich_help_panel="Run",
-            ),
-            annotation=bool,
-        ),
-        inspect.Parameter(
-            "db",
-            inspect.Parameter.KEYWORD_ONLY,
-            default=typer.Option(
-                None,
-                "--db",
-                envvar="RESNET_TUI_DB",
-                help="Run store (default ./runs.db).",
-                rich_help_panel="Run",
-            ),
-            annotation=Optional[Path],
-        ),
+        *_json_and_db_parameters("Print the events as JSON lines instead of progress bars."),
     ]
     parameters = _spec_parameters() + extra
     run_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
@@ -744,6 +748,111 @@ def remove_runs(
         if run.get("run_dir"):
             shutil.rmtree(run["run_dir"], ignore_errors=True)
     console.print(f"deleted {len(runs)} run{'s' if len(runs) != 1 else ''}")
+
+
+def _sweep(db: Path | None, as_json: bool, **options: Any) -> None:
+    values = {name: value for name, value in options.items() if value is not None}
+    if values.get("data_root"):
+        values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+    try:
+        specs = sweep_specs(values)
+        for spec in specs:
+            locate.check_dataset(spec)
+        store = open_store(db)
+        run_ids, sweep = launcher.queue(store, specs)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    if as_json:
+        print(json.dumps({"sweep": sweep, "runs": run_ids}))
+        return
+    group = f"sweep {sweep}: " if sweep else ""
+    console.print(
+        f"{group}{len(run_ids)} run{'s' if len(run_ids) > 1 else ''} queued "
+        f"({', '.join(map(str, run_ids))}); run the queue with "
+        "`resnet-tui worker --devices cuda:0,cuda:1` (or --devices cpu)",
+        highlight=False,
+    )
+
+
+def _make_sweep_command() -> None:
+    def sweep_command(**kwargs: Any) -> None:
+        _sweep(**kwargs)
+
+    extra = _json_and_db_parameters("Print the sweep and its run ids as JSON.")
+    parameters = _spec_parameters(listed=True) + extra
+    sweep_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    sweep_command.__annotations__ = {p.name: p.annotation for p in parameters}
+    sweep_command.__doc__ = (
+        "Queue one run for every combination of the options given as lists, e.g. "
+        "`--arch resnet20,resnet56 --freeze head,full --lr 0.1,0.01` (8 runs), as one sweep; "
+        "`resnet-tui worker` runs the queue."
+    )
+    app.command("sweep")(sweep_command)
+
+
+_make_sweep_command()
+
+
+@app.command("worker")
+def run_worker(
+    devices: Annotated[
+        str, typer.Option(help="Devices to run the queue on, e.g. cuda:0,cuda:1 or cpu.")
+    ],
+    per_device: Annotated[int, typer.Option(help="Runs at once on each device.")] = 1,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Keep waiting for queued runs when the queue is empty.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Run the queue: start queued runs on the devices, one (or --per-device) at a time on
+    each, until the queue is empty. Ctrl-C takes no more runs and waits for the running ones;
+    a second Ctrl-C leaves them running in the background."""
+    store = open_store(db)
+    try:
+        worker = Worker(store, devices.split(","), per_device, wait, report=console.print)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    waiting = len(store.queued_runs())
+    console.print(f"{waiting} queued run{'s' if waiting != 1 else ''}; running on {devices}")
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        worker.stopping = True
+        console.print("taking no more runs; waiting for the running ones (Ctrl-C leaves them)")
+        try:
+            worker.run()
+        except KeyboardInterrupt:
+            left = [str(slot.run_id) for slot in worker.slots if slot.run_id is not None]
+            console.print(f"left running: {', '.join(left) or 'none'} (`resnet-tui stop ID`)")
+            raise typer.Exit(130) from None
+
+
+@app.command("queue")
+def show_queue(
+    first: Annotated[
+        Optional[int], typer.Option("--first", help="Move this queued run to the front.")
+    ] = None,
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """The queue, first in line first; `resnet-tui rm ID` takes a run out of it."""
+    store = open_store(db)
+    if first is not None:
+        run = _get_run(store, first)
+        if run["status"] != "queued" or run["queue_position"] is None:
+            raise fail(f"run {first} is not in the queue (it is {run['status']})")
+        store.move_to_front(first)
+    queued = store.queued_runs()
+    if as_json:
+        print(json.dumps([_run_summary(run) for run in queued]))
+        return
+    if not queued:
+        console.print("the queue is empty")
+        return
+    table = Table("place", "id", "name", "sweep", box=None)
+    for place, run in enumerate(queued, start=1):
+        table.add_row(str(place), str(run["id"]), run["name"], str(run["sweep"] or ""))
+    console.print(table)
 
 
 @app.command("stop")

@@ -151,6 +151,35 @@ def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]
     return run_id, process
 
 
+def queue(store: RunStore, specs: list[RunSpec]) -> tuple[list[int], int | None]:
+    """Create a run for each spec, checked as `launch` checks it, and queue them in order as
+    one sweep; returns their ids and the sweep's number. Nothing starts: a worker
+    (`start_queued`) does. Raises SpecError, naming the spec, before any run is made."""
+    resolved = []
+    for spec in specs:
+        try:
+            resolved.append((spec, resolve_init(store, spec), resolve_teachers(store, spec)))
+        except SpecError as error:
+            raise SpecError(f"{spec.display_name}: {error}") from None
+    run_ids = []
+    for spec, parents, teachers in resolved:
+        run_id = store.create_run(spec, parents=parents, teachers=teachers)
+        write_atomically(Path(store.run(run_id)["run_dir"]) / "spec.json", spec.to_json())
+        run_ids.append(run_id)
+    return run_ids, store.enqueue(run_ids, sweep=len(run_ids) > 1)
+
+
+def start_queued(store: RunStore, run: dict[str, Any], device: str) -> subprocess.Popen[bytes]:
+    """Start a run a worker took from the queue, on `device` (the worker's to give)."""
+    spec = RunSpec.from_json(run["spec"])
+    spec.device, spec.devices, spec.nproc, spec.sync_bn = device, None, None, False
+    run_dir = Path(run["run_dir"])
+    write_atomically(run_dir / "spec.json", spec.to_json())
+    process = start_engine(run_dir)
+    store.update(run["id"], status="running", pid=process.pid, spec=spec.to_json(), device=device)
+    return process
+
+
 RESUMABLE_STATUSES = ("stopped", "crashed", "failed")
 
 

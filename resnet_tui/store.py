@@ -22,7 +22,7 @@ from typing import Any
 from engine import events as ev
 from engine.spec import RunSpec
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BUSY_TIMEOUT_S = 30
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
 LIVE_STATUSES = ("queued", "running")
@@ -61,6 +61,8 @@ RUN_COLUMNS = {
     "teachers": str,
     "recipe": str,
     "last_event_at": float,
+    "sweep": int,
+    "queue_position": float,
 }
 SORTABLE = tuple(RUN_COLUMNS)
 
@@ -71,6 +73,7 @@ class StoreError(Exception):
 
 # Columns that later versions added; the first version's table is the rest.
 _ADDED_IN_VERSION_2 = ("teachers", "recipe", "last_event_at")
+_ADDED_IN_VERSION_3 = ("sweep", "queue_position")
 
 
 def _create_schema(connection: sqlite3.Connection) -> None:
@@ -79,7 +82,11 @@ def _create_schema(connection: sqlite3.Connection) -> None:
 
     db = sqlite_utils.Database(connection)
     db["runs"].create(
-        {k: v for k, v in RUN_COLUMNS.items() if k not in _ADDED_IN_VERSION_2},
+        {
+            k: v
+            for k, v in RUN_COLUMNS.items()
+            if k not in _ADDED_IN_VERSION_2 + _ADDED_IN_VERSION_3
+        },
         pk="id",
         not_null={"status", "kind"},
         defaults={
@@ -116,9 +123,18 @@ def _add_teachers_recipe_and_last_event(connection: sqlite3.Connection) -> None:
     connection.execute("ALTER TABLE runs ADD COLUMN last_event_at FLOAT")
 
 
+def _add_sweeps_and_the_queue(connection: sqlite3.Connection) -> None:
+    """Version 3: the sweep a run belongs to, and a queued run's place in the queue."""
+    connection.execute("ALTER TABLE runs ADD COLUMN sweep INTEGER")
+    connection.execute("ALTER TABLE runs ADD COLUMN queue_position FLOAT")
+    connection.execute("CREATE INDEX idx_runs_sweep ON runs (sweep)")
+    connection.execute("CREATE INDEX idx_runs_queue_position ON runs (queue_position)")
+
+
 _MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _create_schema,
     _add_teachers_recipe_and_last_event,
+    _add_sweeps_and_the_queue,
 ]
 
 
@@ -341,6 +357,56 @@ class RunStore:
             chain.append(parent)
             run = parent
         return chain
+
+    # The queue
+
+    def enqueue(self, run_ids: list[int], sweep: bool = True) -> int | None:
+        """Put created runs at the queue's end, in order, as one sweep where `sweep`; returns
+        the sweep's number. They wait, status `queued`, until a worker takes them
+        (`take_next_queued`)."""
+        with self.write_transaction() as connection:
+            last, group = connection.execute(
+                "SELECT max(queue_position), max(sweep) FROM runs"
+            ).fetchone()
+            group = (group or 0) + 1 if sweep else None
+            for place, run_id in enumerate(run_ids, start=1):
+                connection.execute(
+                    "UPDATE runs SET queue_position = ?, sweep = ? WHERE id = ?",
+                    [(last or 0) + place, group, run_id],
+                )
+        return group
+
+    def queued_runs(self) -> list[dict[str, Any]]:
+        """The queue, first in line first."""
+        return self.query(
+            "SELECT * FROM runs WHERE status = 'queued' AND queue_position IS NOT NULL "
+            "ORDER BY queue_position, id"
+        )
+
+    def take_next_queued(self, pid: int) -> dict[str, Any] | None:
+        """Take the first queued run for worker `pid` (status `running`, out of the queue),
+        atomically, so that two workers never take the same run; None when none waits."""
+        with self.write_transaction() as connection:
+            row = connection.execute(
+                "SELECT id FROM runs WHERE status = 'queued' AND queue_position IS NOT NULL "
+                "ORDER BY queue_position, id LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            connection.execute(
+                "UPDATE runs SET status = 'running', queue_position = NULL, pid = ? WHERE id = ?",
+                [pid, row[0]],
+            )
+        return self.run(row[0])
+
+    def move_to_front(self, run_id: int) -> None:
+        """Put a queued run first in line."""
+        with self.write_transaction() as connection:
+            first = connection.execute("SELECT min(queue_position) FROM runs").fetchone()[0]
+            connection.execute(
+                "UPDATE runs SET queue_position = ? WHERE id = ? AND status = 'queued'",
+                [(first or 1) - 1, run_id],
+            )
 
     def live_runs(self) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in LIVE_STATUSES)

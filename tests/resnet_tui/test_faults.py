@@ -22,10 +22,11 @@ from engine import events as ev
 from engine.spec import RunSpec
 from resnet_tui.follower import EventFollower
 from resnet_tui.launcher import launch
-from resnet_tui.store import RunStore
+from resnet_tui.store import SCHEMA_VERSION, RunStore
 from tests.conftest import record_fault
 from tests.engine.tiny_runs import TINY as TINY_SPEC
 from tests.resnet_tui.command import cli, runs_json
+from tests.resnet_tui.old_stores import back_to_version_one
 from tests.resnet_tui.test_cli import TINY
 
 TRIALS = 10
@@ -115,7 +116,7 @@ def _zombie(pid: int) -> bool:
 VIEWER = """
 import sys, time
 from resnet_tui.follower import refresh_live_runs
-from resnet_tui.store import RunStore
+from resnet_tui.store import SCHEMA_VERSION, RunStore
 store = RunStore(sys.argv[1])
 deadline = time.time() + float(sys.argv[2])
 while time.time() < deadline:
@@ -159,7 +160,7 @@ def test_two_engines_and_two_viewers_share_one_store_without_locks_or_lost_rows(
 
 OPENER = """
 import sys
-from resnet_tui.store import RunStore
+from resnet_tui.store import SCHEMA_VERSION, RunStore
 RunStore(sys.argv[1]).close()
 """
 
@@ -169,10 +170,7 @@ def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path):
     store = RunStore(path)
     store.create_run(RunSpec(name="kept"))
     store.close()
-    with sqlite3.connect(path) as db:  # back to version 1
-        for column in ("teachers", "recipe", "last_event_at"):
-            db.execute(f"ALTER TABLE runs DROP COLUMN {column}")
-        db.execute("PRAGMA user_version = 1")
+    back_to_version_one(path)
     openers = [
         subprocess.Popen([sys.executable, "-c", OPENER, str(path)], stderr=subprocess.PIPE)
         for _ in range(4)
@@ -182,9 +180,9 @@ def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path):
     record_fault("four processes migrating one old runs.db at once", survived)
     assert survived, errors
     store = RunStore(path)
-    assert store.connection.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert store.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     [run] = store.list_runs()
-    assert run["name"] == "kept" and run["teachers"] == "[]"
+    assert run["name"] == "kept" and run["teachers"] == "[]" and run["sweep"] is None
 
 
 def test_a_stop_sent_the_moment_a_run_starts_stops_it_cleanly(tmp_path):

@@ -9,6 +9,7 @@ from engine.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui import launcher
 from resnet_tui.store import RunStore
 from tests.resnet_tui.command import cli, runs_json
+from tests.resnet_tui.old_stores import back_to_version_one
 from tests.resnet_tui.test_cli import TINY
 
 SHAPES = ["circle", "square", "triangle"]
@@ -116,16 +117,14 @@ def test_a_version_one_store_gains_the_new_columns_and_keeps_its_runs(tmp_path):
 
     path = tmp_path / "old.db"
     RunStore(path).close()
-    with sqlite3.connect(path) as db:  # take it back to version 1's table
-        db.execute("ALTER TABLE runs DROP COLUMN teachers")
-        db.execute("ALTER TABLE runs DROP COLUMN recipe")
-        db.execute("ALTER TABLE runs DROP COLUMN last_event_at")
+    back_to_version_one(path)
+    with sqlite3.connect(path) as db:
         db.execute("INSERT INTO runs (name, status, kind) VALUES ('old', 'completed', 'train')")
-        db.execute("PRAGMA user_version = 1")
     store = RunStore(path)
     [run] = store.list_runs()
     assert run["name"] == "old" and run["teachers"] == "[]" and run["recipe"] is None
-    assert run["last_event_at"] is None
+    assert run["last_event_at"] is None and run["sweep"] is None
+    assert run["queue_position"] is None and store.queued_runs() == []
 
 
 def test_distil_ensemble_and_soup_from_the_command_line(tmp_path):

@@ -1,0 +1,123 @@
+"""Sweeps and the queue: combinations queued as runs of one sweep, a worker that runs the
+queue in order, and a queue that two workers share without taking a run twice."""
+
+import json
+import threading
+
+import pytest
+
+from engine.spec import RunSpec, SpecError
+from resnet_tui.store import RunStore
+from resnet_tui.sweeps import MOST_RUNS_IN_A_SWEEP, Worker, sweep_specs
+from tests.conftest import record_fault
+from tests.resnet_tui.command import cli, runs_json
+from tests.resnet_tui.test_cli import BAD_INPUT, TINY
+
+
+def test_a_sweep_is_every_combination_named_by_what_varies():
+    specs = sweep_specs(
+        {"arch": "resnet20,resnet56", "freeze": "head,full", "lr": "0.1,0.01", "epochs": 3}
+    )
+    assert len(specs) == 8
+    assert [(s.arch, s.freeze, s.lr) for s in specs[:3]] == [
+        ("resnet20", "head", 0.1),
+        ("resnet20", "head", 0.01),
+        ("resnet20", "full", 0.1),
+    ]
+    assert {s.epochs for s in specs} == {3}
+    assert specs[0].name == "arch=resnet20 freeze=head lr=0.1"
+    named = sweep_specs({"name": "base", "lr": "0.1,0.01"})
+    assert [s.name for s in named] == ["base lr=0.1", "base lr=0.01"]
+
+
+def test_list_options_are_taken_whole_not_swept():
+    specs = sweep_specs({"classes": "0,1,2", "lr": "0.1,0.01"})
+    assert len(specs) == 2
+    assert all(s.classes == ["circle", "square", "triangle"] for s in specs)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"lr": "0.1,abc"}, "lr=abc: --lr must be a number"),
+        ({"lr": "0.1,0.1"}, "lists a value twice"),
+        ({"arch": "resnet20,nope"}, "unknown architecture 'nope'"),
+        ({"seed": ",".join(map(str, range(MOST_RUNS_IN_A_SWEEP + 1)))}, "list fewer values"),
+    ],
+)
+def test_a_bad_sweep_is_refused_before_any_run_is_made(options, message):
+    with pytest.raises(SpecError, match=message):
+        sweep_specs(options)
+
+
+def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_path):
+    queued = cli("sweep", *TINY, "--epochs", "1", "--seed", "1,2,3", "--json", cwd=tmp_path)
+    assert queued.returncode == 0, queued.stderr
+    made = json.loads(queued.stdout)
+    assert made == {"sweep": 1, "runs": [1, 2, 3]}
+    runs = runs_json(tmp_path)
+    assert {run["status"] for run in runs} == {"queued"}
+    assert {run["sweep"] for run in runs} == {1}
+
+    moved = cli("queue", "--first", "3", "--json", cwd=tmp_path)
+    assert [run["id"] for run in json.loads(moved.stdout)] == [3, 1, 2]
+
+    worker = cli("worker", "--devices", "cpu", cwd=tmp_path)
+    assert worker.returncode == 0, worker.stderr
+    started = [line.split()[1] for line in worker.stdout.splitlines() if "started on cpu" in line]
+    assert started == ["3", "1", "2"]
+    runs = {run["id"]: run for run in runs_json(tmp_path)}
+    assert {run["status"] for run in runs.values()} == {"completed"}
+    assert [runs[i]["spec"]["seed"] for i in (1, 2, 3)] == [1, 2, 3]
+    assert all(run["device"] == "cpu" and run["queue_position"] is None for run in runs.values())
+    assert cli("queue", cwd=tmp_path).stdout.strip() == "the queue is empty"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["worker", "--devices", "cpu,cpu"], "names a device twice"),
+        (["worker", "--devices", "cpu", "--per-device", "0"], "--per-device must be 1 or more"),
+        (["worker", "--devices", "gpu0"], "unknown device 'gpu0'"),
+        (["queue", "--first", "7"], "no run 7"),
+        (["sweep", "--lr", "0.1,fast"], "--lr must be a number"),
+    ],
+)
+def test_bad_queue_commands_get_one_line_and_exit_code_2(tmp_path, args, message):
+    result = cli(*args, cwd=tmp_path)
+    survived = result.returncode == 2 and message in result.stderr
+    record_fault(BAD_INPUT, survived and "Traceback" not in result.stderr)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_two_workers_never_take_the_same_run(tmp_path, tiny_spec_options):
+
+    store = RunStore(tmp_path / "runs.db")
+    ids = [store.create_run(RunSpec.from_dict(tiny_spec_options)) for _ in range(40)]
+    store.enqueue(ids)
+    taken: list[list[int]] = [[], []]
+
+    def take_all(mine: list[int], pid: int) -> None:
+        own = RunStore(tmp_path / "runs.db")  # a worker of its own, on its own connection
+        while (run := own.take_next_queued(pid)) is not None:
+            mine.append(run["id"])
+
+    workers = [threading.Thread(target=take_all, args=(taken[i], 1000 + i)) for i in (0, 1)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join()
+    assert sorted(taken[0] + taken[1]) == ids
+    assert store.queued_runs() == []
+
+
+def test_a_worker_leaves_runs_queued_when_told_to_stop(tmp_path, tiny_spec_options):
+
+    store = RunStore(tmp_path / "runs.db")
+    ids = [store.create_run(RunSpec.from_dict(tiny_spec_options)) for _ in range(2)]
+    store.enqueue(ids)
+    worker = Worker(store, ["cpu"], report=lambda line: None)
+    worker.stopping = True
+    assert worker.step() is False
+    assert [run["id"] for run in store.queued_runs()] == ids
