@@ -42,6 +42,8 @@ class EventFollower:
         run = self.store.run(self.run_id)
         if run is None or run["status"] not in LIVE_STATUSES:
             return run
+        if run["status"] == "queued" and run["pid"] is None:
+            return run  # waiting for its engine (in the queue, or being launched): not dead
         if run["host"] not in (None, socket.gethostname()):
             return run
         alive = process_alive(run["pid"]) if pid_alive is None else pid_alive

@@ -28,6 +28,8 @@ from resnet_tui.launcher import fuse, fusion_of, launch, request_stop, resume
 from resnet_tui.store import LIVE_STATUSES, RunStore, stalled_for
 
 POLL_INTERVAL_S = 0.25
+# How often the app looks in the store for runs started elsewhere (a worker, another shell).
+DISCOVER_INTERVAL_S = 1.0
 
 
 class ResnetApp(App[None]):
@@ -52,13 +54,13 @@ class ResnetApp(App[None]):
 
     def on_mount(self) -> None:
         self.sub_title = str(self.store.path)
-        for run_id in refresh_live_runs(self.store):
-            self.followers[run_id] = EventFollower(self.store, run_id)
+        refresh_live_runs(self.store)
         self.push_screen(self.history)
-        if self.followers:
-            count = len(self.followers)
-            self.notify(f"following {count} live run{'s' if count > 1 else ''} again")
+        found = self.discover_runs()
+        if found:
+            self.notify(f"following {found} live run{'s' if found > 1 else ''} again")
         self.set_interval(POLL_INTERVAL_S, self.poll_runs)
+        self.set_interval(DISCOVER_INTERVAL_S, self.discover_runs)
         self.call_after_refresh(self._take_over_garbage_collection)
 
     def _take_over_garbage_collection(self) -> None:
@@ -84,6 +86,24 @@ class ResnetApp(App[None]):
                 f"{binding.action} ({key})",
                 partial(self.run_action, binding.action, active.node),
             )
+
+    def discover_runs(self) -> int:
+        """Follow the running runs the app does not follow yet: those running when it
+        opened, and those started since by another process (`resnet-tui run --detach` in
+        another shell, a queue's worker). Returns how many it found."""
+        found = [
+            run
+            for run in self.store.live_runs()
+            if run["status"] == "running" and run["id"] not in self.followers
+        ]
+        for run in found:
+            self.followers[run["id"]] = EventFollower(self.store, run["id"])
+        if found and self.history.is_mounted:
+            self.history.refresh_runs({run["id"] for run in found})
+            for screen in self.screen_stack:
+                if hasattr(screen, "show_run_tabs"):
+                    screen.show_run_tabs()
+        return len(found)
 
     def poll_runs(self) -> None:
         """Apply what each live run wrote since the last tick; notice runs that ended."""

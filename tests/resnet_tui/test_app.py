@@ -19,7 +19,7 @@ from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.app.run_view import RunScreen
 from resnet_tui.follower import EventFollower
-from resnet_tui.launcher import launch, process_alive
+from resnet_tui.launcher import launch, process_alive, start_queued
 from resnet_tui.store import RunStore
 
 TINY = {"arch": "resnet8", "width": 4, "limit": 256, "image_size": 16, "epochs": 2}
@@ -270,6 +270,25 @@ async def test_a_run_started_detached_before_the_app_opened_shows_up_live(store,
         await wait_for(
             pilot, lambda: len(app.screen.query_one("#acc-chart").series.get("val", [])) == 2
         )
+
+
+async def test_queued_runs_wait_and_a_run_a_worker_starts_shows_up_live(store):
+    first, second = (
+        store.create_run(RunSpec.from_dict({**TINY, "device": "cpu", "seed": seed}))
+        for seed in (0, 1)
+    )
+    store.enqueue([first, second])
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause(1.5)  # several polls and a look for new runs
+        assert store.run(first)["status"] == "queued"  # waiting, not taken for dead
+        assert first not in app.followers
+        run = store.take_next_queued(os.getpid())  # what `resnet-tui worker` does
+        start_queued(store, run, "cpu")
+        await wait_for(pilot, lambda: first in app.followers)
+        await wait_for(pilot, lambda: run_status(store, first) == "completed")
+        assert "completed" in str(app.history.query_one("DataTable").get_row(str(first))[2])
+        assert [r["id"] for r in store.queued_runs()] == [second]
 
 
 @pytest.mark.parametrize("choice", ["leave", "stop"])
