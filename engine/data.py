@@ -111,7 +111,13 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
         test = _keep_classes(test, chosen)
         val = _keep_classes(val, chosen) if val is not None else None
         classes = list(spec.classes)
-    if val is None:
+    if spec.fold is not None:
+        # Cross-validation: the training data's folds are drawn the same for every fold
+        # and seed, so K runs of one --folds K hold out K disjoint parts that cover it.
+        held_out = torch.Generator().manual_seed(VAL_HOLD_OUT_SEED)
+        torch.randperm(len(train), generator=generator)
+        train, val = _fold_split(train, spec.folds, spec.fold, held_out)
+    elif val is None:
         held_out = torch.Generator().manual_seed(VAL_HOLD_OUT_SEED)
         # The run's own generator moves past the draw it used to make for the split, so a
         # seed picks the subsets it always picked.
@@ -167,6 +173,15 @@ def _split_off(split: Split, fraction: float, generator: torch.Generator) -> tup
     order = torch.randperm(len(split), generator=generator)
     held = int(round(len(split) * fraction))
     return split.subset(order[held:].sort().values), split.subset(order[:held].sort().values)
+
+
+def _fold_split(
+    split: Split, folds: int, fold: int, generator: torch.Generator
+) -> tuple[Split, Split]:
+    """The training data less fold `fold` of `folds`, and that fold (for validation)."""
+    parts = torch.randperm(len(split), generator=generator).tensor_split(folds)
+    rest = torch.cat([part for index, part in enumerate(parts) if index != fold])
+    return split.subset(rest.sort().values), split.subset(parts[fold].sort().values)
 
 
 def _few_shot(split: Split, per_class: int, classes: int, generator: torch.Generator) -> Split:

@@ -48,6 +48,12 @@ class RunSpec:
         None, "Few-shot: this many training images per class, chosen by the seed."
     )
     val_fraction: float = _option(0.1, "Share of the training data held out for validation.")
+    folds: int | None = _option(
+        None,
+        "Cross-validation: K runs, each validating on one of K folds of the training data and "
+        "training on the rest; the mean and spread of their metrics are reported.",
+    )
+    fold: int | None = _option(None, "Which fold of --folds this run validates on.", internal=True)
     limit: int | None = _option(None, "Train on at most this many images (quick runs).")
     image_size: int | None = _option(None, "Resize images to this many pixels a side.")
     augment: bool = _option(True, "Random crop and flip for natural images and shapes.")
@@ -242,6 +248,10 @@ class RunSpec:
             raise SpecError("--weight-decay must be 0 or more")
         if self.workers is not None and self.workers < 0:
             raise SpecError("--workers must be 0 or more")
+        if self.folds is not None and not 2 <= self.folds <= 20:
+            raise SpecError("--folds must be from 2 to 20, e.g. --folds 5")
+        if self.fold is not None and (self.folds is None or not 0 <= self.fold < self.folds):
+            raise SpecError("a run's fold must be one of its --folds (0 to K-1)")
         if not 0 <= self.val_fraction < 1:
             raise SpecError("--val-fraction must be at least 0 and below 1, e.g. 0.1")
         if not 0 <= self.label_smoothing < 1:

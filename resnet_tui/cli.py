@@ -37,7 +37,7 @@ from resnet_tui.display import (
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop, resume
 from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError, stalled_for
-from resnet_tui.sweeps import Worker, sweep_specs
+from resnet_tui.sweeps import Worker, fold_specs, summary, sweep_specs
 
 try:  # Typer 0.20 and later carry their own copy of Click
     from typer._click import exceptions as click_exceptions
@@ -252,11 +252,68 @@ def _run(
     except SpecError as error:
         raise fail(str(error)) from None
     store = open_store(db)
+    if spec.folds:
+        _run_folds(store, spec, detach, as_json)
+        return
     try:
         run_id, process = launch(store, spec)
     except SpecError as error:
         raise fail(str(error)) from None
     follow_or_detach(store, run_id, process, detach, as_json)
+
+
+def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> None:
+    """`run --folds K`: the K runs queued as one sweep and trained one after another here
+    (or left to a worker with --detach), then the mean and spread of their metrics."""
+    if spec.processes > 1:
+        raise fail("--folds trains one process a fold; leave out --devices and --nproc")
+    try:
+        run_ids, sweep = launcher.queue(store, fold_specs(spec))
+    except SpecError as error:
+        raise fail(str(error)) from None
+    if detach:
+        print(json.dumps({"sweep": sweep, "runs": run_ids}) if as_json else sweep)
+        return
+    report = (lambda line: None) if as_json else console.print
+    worker = Worker(store, [spec.device], report=report, among=run_ids)
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        worker.stopping = True
+        for slot in worker.slots:
+            request_stop((store.run(slot.run_id) or {}).get("pid") if slot.run_id else None)
+        worker.run()
+    assert sweep is not None
+    _print_summary(store, sweep, as_json)
+    runs = store.sweep_runs(sweep)
+    raise typer.Exit(0 if all(run["status"] == "completed" for run in runs) else 1)
+
+
+def _print_summary(store: RunStore, sweep: int, as_json: bool) -> None:
+    rows = summary(store.sweep_runs(sweep))
+    if as_json:
+        print(json.dumps({"sweep": sweep, "settings": rows}))
+        return
+    table = Table(
+        "setting", "completed", "best val acc", "test acc", "time", title=f"sweep {sweep}"
+    )
+
+    def spread(values: dict[str, float] | None, as_time: bool = False) -> str:
+        if values is None:
+            return "-"
+        if as_time:
+            return f"{duration(values['mean'])} ± {duration(values['std'])}"
+        return f"{100 * values['mean']:.1f}% ± {100 * values['std']:.1f}"
+
+    for row in rows:
+        table.add_row(
+            row["setting"],
+            f"{row['completed']}/{row['runs']}",
+            spread(row["best_val_acc"]),
+            spread(row["test_acc"]),
+            spread(row["seconds"], as_time=True),
+        )
+    console.print(table)
 
 
 def _json_and_db_parameters(json_help: str) -> list[inspect.Parameter]:
@@ -825,6 +882,20 @@ def run_worker(
             left = [str(slot.run_id) for slot in worker.slots if slot.run_id is not None]
             console.print(f"left running: {', '.join(left) or 'none'} (`resnet-tui stop ID`)")
             raise typer.Exit(130) from None
+
+
+@app.command("summary")
+def show_summary(
+    sweep: Annotated[int, typer.Argument(help="The sweep's number (`runs --json` has it).")],
+    as_json: JsonOption = False,
+    db: DbOption = None,
+) -> None:
+    """A sweep's results: per setting (its folds together, with --folds), the mean and
+    standard deviation of best val acc, test acc and time over its completed runs."""
+    store = open_store(db)
+    if not store.sweep_runs(sweep):
+        raise fail(f"no sweep {sweep} in {store.path}; `resnet-tui runs --json` shows sweeps")
+    _print_summary(store, sweep, as_json)
 
 
 @app.command("queue")

@@ -383,13 +383,16 @@ class RunStore:
             "ORDER BY queue_position, id"
         )
 
-    def take_next_queued(self, pid: int) -> dict[str, Any] | None:
-        """Take the first queued run for worker `pid` (status `running`, out of the queue),
-        atomically, so that two workers never take the same run; None when none waits."""
+    def take_next_queued(self, pid: int, among: list[int] | None = None) -> dict[str, Any] | None:
+        """Take the first queued run (of the runs `among`, where given) for worker `pid`
+        (status `running`, out of the queue), atomically, so that two workers never take the
+        same run; None when none waits."""
+        only = f" AND id IN ({', '.join('?' for _ in among)})" if among is not None else ""
         with self.write_transaction() as connection:
             row = connection.execute(
-                "SELECT id FROM runs WHERE status = 'queued' AND queue_position IS NOT NULL "
-                "ORDER BY queue_position, id LIMIT 1"
+                "SELECT id FROM runs WHERE status = 'queued' AND queue_position IS NOT NULL"
+                f"{only} ORDER BY queue_position, id LIMIT 1",
+                among or [],
             ).fetchone()
             if row is None:
                 return None
@@ -398,6 +401,10 @@ class RunStore:
                 [pid, row[0]],
             )
         return self.run(row[0])
+
+    def sweep_runs(self, sweep: int) -> list[dict[str, Any]]:
+        """The runs of one sweep, in the order they were made."""
+        return self.query("SELECT * FROM runs WHERE sweep = ? ORDER BY id", [sweep])
 
     def move_to_front(self, run_id: int) -> None:
         """Put a queued run first in line."""

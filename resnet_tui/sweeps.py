@@ -3,10 +3,12 @@ that runs the queue across devices, one run (or N) per device at a time."""
 
 import itertools
 import os
+import re
+import statistics
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.spec import RunSpec, SpecError, normalise_device, spec_options
@@ -17,6 +19,7 @@ from resnet_tui.store import RunStore
 # More runs than this from one sweep is more likely a typo than a plan.
 MOST_RUNS_IN_A_SWEEP = 500
 POLL_INTERVAL_S = 0.5
+FOLD_SUFFIX = re.compile(r" fold \d+/\d+$")
 
 
 def sweep_specs(options: dict[str, Any]) -> list[RunSpec]:
@@ -52,10 +55,54 @@ def sweep_specs(options: dict[str, Any]) -> list[RunSpec]:
         elif varied:
             values["name"] = f"{fixed['name']} {label}"
         try:
-            specs.append(RunSpec.from_dict(values))
+            specs += fold_specs(RunSpec.from_dict(values))
         except SpecError as error:
             raise SpecError(f"{label or 'the run'}: {error}") from None
     return specs
+
+
+def fold_specs(spec: RunSpec) -> list[RunSpec]:
+    """The K runs of a spec with `--folds K`, one a fold, named `... fold k/K`; else the spec."""
+    if spec.folds is None or spec.fold is not None:
+        return [spec]
+    named = spec.display_name
+    return [
+        RunSpec.from_dict(
+            {**asdict(spec), "fold": fold, "name": f"{named} fold {fold + 1}/{spec.folds}"}
+        )
+        for fold in range(spec.folds)
+    ]
+
+
+def group_name(run: dict[str, Any]) -> str:
+    """A run's name without its fold: the setting its folds share."""
+    return FOLD_SUFFIX.sub("", run["name"] or "")
+
+
+def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per setting of a sweep (its folds together): how many runs completed, and the mean,
+    standard deviation, min and max of best val acc, test acc and seconds."""
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(group_name(run), []).append(run)
+    rows = []
+    for name, members in groups.items():
+        done = [run for run in members if run["status"] == "completed"]
+        row: dict[str, Any] = {"setting": name, "runs": len(members), "completed": len(done)}
+        for metric in ("best_val_acc", "test_acc", "seconds"):
+            values = [run[metric] for run in done if run[metric] is not None]
+            row[metric] = (
+                {
+                    "mean": statistics.fmean(values),
+                    "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+                    "min": min(values),
+                    "max": max(values),
+                }
+                if values
+                else None
+            )
+        rows.append(row)
+    return rows
 
 
 @dataclass
@@ -80,7 +127,9 @@ class Worker:
         per_device: int = 1,
         wait: bool = False,
         report: Callable[[str], None] = print,
+        among: list[int] | None = None,
     ) -> None:
+        """`among`: run only these queued runs (a `run --folds`), not the whole queue."""
         if per_device < 1:
             raise SpecError("--per-device must be 1 or more")
         names = [normalise_device(name) for name in devices if name.strip()]
@@ -93,6 +142,7 @@ class Worker:
         self.wait = wait
         self.report = report
         self.stopping = False
+        self.among = among
         self.finished: list[int] = []
 
     def step(self) -> bool:
@@ -113,7 +163,7 @@ class Worker:
             time.sleep(POLL_INTERVAL_S)
 
     def _start_next(self, slot: Slot) -> bool:
-        run = self.store.take_next_queued(os.getpid())
+        run = self.store.take_next_queued(os.getpid(), self.among)
         if run is None:
             return False
         try:

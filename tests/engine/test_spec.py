@@ -39,8 +39,9 @@ def test_every_option_has_help_and_the_defaults_are_the_dataclass_defaults():
     assert [name for name, *_ in options][:2] == ["name", "arch"]
     assert all(help_text for *_, help_text in options)
     defaults = json.loads(RunSpec().to_json())
-    # Set by resnet-tui from the store, not users' options:
+    # Set by resnet-tui (from the store, or for one fold of --folds), not users' options:
     assert defaults.pop("init_checkpoint") is None and defaults.pop("teacher_checkpoints") is None
+    assert defaults.pop("fold") is None
     assert {name: default for name, _, default, _ in options} == defaults
 
 

@@ -6,9 +6,10 @@ import threading
 
 import pytest
 
+from engine import catalog
 from engine.spec import RunSpec, SpecError
 from resnet_tui.store import RunStore
-from resnet_tui.sweeps import MOST_RUNS_IN_A_SWEEP, Worker, sweep_specs
+from resnet_tui.sweeps import MOST_RUNS_IN_A_SWEEP, Worker, summary, sweep_specs
 from tests.conftest import record_fault
 from tests.resnet_tui.command import cli, runs_json
 from tests.resnet_tui.test_cli import BAD_INPUT, TINY
@@ -81,6 +82,9 @@ def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_pat
         (["worker", "--devices", "gpu0"], "unknown device 'gpu0'"),
         (["queue", "--first", "7"], "no run 7"),
         (["sweep", "--lr", "0.1,fast"], "--lr must be a number"),
+        (["run", "--folds", "1"], "--folds must be from 2 to 20"),
+        (["run", "--folds", "2", "--nproc", "2", "--device", "cpu"], "one process a fold"),
+        (["summary", "4"], "no sweep 4"),
     ],
 )
 def test_bad_queue_commands_get_one_line_and_exit_code_2(tmp_path, args, message):
@@ -121,3 +125,59 @@ def test_a_worker_leaves_runs_queued_when_told_to_stop(tmp_path, tiny_spec_optio
     worker.stopping = True
     assert worker.step() is False
     assert [run["id"] for run in store.queued_runs()] == ids
+
+
+def test_folds_validate_on_disjoint_parts_that_cover_the_training_data():
+    from engine.data import load_dataset
+
+    def images(split) -> set[bytes]:
+        return {image.numpy().tobytes() for image in split.images}
+
+    bundles = [
+        load_dataset(RunSpec.from_dict({"folds": 3, "fold": fold, "image_size": 16}))
+        for fold in range(3)
+    ]
+    held_out = [images(bundle.val) for bundle in bundles]
+    for first, second in [(0, 1), (0, 2), (1, 2)]:
+        assert not held_out[first] & held_out[second]
+    everything = held_out[0] | held_out[1] | held_out[2]
+    assert images(bundles[0].train) | held_out[0] == everything
+    size = catalog.DATASETS["shapes"].train_size
+    assert len(everything) == len(bundles[0].train) + len(bundles[0].val) == size
+
+
+def test_a_sweep_with_folds_is_summarised_per_setting():
+    specs = sweep_specs({"lr": "0.1,0.01", "folds": 2})
+    assert [s.name for s in specs] == [
+        "lr=0.1 fold 1/2",
+        "lr=0.1 fold 2/2",
+        "lr=0.01 fold 1/2",
+        "lr=0.01 fold 2/2",
+    ]
+    assert [s.fold for s in specs] == [0, 1, 0, 1]
+    runs = [
+        {"name": s.name, "status": "completed", "best_val_acc": acc, "test_acc": acc, "seconds": 10}
+        for s, acc in zip(specs, (0.5, 0.7, 0.2, 0.4), strict=True)
+    ]
+    rows = summary(runs)
+    assert [row["setting"] for row in rows] == ["lr=0.1", "lr=0.01"]
+    assert rows[0]["test_acc"]["mean"] == pytest.approx(0.6)
+    assert rows[0]["test_acc"]["std"] == pytest.approx(0.1414, abs=1e-3)
+    assert rows[1]["completed"] == 2
+
+
+def test_run_with_folds_trains_each_fold_and_reports_mean_and_spread(tmp_path):
+    result = cli("run", *TINY, "--epochs", "1", "--folds", "2", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    [setting] = report["settings"]
+    assert setting["completed"] == 2 and setting["setting"] == "resnet8 on shapes"
+    low, high = setting["test_acc"]["min"], setting["test_acc"]["max"]
+    assert low <= setting["test_acc"]["mean"] <= high
+    runs = sorted(runs_json(tmp_path), key=lambda run: run["id"])
+    names = [run["name"] for run in runs]
+    assert names == ["resnet8 on shapes fold 1/2", "resnet8 on shapes fold 2/2"]
+    assert [run["spec"]["fold"] for run in runs] == [0, 1]
+    assert {run["sweep"] for run in runs} == {report["sweep"]}
+    table = cli("summary", str(report["sweep"]), cwd=tmp_path)
+    assert "2/2" in table.stdout and "±" in table.stdout
