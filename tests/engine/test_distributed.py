@@ -105,7 +105,7 @@ def test_two_processes_follow_the_curve_of_one(tmp_path):
 def test_a_stop_reaches_every_rank_and_the_run_resumes_on_both(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
-    spec = RunSpec.from_dict({**TWINS, "limit": None, "epochs": 3, "nproc": 2})
+    spec = RunSpec.from_dict({**TWINS, "limit": 4096, "epochs": 3, "nproc": 2})
     (folder / "spec.json").write_text(spec.to_json())
     events_path = folder / "events.jsonl"
     with open(folder / "engine.log", "wb") as log:

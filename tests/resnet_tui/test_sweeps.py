@@ -52,24 +52,24 @@ def test_a_bad_sweep_is_refused_before_any_run_is_made(options, message):
 
 
 def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_path):
-    queued = cli("sweep", *TINY, "--epochs", "1", "--seed", "1,2,3", "--json", cwd=tmp_path)
+    queued = cli("sweep", *TINY, "--epochs", "1", "--seed", "1,2", "--json", cwd=tmp_path)
     assert queued.returncode == 0, queued.stderr
     made = json.loads(queued.stdout)
-    assert made == {"sweep": 1, "runs": [1, 2, 3]}
+    assert made == {"sweep": 1, "runs": [1, 2]}
     runs = runs_json(tmp_path)
     assert {run["status"] for run in runs} == {"queued"}
     assert {run["sweep"] for run in runs} == {1}
 
-    moved = cli("queue", "--first", "3", "--json", cwd=tmp_path)
-    assert [run["id"] for run in json.loads(moved.stdout)] == [3, 1, 2]
+    moved = cli("queue", "--first", "2", "--json", cwd=tmp_path)
+    assert [run["id"] for run in json.loads(moved.stdout)] == [2, 1]
 
     worker = cli("worker", "--devices", "cpu", cwd=tmp_path)
     assert worker.returncode == 0, worker.stderr
     started = [line.split()[1] for line in worker.stdout.splitlines() if "started on cpu" in line]
-    assert started == ["3", "1", "2"]
+    assert started == ["2", "1"]
     runs = {run["id"]: run for run in runs_json(tmp_path)}
     assert {run["status"] for run in runs.values()} == {"completed"}
-    assert [runs[i]["spec"]["seed"] for i in (1, 2, 3)] == [1, 2, 3]
+    assert [runs[i]["spec"]["seed"] for i in (1, 2)] == [1, 2]
     assert all(run["device"] == "cpu" and run["queue_position"] is None for run in runs.values())
     assert cli("queue", cwd=tmp_path).stdout.strip() == "the queue is empty"
 
