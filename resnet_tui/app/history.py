@@ -161,7 +161,7 @@ class HistoryScreen(Screen[None]):
             if run is None or str(run_id) not in table.rows:
                 continue
             for (key, _), cell in zip(COLUMNS, self._cells(run), strict=True):
-                table.update_cell(str(run_id), key, cell)
+                table.update_cell(str(run_id), key, cell, update_width=True)
 
     def selected_run_id(self) -> int | None:
         table = self.query_one(DataTable)

@@ -287,7 +287,11 @@ async def test_queued_runs_wait_and_a_run_a_worker_starts_shows_up_live(store):
         start_queued(store, run, "cpu")
         await wait_for(pilot, lambda: first in app.followers)
         await wait_for(pilot, lambda: run_status(store, first) == "completed")
-        assert "completed" in str(app.history.query_one("DataTable").get_row(str(first))[2])
+        table = app.history.query_one("DataTable")
+        assert "completed" in str(table.get_row(str(first))[2])
+        await pilot.pause()
+        # the column grew from "queued" to hold "completed", not cut to "comple"
+        assert table.columns["status"].content_width >= len("completed")
         assert [r["id"] for r in store.queued_runs()] == [second]
 
 
