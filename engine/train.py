@@ -352,6 +352,11 @@ class Trainer:
         self.forward = torch.compile(ddp) if self.spec.compile else ddp
 
     @property
+    def processes(self) -> int:
+        """How many processes train this run: 1, or its ranks."""
+        return self.ranks.world if self.ranks else 1
+
+    @property
     def writes(self) -> bool:
         """Whether this process reports: the only one, or rank 0 of several."""
         return self.ranks is None or self.ranks.main
@@ -474,7 +479,7 @@ class Trainer:
             steps_per_epoch=self.steps_per_epoch,
             epochs=self.spec.epochs,
             init=self.init_report.as_event(),
-            processes=self.ranks.world if self.ranks else 1,
+            processes=self.processes,
             resumed_from_epoch=self.first_epoch - 1,
             best_val_acc=self.best_val_acc if self.best_val_acc >= 0 else None,
             distillation=self._distillation_info(),
@@ -536,7 +541,6 @@ class Trainer:
         distilling, the means of the loss's parts (`ce_loss`, `kd_loss`)."""
         self.model.train()
         set_batchnorm_modes(self.model, self.trainable, self.spec.bn)
-        processes = self.ranks.world if self.ranks else 1
         loss_sum = torch.zeros((), device=self.device)
         parts_sum = torch.zeros(2, device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -580,7 +584,7 @@ class Trainer:
                     steps=self.steps_per_epoch,
                     global_step=self.step,
                     loss=running_loss,
-                    samples_per_s=window_seen * processes / max(now - window_start, 1e-9),
+                    samples_per_s=window_seen * self.processes / max(now - window_start, 1e-9),
                     lr=self.optimizer.param_groups[0]["lr"],
                     **self._loss_parts(parts_sum, seen),
                 )

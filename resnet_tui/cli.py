@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -340,11 +341,26 @@ def _json_and_db_parameters(json_help: str) -> list[inspect.Parameter]:
     ]
 
 
-def _make_run_command() -> None:
-    def run_command(**kwargs: Any) -> None:
-        _run(**kwargs)
+def _command_from_parameters(
+    name: str, work: Callable[..., None], parameters: list[inspect.Parameter], doc: str
+) -> None:
+    """Register `resnet-tui NAME` with options built at run time (one per spec field):
+    Typer reads them from the function's signature."""
 
-    extra = [
+    def command(**kwargs: Any) -> None:
+        work(**kwargs)
+
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = doc
+    app.command(name)(command)
+
+
+_command_from_parameters(
+    "run",
+    _run,
+    [
+        *_spec_parameters(),
         inspect.Parameter(
             "config_file",
             inspect.Parameter.KEYWORD_ONLY,
@@ -368,18 +384,10 @@ def _make_run_command() -> None:
             annotation=bool,
         ),
         *_json_and_db_parameters("Print the events as JSON lines instead of progress bars."),
-    ]
-    parameters = _spec_parameters() + extra
-    run_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    run_command.__annotations__ = {p.name: p.annotation for p in parameters}
-    run_command.__doc__ = (
-        "Train one run and show its progress; exit 0 when it completes. "
-        "With no options: a ResNet-8 on the built-in shapes dataset, under a minute on a CPU."
-    )
-    app.command("run")(run_command)
-
-
-_make_run_command()
+    ],
+    "Train one run and show its progress; exit 0 when it completes. "
+    "With no options: a ResNet-8 on the built-in shapes dataset, under a minute on a CPU.",
+)
 
 
 def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
@@ -831,23 +839,17 @@ def _sweep(db: Path | None, as_json: bool, **options: Any) -> None:
     )
 
 
-def _make_sweep_command() -> None:
-    def sweep_command(**kwargs: Any) -> None:
-        _sweep(**kwargs)
-
-    extra = _json_and_db_parameters("Print the sweep and its run ids as JSON.")
-    parameters = _spec_parameters(listed=True) + extra
-    sweep_command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
-    sweep_command.__annotations__ = {p.name: p.annotation for p in parameters}
-    sweep_command.__doc__ = (
-        "Queue one run for every combination of the options given as lists, e.g. "
-        "`--arch resnet20,resnet56 --freeze head,full --lr 0.1,0.01` (8 runs), as one sweep; "
-        "`resnet-tui worker` runs the queue."
-    )
-    app.command("sweep")(sweep_command)
-
-
-_make_sweep_command()
+_command_from_parameters(
+    "sweep",
+    _sweep,
+    [
+        *_spec_parameters(listed=True),
+        *_json_and_db_parameters("Print the sweep and its run ids as JSON."),
+    ],
+    "Queue one run for every combination of the options given as lists, e.g. "
+    "`--arch resnet20,resnet56 --freeze head,full --lr 0.1,0.01` (8 runs), as one sweep; "
+    "`resnet-tui worker` runs the queue.",
+)
 
 
 @app.command("worker")
