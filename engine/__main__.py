@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from engine.distributed import Ranks, supervise
 
-    if spec.processes > 1 and Ranks.from_environment() is None:
+    if spec.world > 1 and Ranks.from_environment() is None:
         rank_args = ["run", "--spec", str(args.spec), "--events", str(args.events)]
         rank_args += ["--run-dir", str(run_dir)] + (["--resume"] if args.resume else [])
         return supervise(spec, rank_args, args.events, run_dir, stop)

@@ -1,12 +1,16 @@
 """Training on several processes with PyTorch's own engine: torchrun starts the ranks, DDP
 keeps their weights equal, and a supervisor reports the run's end whichever rank failed.
 
-`python -m engine run` on a spec with `--devices` or `--nproc` becomes the supervisor: it
-starts `torchrun --standalone`, which starts one `python -m engine run` a rank. Rank 0 alone
-writes events and checkpoints; each rank sees its share of every global batch. A rank that
-fails writes what went wrong to `ranks/rank-N-error.json` in the run folder instead of the
-event log; when torchrun has ended, the supervisor puts the first failure in the log as the
-run's `error`, so the rank that broke is named rather than the peers its death stopped.
+`python -m engine run` on a spec with `--devices`, `--nproc` or `--nnodes` becomes the
+supervisor: it starts torchrun (`--standalone` on one machine; with `--nnodes`, a rendezvous
+at `--rdzv-endpoint` that the other machines' supervisors join), which starts one
+`python -m engine run` a rank. Each machine's first rank writes that machine's event log and
+checkpoints (the ranks' metrics are reduced over all of them, so every machine's record is
+the whole run's, and any machine can resume it); each rank sees its share of every global
+batch. A rank that fails writes what went wrong to `ranks/rank-N-error.json` in the run
+folder instead of the event log; when torchrun has ended, the supervisor puts the first
+failure in the log as the run's `error`, so the rank that broke is named rather than the
+peers its death stopped.
 """
 
 import contextlib
@@ -32,6 +36,9 @@ STOP_CHECK_STEPS = 8
 # the process a stop is sent to, and the one that outlives the ranks to report their end.
 SUPERVISOR_PID = "RESNET_TUI_SUPERVISOR_PID"
 _PR_SET_PDEATHSIG = 1
+# The machines of one run meet under this name at their endpoint (torchrun --rdzv-id); the
+# endpoint's port tells runs apart.
+RENDEZVOUS_ID = "resnet-tui"
 
 
 @dataclass(frozen=True)
@@ -42,10 +49,13 @@ class Ranks:
     world: int
     local_rank: int
     local_world: int
+    node: int = 0
+    nodes: int = 1
 
     @property
-    def main(self) -> bool:
-        return self.rank == 0
+    def writes(self) -> bool:
+        """Whether this rank keeps its machine's record of the run: events, checkpoints."""
+        return self.local_rank == 0
 
     @classmethod
     def from_environment(cls) -> "Ranks | None":
@@ -57,6 +67,8 @@ class Ranks:
             world=int(os.environ["WORLD_SIZE"]),
             local_rank=int(os.environ["LOCAL_RANK"]),
             local_world=int(os.environ["LOCAL_WORLD_SIZE"]),
+            node=int(os.environ.get("GROUP_RANK", 0)),
+            nodes=int(os.environ.get("GROUP_WORLD_SIZE", 1)),
         )
 
     def device_name(self, spec: RunSpec) -> str:
@@ -124,7 +136,7 @@ def gathered(tensor: Any) -> Any:
 class RankFailures:
     """Where a rank's failure goes: its own file, for the supervisor to report. Stands in for
     the event log in `train.report_failures`; everything but an error passes through to
-    `events` (rank 0's log, or nothing on the other ranks)."""
+    `events` (the log of a machine's first rank, or nothing on the others)."""
 
     def __init__(self, path: Path, events: "EventWriter | NoEvents") -> None:
         self.path = path
@@ -143,7 +155,8 @@ class RankFailures:
 
 
 class NoEvents:
-    """The event log of a rank other than 0: DDP keeps the ranks in step, rank 0 speaks."""
+    """The event log of a machine's ranks but its first: DDP keeps the ranks in step, and
+    one rank a machine speaks."""
 
     def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
         return {"type": event_type, **payload}
@@ -159,12 +172,18 @@ class NoEvents:
 
 
 def torchrun_command(spec: RunSpec, engine_args: list[str]) -> list[str]:
-    """torchrun on this machine with one process per rank, each running `engine_args`."""
+    """torchrun with one process per rank of this machine, each running `engine_args`: on
+    its own (`--standalone`), or meeting the run's other machines at its rendezvous."""
+    if spec.nodes > 1:
+        where = ["--nnodes", str(spec.nodes), "--rdzv-backend", "c10d"]
+        where += ["--rdzv-endpoint", str(spec.rdzv_endpoint), "--rdzv-id", RENDEZVOUS_ID]
+    else:
+        where = ["--standalone"]
     return [
         sys.executable,
         "-m",
         "torch.distributed.run",
-        "--standalone",
+        *where,
         "--nproc-per-node",
         str(spec.processes),
         "--max-restarts",
@@ -185,7 +204,7 @@ def supervise(
     spec: RunSpec, engine_args: list[str], events_path: Path, run_dir: Path, stop: StopRequest
 ) -> int:
     """Start the ranks through torchrun, pass a stop on to them, and see that the event log
-    ends with the run's end: rank 0's `finished`, else the first rank's failure."""
+    ends with the run's end: the first rank's `finished`, else the earliest rank's failure."""
     began = time.time()
     if stop.requested:
         _report(events_path, ev.FINISHED, status="stopped", seconds=0.0)
@@ -203,13 +222,14 @@ def supervise(
             process.send_signal(signal.SIGTERM)  # torchrun passes it to every rank
             forwarded = True
         time.sleep(0.1)
-    return _conclude(events_path, run_dir, began, process.returncode)
+    return conclude(spec, events_path, run_dir, began, process.returncode)
 
 
-def _conclude(events_path: Path, run_dir: Path, began: float, exit_code: int) -> int:
+def conclude(spec: RunSpec, events_path: Path, run_dir: Path, began: float, exit_code: int) -> int:
     """The supervisor's exit code, writing the run's error if no rank wrote its end."""
     events, _ = read_events(events_path, 0)
-    for event in reversed([e for e in events if e["t"] >= began - 1]):
+    since = [e for e in events if e["t"] >= began - 1]
+    for event in reversed(since):
         if event["type"] == ev.FINISHED:
             return 0 if event["status"] == "completed" else 3
         if event["type"] == ev.ERROR:
@@ -227,6 +247,15 @@ def _conclude(events_path: Path, run_dir: Path, began: float, exit_code: int) ->
         _, rank, first = min(failures, key=lambda item: item[0])
         message = first["message"] if len(failures) == 1 else f"rank {rank}: {first['message']}"
         _report(events_path, ev.ERROR, kind=first["kind"], message=message, hint=first["hint"])
+    elif spec.nodes > 1 and not any(event["type"] == ev.STARTED for event in since):
+        _report(
+            events_path,
+            ev.ERROR,
+            kind="bad_input",
+            message=f"the {spec.nodes} machines did not all meet at {spec.rdzv_endpoint}",
+            hint=f"start the same command on each of the {spec.nodes} machines within ten "
+            "minutes, with an endpoint every one of them can reach (see engine.log)",
+        )
     else:
         _report(
             events_path,

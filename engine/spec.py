@@ -116,6 +116,16 @@ class RunSpec:
         "...), with --device cpu each on its share of the cores.",
     )
     sync_bn: bool = _option(False, "DDP: BatchNorm statistics over the global batch (SyncBN).")
+    nnodes: int | None = _option(
+        None,
+        "Machines the run spans (torchrun --nnodes): start the same command on each, with "
+        "--rdzv-endpoint; each keeps the run's events and checkpoints in its own store.",
+    )
+    rdzv_endpoint: str | None = _option(
+        None,
+        "host:port where the machines of a run with --nnodes meet (torchrun rendezvous), "
+        "e.g. node0:29500: a machine of the run, and a port free on it.",
+    )
     optimizer: str = _option("adamw", "adamw, sgd or adam.")
     lr: float | None = _option(
         None, "Peak learning rate (default: 5e-3 for adamw, 0.1 for sgd, 1e-3 for adam)."
@@ -299,28 +309,68 @@ class RunSpec:
                 "--nproc needs --device cuda (one GPU a process), cpu or auto; "
                 "for chosen GPUs give --devices cuda:0,cuda:1"
             )
-        if self.sync_bn and self.processes == 1:
+        self._validate_nodes()
+        if self.sync_bn and self.world == 1:
             raise SpecError("--sync-bn is for several processes; add --devices or --nproc")
         if self.sync_bn and self.device == "cpu":
             raise SpecError("--sync-bn needs CUDA devices: PyTorch's SyncBatchNorm runs on GPUs")
-        if self.batch_size % self.processes:
+        if self.batch_size % self.world:
             raise SpecError(
                 f"--batch-size {self.batch_size} is the global batch and must split evenly "
-                f"across {self.processes} processes, e.g. --batch-size "
-                f"{self.processes * max(1, self.batch_size // self.processes)}"
+                f"across {self.world} processes, e.g. --batch-size "
+                f"{self.world * max(1, self.batch_size // self.world)}"
             )
+
+    def _validate_nodes(self) -> None:
+        """Check --nnodes and --rdzv-endpoint: both or neither, the endpoint as host:port."""
+        if self.nnodes is not None:
+            _positive("nnodes", self.nnodes)
+        if self.nodes > 1 and not self.rdzv_endpoint:
+            raise SpecError(
+                f"--nnodes {self.nnodes} needs --rdzv-endpoint HOST:PORT, where the machines "
+                "meet, e.g. --rdzv-endpoint node0:29500"
+            )
+        if self.rdzv_endpoint is None:
+            return
+        if self.nodes == 1:
+            raise SpecError("--rdzv-endpoint is for a run on several machines; add --nnodes N")
+        host, _, port = self.rdzv_endpoint.strip().rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SpecError(
+                f"--rdzv-endpoint {self.rdzv_endpoint!r} is not HOST:PORT; write e.g. node0:29500"
+            )
+        self.rdzv_endpoint = f"{host}:{int(port)}"
+
+    def on_one_device(self, device: str) -> "RunSpec":
+        """This spec trained on `device` alone: a run on several devices or machines goes on
+        in one process (a worker's device, or `resume --device`)."""
+        alone = {"devices": None, "nproc": None, "sync_bn": False, "nnodes": None}
+        return RunSpec.from_dict({**asdict(self), **alone, "rdzv_endpoint": None, "device": device})
 
     @property
     def placement(self) -> str:
-        """Where the run trains, in a word: cuda:0, or cuda:0,cuda:1, or cpu x2."""
+        """Where the run trains, in a word: cuda:0, or cuda:0,cuda:1, or cpu x2, and on how
+        many machines: cuda x8 on 2 nodes."""
         if self.devices and len(self.devices) > 1:
-            return ",".join(self.devices)
-        return f"{self.device} x{self.processes}" if self.processes > 1 else self.device
+            here = ",".join(self.devices)
+        else:
+            here = f"{self.device} x{self.processes}" if self.processes > 1 else self.device
+        return f"{here} on {self.nodes} nodes" if self.nodes > 1 else here
 
     @property
     def processes(self) -> int:
-        """How many training processes the run has: 1, or one per DDP rank."""
+        """How many training processes the run has on each machine: 1, or one per device."""
         return len(self.devices) if self.devices else (self.nproc or 1)
+
+    @property
+    def nodes(self) -> int:
+        """How many machines the run spans."""
+        return self.nnodes or 1
+
+    @property
+    def world(self) -> int:
+        """How many training processes the run has in all (DDP ranks): 1 on one device."""
+        return self.processes * self.nodes
 
     @property
     def peak_lr(self) -> float:

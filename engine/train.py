@@ -358,8 +358,8 @@ class Trainer:
 
     @property
     def writes(self) -> bool:
-        """Whether this process reports: the only one, or rank 0 of several."""
-        return self.ranks is None or self.ranks.main
+        """Whether this process reports: the only one, or its machine's first rank."""
+        return self.ranks is None or self.ranks.writes
 
     def agreed_stop(self) -> bool:
         """Whether to stop now: asked of this process, or on several ranks of any of them."""
@@ -480,6 +480,7 @@ class Trainer:
             epochs=self.spec.epochs,
             init=self.init_report.as_event(),
             processes=self.processes,
+            nodes=self.ranks.nodes if self.ranks else 1,
             resumed_from_epoch=self.first_epoch - 1,
             best_val_acc=self.best_val_acc if self.best_val_acc >= 0 else None,
             distillation=self._distillation_info(),
@@ -661,7 +662,7 @@ class Trainer:
 
     def save(self, epoch: int, improved: bool, elapsed: float) -> None:
         """Write last.pt; when the epoch improved, best.pt becomes the same file. On several
-        ranks, rank 0 writes (their weights are the same)."""
+        ranks, each machine's first rank writes (their weights are the same)."""
         if not self.writes:
             return
         self.checkpoints.mkdir(parents=True, exist_ok=True)
@@ -712,7 +713,7 @@ class Trainer:
     def test(self) -> dict[str, Any]:
         """Test metrics of the best checkpoint."""
         if self.ranks is not None:
-            torch.distributed.barrier()  # rank 0 has written best.pt
+            torch.distributed.barrier()  # this machine's first rank has written best.pt
         best = torch.load(self.checkpoints / "best.pt", map_location=self.device, weights_only=True)
         self.model.load_state_dict(best["model"])
         logits, labels = self.evaluate(self.test_batches)
@@ -748,12 +749,12 @@ def run(
 def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, resume: bool) -> int:
     ranks = Ranks.from_environment()
     writer: EventWriter | NoEvents = (
-        EventWriter(events_path) if ranks is None or ranks.main else NoEvents()
+        EventWriter(events_path) if ranks is None or ranks.writes else NoEvents()
     )
 
     def train() -> int:
         started = time.time()
-        if ranks is None or ranks.main:
+        if ranks is None or ranks.writes:
             keep_sources(spec, run_dir, resume)
         trainer = Trainer(spec, writer, run_dir, stop, ranks=ranks)
         if resume:

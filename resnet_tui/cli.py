@@ -266,8 +266,8 @@ def _run(
 def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> None:
     """`run --folds K`: the K runs queued as one sweep and trained one after another here
     (or left to a worker with --detach), then the mean and spread of their metrics."""
-    if spec.processes > 1:
-        raise fail("--folds trains one process a fold; leave out --devices and --nproc")
+    if spec.world > 1:
+        raise fail("--folds trains one process a fold; leave out --devices, --nproc, --nnodes")
     try:
         run_ids, sweep = launcher.queue(store, fold_specs(spec))
     except SpecError as error:

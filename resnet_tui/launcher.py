@@ -171,8 +171,7 @@ def queue(store: RunStore, specs: list[RunSpec]) -> tuple[list[int], int | None]
 
 def start_queued(store: RunStore, run: dict[str, Any], device: str) -> subprocess.Popen[bytes]:
     """Start a run a worker took from the queue, on `device` (the worker's to give)."""
-    spec = RunSpec.from_json(run["spec"])
-    spec.device, spec.devices, spec.nproc, spec.sync_bn = device, None, None, False
+    spec = RunSpec.from_json(run["spec"]).on_one_device(device)
     run_dir = Path(run["run_dir"])
     write_atomically(run_dir / "spec.json", spec.to_json())
     process = start_engine(run_dir)
@@ -214,9 +213,7 @@ def resume(store: RunStore, run_id: int, device: str | None = None) -> subproces
             "launch it again instead (`a` in the app)"
         )
     if device is not None:
-        spec = RunSpec.from_json(run["spec"])
-        # the run moves to that one device: a run on several goes on in one process
-        spec.device, spec.devices, spec.nproc, spec.sync_bn = device, None, None, False
+        spec = RunSpec.from_json(run["spec"]).on_one_device(device)
         write_atomically(run_dir / "spec.json", spec.to_json())
         store.update(run_id, spec=spec.to_json(), device=spec.placement)
     process = start_engine(run_dir, resume=True)

@@ -1,9 +1,11 @@
 """Runs on two processes (torchrun, DDP on gloo): the same curve as one process, one event
-log, a clean stop, and a failed rank named as the run's error."""
+log, freeze policies and distillation, two machines meeting at a rendezvous, a clean stop,
+and a failed rank named as the run's error."""
 
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from engine import distributed
 from engine.events import read_events
 from engine.spec import RunSpec, SpecError
 
@@ -67,10 +70,19 @@ def epochs_of(events: list[dict]) -> list[dict]:
     return [event for event in events if event["type"] == "epoch_ended"]
 
 
-def test_two_processes_follow_the_curve_of_one(tmp_path):
-    code_one, one = run_engine(tmp_path / "one", TWINS)
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """The twins' run on one process: the curve to follow, and a teacher to distil from."""
+    folder = tmp_path_factory.mktemp("one")
+    code, events = run_engine(folder, TWINS)
+    assert code == 0, (folder / "engine.log").read_text()[-3000:]
+    return folder, events
+
+
+def test_two_processes_follow_the_curve_of_one(tmp_path, one_process):
+    _, one = one_process
     code_two, two = run_engine(tmp_path / "two", {**TWINS, "nproc": 2})
-    assert code_one == 0 and code_two == 0, (tmp_path / "two" / "engine.log").read_text()[-3000:]
+    assert code_two == 0, (tmp_path / "two" / "engine.log").read_text()[-3000:]
 
     started = next(event for event in two if event["type"] == "started")
     assert started["processes"] == 2
@@ -100,6 +112,80 @@ def test_two_processes_follow_the_curve_of_one(tmp_path):
     assert finished["test"]["samples"] == one[-1]["test"]["samples"]  # gathered from both ranks
     assert finished["test"]["top1"] == pytest.approx(one[-1]["test"]["top1"], abs=0.05)
     assert (tmp_path / "two" / "checkpoints" / "best.pt").is_file()
+
+
+def test_a_thawing_policy_and_a_teacher_train_on_two_ranks(tmp_path, one_process):
+    """`gradual` starts with the head alone and thaws a stage an epoch: frozen parameters
+    must stay outside DDP (its unused-parameter check would fail the first backward) and each
+    thaw wraps the model again, on both ranks alike; the teacher runs on every rank."""
+    teacher, _ = one_process
+    options = {
+        **TWINS,
+        "limit": 512,
+        "epochs": 3,
+        "nproc": 2,
+        "freeze": "gradual",
+        "teacher": ["run:1"],
+        "teacher_checkpoints": [str(teacher / "checkpoints" / "best.pt")],
+    }
+    code, events = run_engine(tmp_path / "student", options)
+    assert code == 0, (tmp_path / "student" / "engine.log").read_text()[-3000:]
+    started = next(event for event in events if event["type"] == "started")
+    assert started["processes"] == 2 and started["distillation"]["teachers"] == ["run:1"]
+    thawed = [event["training"] for event in events if event["type"] == "policy"]
+    assert thawed == [["head"], ["stage3", "head"], ["stage2", "stage3", "head"]]
+    assert all(epoch["train_kd_loss"] > 0 for epoch in epochs_of(events))
+    assert events[-1]["type"] == "finished" and events[-1]["status"] == "completed"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_two_machines_meet_at_the_rendezvous_and_each_keeps_the_whole_run(tmp_path):
+    """Two supervisors with --nnodes 2, as two machines would start them (here both on
+    this one, a process each): they meet at the endpoint and train one run of two ranks;
+    each machine's first rank writes its own event log and checkpoints of that run."""
+    options = {
+        **TWINS,
+        "limit": 512,
+        "epochs": 2,
+        "nnodes": 2,
+        "rdzv_endpoint": f"127.0.0.1:{free_port()}",
+    }
+    machines = [tmp_path / "machine-a", tmp_path / "machine-b"]
+    engines = []
+    for folder in machines:
+        folder.mkdir()
+        (folder / "spec.json").write_text(RunSpec.from_dict(options).to_json())
+        log = open(folder / "engine.log", "wb")  # noqa: SIM115 (closed below)
+        engines.append(
+            (subprocess.Popen(engine_command(folder), cwd=ROOT, stdout=log, stderr=log), log)
+        )
+    for engine, log in engines:
+        code = engine.wait(timeout=240)
+        log.close()
+        assert code == 0, (Path(log.name)).read_text()[-3000:]
+    records = [read_events(folder / "events.jsonl", 0)[0] for folder in machines]
+    for events in records:
+        started = next(event for event in events if event["type"] == "started")
+        assert started["processes"] == 2 and started["nodes"] == 2
+        assert events[-1]["type"] == "finished" and events[-1]["status"] == "completed"
+    # the ranks' metrics are reduced over both machines: the two records are one run's
+    first, second = (epochs_of(events) for events in records)
+    assert [e["train_loss"] for e in first] == [e["train_loss"] for e in second]
+    assert [e["val_acc"] for e in first] == [e["val_acc"] for e in second]
+    assert all((folder / "checkpoints" / "last.pt").is_file() for folder in machines)
+
+
+def test_machines_that_never_meet_are_told_so(tmp_path):
+    spec = RunSpec.from_dict({"nnodes": 2, "rdzv_endpoint": "node0:29500"})
+    assert distributed.conclude(spec, tmp_path / "events.jsonl", tmp_path, 0.0, 1) == 1
+    error = read_events(tmp_path / "events.jsonl", 0)[0][-1]
+    assert error["message"] == "the 2 machines did not all meet at node0:29500"
+    assert "start the same command on each of the 2 machines" in error["hint"]
 
 
 def test_a_stop_reaches_every_rank_and_the_run_resumes_on_both(tmp_path):
@@ -171,6 +257,11 @@ def test_a_rank_that_fails_is_named_in_the_runs_error(tmp_path):
         ({"devices": ["cuda:0", "cuda:1"], "nproc": 3}, "disagree"),
         ({"sync_bn": True}, "for several processes"),
         ({"nproc": 2, "device": "cpu", "sync_bn": True}, "needs CUDA devices"),
+        ({"nnodes": 2}, "needs --rdzv-endpoint HOST:PORT"),
+        ({"rdzv_endpoint": "node0:29500"}, "add --nnodes N"),
+        ({"nnodes": 2, "rdzv_endpoint": "node0"}, "is not HOST:PORT"),
+        ({"nnodes": 2, "rdzv_endpoint": "node0:99999"}, "is not HOST:PORT"),
+        ({"nnodes": 3, "rdzv_endpoint": "n:1", "nproc": 2, "batch_size": 64}, "across 6 processes"),
     ],
 )
 def test_bad_process_options_are_refused_with_what_to_do(options, message):
@@ -182,3 +273,16 @@ def test_devices_pick_the_first_as_the_runs_device():
     spec = RunSpec.from_dict({"devices": "cuda:1,cuda:0", "batch_size": 64})
     assert spec.device == "cuda:1" and spec.processes == 2
     assert json.loads(spec.to_json())["devices"] == ["cuda:1", "cuda:0"]
+    assert spec.placement == "cuda:1,cuda:0"
+
+
+def test_a_run_on_several_machines_splits_its_batch_over_all_their_ranks():
+    options = {"nnodes": 2, "rdzv_endpoint": " node0:29500 ", "nproc": 4, "device": "cuda"}
+    spec = RunSpec.from_dict({**options, "batch_size": 256})
+    assert spec.world == 8 and spec.processes == 4 and spec.rdzv_endpoint == "node0:29500"
+    assert spec.placement == "cuda x4 on 2 nodes"
+    command = distributed.torchrun_command(spec, ["run"])
+    assert command[command.index("--nnodes") + 1] == "2"
+    assert command[command.index("--rdzv-endpoint") + 1] == "node0:29500"
+    assert command[command.index("--nproc-per-node") + 1] == "4"
+    assert "--standalone" not in command
