@@ -10,8 +10,10 @@ side is `engine.train.Trainer` as a run uses it: events, metrics, the schedule a
 checkpoint every epoch included. An epoch's time on the engine side runs from one
 `epoch_ended` event to the next, so it holds the checkpoint of the epoch before. The first
 epoch is a warm-up (cuDNN autotuning, compilation) and is left out; each later epoch is one
-repeat, and the table gives their median and min-max. Modes: fp32; bf16 (autocast); bf16
-with channels_last; and those with torch.compile.
+repeat, and the table gives their median and min-max. With `--rounds R` the two sides take
+turns R times (bare, engine, engine, bare, ...), so that a machine whose speed drifts slows
+both alike; the ratio is the median of the rounds' ratios, with their min-max. Modes: fp32;
+bf16 (autocast); bf16 with channels_last; and those with torch.compile.
 """
 
 import argparse
@@ -171,6 +173,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=None, help="default 64 on CPU, 256 on CUDA")
     parser.add_argument("--images", type=int, default=None, help="training images per epoch")
     parser.add_argument("--epochs", type=int, default=4, help="epochs, the first a warm-up")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="turns each side takes, alternating (drift)"
+    )
     parser.add_argument("--out", type=Path, default=None, help="markdown file for the table")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -187,7 +192,12 @@ def main() -> None:
         f"{images // 9:,} validation images an epoch, {args.epochs} epochs of which the first "
         "is a warm-up; "
         "samples/s are training images per second of whole epochs (validation included), "
-        "median of the measured epochs with min-max.",
+        "median of the measured epochs with min-max"
+        + (
+            f"; {args.rounds} rounds taken in turns, the ratio the median of theirs (min-max)."
+            if args.rounds > 1
+            else "."
+        ),
         "",
         "| arch | mode | bare loop samples/s | engine samples/s | engine / bare |",
         "| --- | --- | --- | --- | --- |",
@@ -205,15 +215,34 @@ def main() -> None:
                     **MODES[mode],
                 }
             )
-            bare, bare_spread = summary(bare_epochs(spec, bundle, device), images)
-            engine, engine_spread = summary(engine_epochs(spec, bundle), images)
+            bare_seconds, engine_seconds, ratios = [], [], []
+            for turn in range(args.rounds):
+                sides = ["bare", "engine"] if turn % 2 == 0 else ["engine", "bare"]
+                measured = {
+                    side: bare_epochs(spec, bundle, device)
+                    if side == "bare"
+                    else engine_epochs(spec, bundle)
+                    for side in sides
+                }
+                bare_seconds += measured["bare"]
+                engine_seconds += measured["engine"]
+                ratios.append(
+                    statistics.median(measured["bare"]) / statistics.median(measured["engine"])
+                )
+            bare, bare_spread = summary(bare_seconds, images)
+            engine, engine_spread = summary(engine_seconds, images)
+            ratio = f"{statistics.median(ratios):.3f}"
+            if args.rounds > 1:
+                ratio += f" ({min(ratios):.3f}-{max(ratios):.3f})"
             line = (
                 f"| {arch} | {mode} | {bare:,.0f} ({bare_spread}) | "
-                f"{engine:,.0f} ({engine_spread}) | {engine / bare:.3f} |"
+                f"{engine:,.0f} ({engine_spread}) | {ratio} |"
             )
             print(line, flush=True)
             lines.append(line)
-            results.append({"arch": arch, "mode": mode, "bare": bare, "engine": engine})
+            results.append(
+                {"arch": arch, "mode": mode, "bare": bare, "engine": engine, "ratios": ratios}
+            )
     text = "\n".join(lines) + "\n"
     out = args.out or ROOT / "bench" / f"RESULTS-engine-{device.type}.md"
     shown = [f"--{k} {v}" for k, v in vars(args).items() if v is not None and k != "out"]

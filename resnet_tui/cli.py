@@ -37,8 +37,8 @@ from resnet_tui.display import (
 )
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop, resume
-from resnet_tui.store import SORTABLE, STATUSES, RunStore, StoreError, stalled_for
-from resnet_tui.sweeps import Worker, fold_specs, summary, sweep_specs
+from resnet_tui.store import LIVE_STATUSES, SORTABLE, STATUSES, RunStore, StoreError, stalled_for
+from resnet_tui.sweeps import Worker, fold_specs, spread, summary, sweep_specs
 
 try:  # Typer 0.20 and later carry their own copy of Click
     from typer._click import exceptions as click_exceptions
@@ -266,8 +266,6 @@ def _run(
 def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> None:
     """`run --folds K`: the K runs queued as one sweep and trained one after another here
     (or left to a worker with --detach), then the mean and spread of their metrics."""
-    if spec.world > 1:
-        raise fail("--folds trains one process a fold; leave out --devices, --nproc, --nnodes")
     try:
         run_ids, sweep = launcher.queue(store, fold_specs(spec))
     except SpecError as error:
@@ -298,14 +296,6 @@ def _print_summary(store: RunStore, sweep: int, as_json: bool) -> None:
     table = Table(
         "setting", "completed", "best val acc", "test acc", "time", title=f"sweep {sweep}"
     )
-
-    def spread(values: dict[str, float] | None, as_time: bool = False) -> str:
-        if values is None:
-            return "-"
-        if as_time:
-            return f"{duration(values['mean'])} ± {duration(values['std'])}"
-        return f"{100 * values['mean']:.1f}% ± {100 * values['std']:.1f}"
-
     for row in rows:
         table.add_row(
             row["setting"],
@@ -795,11 +785,11 @@ def remove_runs(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     db: DbOption = None,
 ) -> None:
-    """Delete runs: their rows, metrics and run folders."""
+    """Delete runs: their rows, metrics and run folders; a queued run leaves the queue."""
     store = open_store(db)
     refresh_live_runs(store)
     runs = [_get_run(store, run_id) for run_id in run_ids]
-    live = [str(run["id"]) for run in runs if run["status"] in ("running", "queued")]
+    live = [str(run["id"]) for run in runs if run["status"] in LIVE_STATUSES and not _waits(run)]
     if live:
         raise fail(f"run {', '.join(live)} is still live; stop it first with `resnet-tui stop`")
     if not yes:
@@ -808,11 +798,21 @@ def remove_runs(
             raise fail("rm asks for confirmation; add --yes to delete without asking")
         if not typer.confirm(f"Delete run {names} and its files?"):
             raise typer.Exit(1)
-    store.delete_runs(run_ids)
-    for run in runs:
+    taken = [run for run in runs if _waits(run) and store.cancel_queued(run["id"]) is None]
+    gone = [run for run in runs if run not in taken]
+    store.delete_runs(run["id"] for run in gone)
+    for run in gone:
         if run.get("run_dir"):
             shutil.rmtree(run["run_dir"], ignore_errors=True)
-    console.print(f"deleted {len(runs)} run{'s' if len(runs) != 1 else ''}")
+    console.print(f"deleted {len(gone)} run{'s' if len(gone) != 1 else ''}")
+    if taken:
+        names = ", ".join(str(run["id"]) for run in taken)
+        raise fail(f"a worker took run {names} meanwhile; stop it with `resnet-tui stop {names}`")
+
+
+def _waits(run: dict[str, Any]) -> bool:
+    """Whether a run waits in the queue: no worker has taken it."""
+    return run["status"] == "queued" and run["queue_position"] is not None
 
 
 def _sweep(db: Path | None, as_json: bool, **options: Any) -> None:
@@ -823,6 +823,11 @@ def _sweep(db: Path | None, as_json: bool, **options: Any) -> None:
         specs = sweep_specs(values)
         for spec in specs:
             locate.check_dataset(spec)
+        if any(spec.world > 1 for spec in specs):
+            raise fail(
+                "a queued run trains on the one device a worker gives it; leave out --devices, "
+                "--nproc and --nnodes (`resnet-tui run` trains on several)"
+            )
         store = open_store(db)
         run_ids, sweep = launcher.queue(store, specs)
     except SpecError as error:

@@ -287,7 +287,8 @@ class RunStore:
     ) -> list[dict[str, Any]]:
         """Runs matching the filters, sorted in SQL (only known column names are accepted).
 
-        `text` keeps runs with it in their id, name, status, arch, dataset, init or policy.
+        `text` keeps runs with it in their id, name, status, arch, dataset, init or policy;
+        `from:N` keeps the runs made from run N, and `sweep:N` the runs of sweep N.
         """
         if sort not in SORTABLE:
             raise ValueError(f"cannot sort by '{sort}'; choose one of {', '.join(SORTABLE)}")
@@ -323,7 +324,11 @@ class RunStore:
                 where.append(f"{column} = ?")
                 args.append(value)
         lineage = re.fullmatch(r"from:(\d+)", text.strip()) if text else None
-        if lineage:  # runs made from run N: N is among their parents or teachers
+        sweep = re.fullmatch(r"sweep:(\d+)", text.strip()) if text else None
+        if sweep:  # the runs of sweep N, found through its index
+            where.append("sweep = ?")
+            args.append(int(sweep.group(1)))
+        elif lineage:  # runs made from run N: N is among their parents or teachers
             where.append(
                 "(EXISTS (SELECT 1 FROM json_each(runs.parents) WHERE value = ?)"
                 " OR EXISTS (SELECT 1 FROM json_each(runs.teachers) WHERE value = ?))"
@@ -406,14 +411,62 @@ class RunStore:
         """The runs of one sweep, in the order they were made."""
         return self.query("SELECT * FROM runs WHERE sweep = ? ORDER BY id", [sweep])
 
-    def move_to_front(self, run_id: int) -> None:
-        """Put a queued run first in line."""
+    def move_to_front(self, run_id: int) -> bool:
+        """Put a queued run first in line; False where it is not in the queue (any more)."""
         with self.write_transaction() as connection:
             first = connection.execute("SELECT min(queue_position) FROM runs").fetchone()[0]
-            connection.execute(
-                "UPDATE runs SET queue_position = ? WHERE id = ? AND status = 'queued'",
+            moved = connection.execute(
+                "UPDATE runs SET queue_position = ? "
+                "WHERE id = ? AND status = 'queued' AND queue_position IS NOT NULL",
                 [(first or 1) - 1, run_id],
+            ).rowcount
+        return moved > 0
+
+    def move_in_queue(self, run_id: int, step: int) -> bool:
+        """Move a queued run one place toward the front (`step` -1) or the back (+1), swapping
+        places with its neighbour in one write, so a worker taking runs meanwhile sees either
+        order, never a mix. False where the run is not in the queue (a worker took it, say)
+        or is at that end of it already. Places are never shared (`enqueue` and
+        `move_to_front` make new ones under the write lock; a swap keeps them), so a swap
+        always changes the order."""
+        if step not in (-1, 1):
+            raise ValueError("a queued run moves one place: step -1 (forward) or 1 (back)")
+        with self.write_transaction() as connection:
+            row = connection.execute(
+                "SELECT queue_position FROM runs "
+                "WHERE id = ? AND status = 'queued' AND queue_position IS NOT NULL",
+                [run_id],
+            ).fetchone()
+            if row is None:
+                return False
+            place = row[0]
+            before, order = ("<", "DESC") if step < 0 else (">", "ASC")
+            neighbour = connection.execute(
+                "SELECT id, queue_position FROM runs "
+                f"WHERE status = 'queued' AND queue_position {before} ? "
+                f"ORDER BY queue_position {order} LIMIT 1",
+                [place],
+            ).fetchone()
+            if neighbour is None:
+                return False
+            connection.execute(
+                "UPDATE runs SET queue_position = ? WHERE id = ?", [neighbour[1], run_id]
             )
+            connection.execute(
+                "UPDATE runs SET queue_position = ? WHERE id = ?", [place, neighbour[0]]
+            )
+        return True
+
+    def cancel_queued(self, run_id: int) -> dict[str, Any] | None:
+        """Take a run out of the queue and out of the store, in one write, while no worker
+        has taken it: returns the run as it was (its folder is the caller's to remove), or
+        None where it is not waiting in the queue (any more)."""
+        with self.write_transaction():
+            run = self.run(run_id)
+            if run is None or run["status"] != "queued" or run["queue_position"] is None:
+                return None
+            self.connection.execute("DELETE FROM runs WHERE id = ?", [run_id])
+        return run
 
     def live_runs(self) -> list[dict[str, Any]]:
         marks = ", ".join("?" for _ in LIVE_STATUSES)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from engine.spec import RunSpec, SpecError, normalise_device, spec_options
+from resnet_tui.display import duration
 from resnet_tui.follower import EventFollower
 from resnet_tui.launcher import start_queued
 from resnet_tui.store import RunStore
@@ -62,9 +63,14 @@ def sweep_specs(options: dict[str, Any]) -> list[RunSpec]:
 
 
 def fold_specs(spec: RunSpec) -> list[RunSpec]:
-    """The K runs of a spec with `--folds K`, one a fold, named `... fold k/K`; else the spec."""
+    """The K runs of a spec with `--folds K`, one a fold, named `... fold k/K`; else the spec.
+    Raises SpecError for folds on several devices: a queued run trains as one process."""
     if spec.folds is None or spec.fold is not None:
         return [spec]
+    if spec.world > 1:
+        raise SpecError(
+            "--folds trains one process a fold; leave out --devices, --nproc and --nnodes"
+        )
     named = spec.display_name
     return [
         RunSpec.from_dict(
@@ -81,7 +87,8 @@ def group_name(run: dict[str, Any]) -> str:
 
 def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per setting of a sweep (its folds together): how many runs completed, and the mean,
-    standard deviation, min and max of best val acc, test acc and seconds."""
+    standard deviation, min and max of best val acc, test acc and seconds over the `n`
+    completed runs that have them (the deviation of one run is given as 0)."""
     groups: dict[str, list[dict[str, Any]]] = {}
     for run in runs:
         groups.setdefault(group_name(run), []).append(run)
@@ -93,6 +100,7 @@ def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             values = [run[metric] for run in done if run[metric] is not None]
             row[metric] = (
                 {
+                    "n": len(values),
                     "mean": statistics.fmean(values),
                     "std": statistics.stdev(values) if len(values) > 1 else 0.0,
                     "min": min(values),
@@ -103,6 +111,32 @@ def summary(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
             )
         rows.append(row)
     return rows
+
+
+def spread(values: dict[str, float] | None, as_time: bool = False) -> str:
+    """A metric of `summary` as its mean and standard deviation, `91.2% ± 1.3` (or
+    `1:05 ± 0:04` for times); the mean alone for one run, `-` for none yet."""
+    if values is None:
+        return "-"
+    if as_time:
+        mean, std = duration(values["mean"]), duration(values["std"])
+    else:
+        mean, std = f"{100 * values['mean']:.1f}%", f"{100 * values['std']:.1f}"
+    return mean if values["n"] < 2 else f"{mean} ± {std}"
+
+
+def best_per_setting(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Of each setting of a sweep (its folds together), the run with the best validation
+    accuracy, chosen on validation and never on test accuracy; settings with no validated
+    run yet are left out."""
+    best: dict[str, dict[str, Any]] = {}
+    for run in runs:
+        if run["best_val_acc"] is None:
+            continue
+        setting = group_name(run)
+        if setting not in best or run["best_val_acc"] > best[setting]["best_val_acc"]:
+            best[setting] = run
+    return list(best.values())
 
 
 @dataclass

@@ -2,12 +2,18 @@
 
 The app never imports torch. Runs it launches are detached engine processes; every quarter
 second it follows the events of each live run into the store and hands the new events to
-the screens that show that run (those with its `run_id`). The run and compare screens, and
-the charting library under them, load when first opened: the history must paint first.
+the screens that show that run (those with its `run_id`), and starts the next fold of a
+cross-validation launched from the form once the one before has ended. The run and compare
+screens, and the charting library under them, load when first opened: the history must
+paint first.
 """
 
+import os
 import shutil
+import time
+from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from functools import partial
 from subprocess import Popen
 from typing import Any
@@ -23,13 +29,35 @@ from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, Qui
 from resnet_tui.app.garbage import YOUNG_EVERY_S, GarbageSchedule
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
+from resnet_tui.app.queue_view import QueueScreen
+from resnet_tui.app.sweep_view import SweepScreen
 from resnet_tui.follower import EventFollower, refresh_live_runs
-from resnet_tui.launcher import fuse, fusion_of, launch, request_stop, resume
+from resnet_tui.launcher import (
+    fuse,
+    fusion_of,
+    launch,
+    queue,
+    request_stop,
+    resume,
+    start_queued,
+)
 from resnet_tui.store import LIVE_STATUSES, RunStore, stalled_for
+from resnet_tui.sweeps import fold_specs, spread, summary
 
 POLL_INTERVAL_S = 0.25
-# How often the app looks in the store for runs started elsewhere (a worker, another shell).
+# How often the app looks in the store for runs started elsewhere (a worker, another shell)
+# and shows the queue or sweep in view afresh.
 DISCOVER_INTERVAL_S = 1.0
+
+
+@dataclass
+class CrossValidation:
+    """The fold runs of a cross-validation launched from the form, which the app trains one
+    after another on `device`, as `resnet-tui run --folds K` does; `current` is training."""
+
+    run_ids: list[int]
+    device: str
+    current: int | None = None
 
 
 class ResnetApp(App[None]):
@@ -51,6 +79,7 @@ class ResnetApp(App[None]):
         self.history = HistoryScreen(store)
         self.stalled: set[int] = set()
         self.garbage = GarbageSchedule()
+        self.cross_validations: dict[int, CrossValidation] = {}  # by sweep
 
     def on_mount(self) -> None:
         self.sub_title = str(self.store.path)
@@ -60,7 +89,7 @@ class ResnetApp(App[None]):
         if found:
             self.notify(f"following {found} live run{'s' if found > 1 else ''} again")
         self.set_interval(POLL_INTERVAL_S, self.poll_runs)
-        self.set_interval(DISCOVER_INTERVAL_S, self.discover_runs)
+        self.set_interval(DISCOVER_INTERVAL_S, self.look_at_the_store)
         self.call_after_refresh(self._take_over_garbage_collection)
 
     def _take_over_garbage_collection(self) -> None:
@@ -105,6 +134,15 @@ class ResnetApp(App[None]):
                     screen.show_run_tabs()
         return len(found)
 
+    def look_at_the_store(self) -> None:
+        """Follow runs started elsewhere, and show the queue or sweep in view as the store
+        has it now (a worker takes runs, another shell queues more or moves them)."""
+        self.discover_runs()
+        if isinstance(self.screen, QueueScreen):
+            self.screen.show_queue()
+        elif isinstance(self.screen, SweepScreen):
+            self.screen.show_sweep()
+
     def poll_runs(self) -> None:
         """Apply what each live run wrote since the last tick; notice runs that ended."""
         changed: set[int] = set()
@@ -131,6 +169,8 @@ class ResnetApp(App[None]):
             for screen in self.screen_stack:
                 if hasattr(screen, "show_run_tabs"):
                     screen.show_run_tabs()
+        if self.cross_validations:
+            self.train_next_folds()
 
     def _stall_changed(self, run: dict[str, Any]) -> bool:
         """Note a live run that fell silent (or spoke again); True when that changed."""
@@ -150,6 +190,12 @@ class ResnetApp(App[None]):
 
     def action_new_run(self) -> None:
         self.push_screen(LaunchScreen())
+
+    def action_show_queue(self) -> None:
+        self.push_screen(QueueScreen(self.store))
+
+    def open_sweep(self, sweep: int) -> None:
+        self.push_screen(SweepScreen(self.store, sweep))
 
     def action_history(self) -> None:
         while len(self.screen_stack) > 2:
@@ -172,12 +218,73 @@ class ResnetApp(App[None]):
         self.push_screen(CompareScreen(self.store, run_ids))
 
     def start_run(self, spec: RunSpec) -> None:
+        if spec.folds:
+            self.start_cross_validation(spec)
+            return
         try:
             run_id, process = launch(self.store, spec)
         except SpecError as error:
             self.notify(str(error), severity="error")
             return
         self._watch_new_run(run_id, process)
+
+    def start_cross_validation(self, spec: RunSpec) -> None:
+        """Queue the K fold runs of `spec` as one sweep and train them here one after
+        another; the sweep's screen shows them, and their mean and spread as they end."""
+        try:
+            run_ids, sweep = queue(self.store, fold_specs(spec))
+        except SpecError as error:
+            self.notify(str(error), severity="error")
+            return
+        assert sweep is not None  # K >= 2 runs are always a sweep
+        self.cross_validations[sweep] = CrossValidation(run_ids, spec.device)
+        self.action_history()
+        self.history.reload()
+        self.open_sweep(sweep)
+        self.notify(
+            f"{spec.folds}-fold cross-validation: runs {run_ids[0]}-{run_ids[-1]} queued as "
+            f"sweep {sweep}, to train one after another"
+        )
+        self.train_next_folds()
+
+    def train_next_folds(self) -> None:
+        """Start the next fold of each cross-validation launched here once the one before
+        has ended. One the user stopped takes no more folds: they wait in the queue."""
+        for sweep, folds in list(self.cross_validations.items()):
+            if folds.current in self.followers:
+                continue
+            ended = None if folds.current is None else self.store.run(folds.current)
+            if ended is not None and ended["status"] == "stopped":
+                del self.cross_validations[sweep]
+                self.notify(
+                    f"run {ended['id']} was stopped, so sweep {sweep}'s other folds wait in "
+                    "the queue (w), for `resnet-tui worker`",
+                    severity="warning",
+                )
+                continue
+            run = self.store.take_next_queued(os.getpid(), among=folds.run_ids)
+            if run is None:
+                del self.cross_validations[sweep]
+                self._cross_validation_done(sweep)
+                continue
+            try:
+                process = start_queued(self.store, run, folds.device)
+            except (OSError, SpecError) as error:
+                self.store.update(run["id"], status="failed", ended_at=time.time())
+                self.notify(f"run {run['id']} could not start: {error}", severity="error")
+                continue
+            folds.current = run["id"]
+            self.processes[run["id"]] = process
+            self.followers[run["id"]] = EventFollower(self.store, run["id"])
+            self.history.refresh_runs({run["id"]})
+
+    def _cross_validation_done(self, sweep: int) -> None:
+        for row in summary(self.store.sweep_runs(sweep)):
+            self.notify(
+                f"sweep {sweep} done, {row['completed']} of {row['runs']} folds completed: "
+                f"val acc {spread(row['best_val_acc'])}, test acc {spread(row['test_acc'])}",
+                timeout=30,
+            )
 
     def _watch_new_run(self, run_id: int, process: Popen[bytes]) -> None:
         """Follow a run just started, list it, and open it."""
@@ -278,7 +385,11 @@ class ResnetApp(App[None]):
 
     async def action_quit(self) -> None:
         live = [run_id for run_id in self.followers]
-        if not live:
+        queued = {run["id"] for run in self.store.queued_runs()}
+        waiting: Counter[str] = Counter()
+        for folds in self.cross_validations.values():
+            waiting[folds.device] += sum(run_id in queued for run_id in folds.run_ids)
+        if not live and not any(waiting.values()):
             self.exit()
             return
 
@@ -289,7 +400,7 @@ class ResnetApp(App[None]):
             if choice in ("stop", "leave"):
                 self.exit()
 
-        self.push_screen(QuitDialog(len(live)), answered)
+        self.push_screen(QuitDialog(len(live), waiting), answered)
 
     def on_unmount(self) -> None:
         """Runs are detached on purpose: leaving the app neither waits for nor kills them."""

@@ -19,6 +19,7 @@ PAGE_SIZE = 200
 COLUMNS = (
     ("id", "id"),
     ("name", "name"),
+    ("sweep", "sweep"),
     ("status", "status"),
     ("arch", "arch"),
     ("dataset", "dataset"),
@@ -51,6 +52,7 @@ def run_cells(run: dict[str, Any]) -> list[Text]:
     plain = [
         str(run["id"]),
         run["name"] or "",
+        str(run["sweep"] or ""),
         None,
         run["arch"] or "",
         run["dataset"] or "",
@@ -78,6 +80,8 @@ class HistoryScreen(Screen[None]):
         Binding("e", "edit_run", "Edit"),
         Binding("c", "compare", "Compare"),
         Binding("f", "fuse", "Fuse"),
+        Binding("g", "open_sweep", "Sweep"),
+        Binding("w", "app.show_queue", "Queue"),
         Binding("slash", "focus_filter", "Filter"),
         Binding("s", "sort_next", "Sort"),
         Binding("r", "reverse", "Reverse"),
@@ -97,7 +101,8 @@ class HistoryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(
-            placeholder="filter: name, arch, dataset, status, tag, or from:N (runs from run N)",
+            placeholder="filter: name, arch, dataset, status, tag, sweep:N, from:N (runs from "
+            "run N)",
             id="filter",
         )
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
@@ -256,6 +261,21 @@ class HistoryScreen(Screen[None]):
             self.app.choose_fusion(list(self.marked))
         elif selected is not None:
             self.app.choose_fusion([selected])
+
+    def action_open_sweep(self) -> None:
+        """The sweep of the run under the cursor: its results per setting, and its runs."""
+        run_id = self.selected_run_id()
+        if run_id is None:
+            return
+        sweep = self.store.run(run_id)["sweep"]
+        if sweep is None:
+            self.notify(
+                f"run {run_id} is not part of a sweep; `resnet-tui sweep` and the launch "
+                "form's Cross-val folds make sweeps",
+                severity="warning",
+            )
+            return
+        self.app.open_sweep(sweep)
 
     def action_edit_run(self) -> None:
         run_id = self.selected_run_id()

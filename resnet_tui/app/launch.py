@@ -12,11 +12,14 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from engine import catalog, locate
 from engine.spec import RunSpec, SpecError
 from resnet_tui.launcher import DevicesUnavailable, list_devices, resolve_init, resolve_teachers
+from resnet_tui.sweeps import fold_specs
 
 FOLDER = "imagefolder"
 
 # Form fields typed as text: (spec option, label).
 TEXT_FIELDS = (
+    ("devices", "Devices (DDP)"),
+    ("nproc", "DDP processes"),
     ("name", "Name"),
     ("epochs", "Epochs"),
     ("batch_size", "Batch size"),
@@ -29,12 +32,16 @@ TEXT_FIELDS = (
     ("kd_alpha", "KD alpha"),
     ("kd_temperature", "KD temperature"),
     ("lwf", "LwF alpha"),
+    ("folds", "Cross-val folds"),
 )
 # What a text field takes, where its default says too little.
 PLACEHOLDERS = {
     "teacher": "run ids to distil from, e.g. 3 or 3,5",
     "classes": "all",
     "lwf": "0: off; 0.5 keeps the --init run's task",
+    "devices": "e.g. cuda:0,cuda:1",
+    "nproc": "1; or e.g. 2",
+    "folds": "off; K runs, e.g. 5",
 }
 
 
@@ -219,6 +226,7 @@ class LaunchScreen(Screen[None]):
             locate.check_dataset(spec)
             resolve_init(self.app.store, spec)
             resolve_teachers(self.app.store, spec)
+            folds = fold_specs(spec)
         except SpecError as error:
             self.spec = None
             problem.update(f"[red]✗ {error}[/]")
@@ -238,6 +246,13 @@ class LaunchScreen(Screen[None]):
                     else ""
                 )
                 + (f"; learning without forgetting (alpha {spec.lwf:g})" if spec.lwf else "")
+                + (f"; DDP on {spec.placement}" if spec.processes > 1 else "")
+                + (
+                    f"; {len(folds)}-fold cross-validation: {len(folds)} runs queued as one "
+                    "sweep and trained here one after another"
+                    if spec.folds
+                    else ""
+                )
             )
         self.query_one("#launch", Button).disabled = self.spec is None
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from PIL import Image
 
 from engine import distributed
@@ -112,6 +113,21 @@ def test_two_processes_follow_the_curve_of_one(tmp_path, one_process):
     assert finished["test"]["samples"] == one[-1]["test"]["samples"]  # gathered from both ranks
     assert finished["test"]["top1"] == pytest.approx(one[-1]["test"]["top1"], abs=0.05)
     assert (tmp_path / "two" / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="NCCL needs two GPUs; CI has none")
+def test_two_gpus_over_nccl_with_syncbn_follow_the_curve_of_one(tmp_path):
+    """The GPU path, where there are two GPUs: NCCL and SyncBatchNorm (the global batch's
+    statistics, so the curve follows one GPU's at least as closely as on the CPU), with AMP
+    and channels_last, the CUDA defaults, on both sides."""
+    code_one, one = run_engine(tmp_path / "gpu", {**TWINS, "device": "cuda:0"})
+    options = {**TWINS, "devices": ["cuda:0", "cuda:1"], "sync_bn": True}
+    code, two = run_engine(tmp_path / "gpus", options)
+    assert code_one == 0 and code == 0, (tmp_path / "gpus" / "engine.log").read_text()[-3000:]
+    assert next(event for event in two if event["type"] == "started")["processes"] == 2
+    for single, double in zip(epochs_of(one), epochs_of(two), strict=True):
+        assert double["train_loss"] == pytest.approx(single["train_loss"], rel=0.05)
+        assert abs(double["val_acc"] - single["val_acc"]) <= 0.05
 
 
 def test_a_thawing_policy_and_a_teacher_train_on_two_ranks(tmp_path, one_process):

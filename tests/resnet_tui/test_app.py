@@ -84,7 +84,7 @@ async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(s
         table = app.screen.query_one("DataTable")
         assert table.row_count == 1
         assert "tiny" in table.get_row(str(run_id))[1]
-        assert "completed" in table.get_row(str(run_id))[2]
+        assert "completed" in table.get_row(str(run_id))[3]
 
 
 async def test_the_form_starts_from_an_earlier_run_and_checks_it_as_you_type(store):
@@ -126,9 +126,9 @@ async def test_sort_and_filter_the_history(store):
         assert [str(table.get_row_at(i)[0]) for i in range(3)] == ["3", "2", "1"]
         history.sort, history.descending = "test_acc", True
         history.reload()
-        assert [str(table.get_row_at(i)[3]) for i in range(3)] == ["plain20", "resnet8", "resnet20"]
+        assert [str(table.get_row_at(i)[4]) for i in range(3)] == ["plain20", "resnet8", "resnet20"]
         await pilot.press("r")
-        assert [str(table.get_row_at(i)[3]) for i in range(3)] == ["resnet20", "resnet8", "plain20"]
+        assert [str(table.get_row_at(i)[4]) for i in range(3)] == ["resnet20", "resnet8", "plain20"]
         await pilot.press("slash")
         await pilot.press(*"resnet")
         await pilot.pause()
@@ -288,7 +288,7 @@ async def test_queued_runs_wait_and_a_run_a_worker_starts_shows_up_live(store):
         await wait_for(pilot, lambda: first in app.followers)
         await wait_for(pilot, lambda: run_status(store, first) == "completed")
         table = app.history.query_one("DataTable")
-        assert "completed" in str(table.get_row(str(first))[2])
+        assert "completed" in str(table.get_row(str(first))[3])
         await pilot.pause()
         # the column grew from "queued" to hold "completed", not cut to "comple"
         assert table.columns["status"].content_width >= len("completed")

@@ -168,3 +168,42 @@ def test_compare(snap_compare, store):
         await charts_drawn(pilot)
 
     assert snap_compare(ResnetApp(store), terminal_size=(160, 48), run_before=compare)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_queue(snap_compare, store, size):
+    swept = [store.create_run(RunSpec(name=f"lr={lr}", lr=lr)) for lr in (0.1, 0.01, 0.001)]
+    store.enqueue(swept)
+    store.enqueue([store.create_run(RunSpec(arch="resnet20", dataset="mnist"))], sweep=False)
+
+    async def open_queue(pilot):
+        await pilot.press("w")
+        await pilot.pause()
+
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_queue)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_sweep(snap_compare, store, size):
+    results = [(0.912, 0.905, "completed"), (0.934, 0.921, "completed"), (None, None, "failed")]
+    results += [(0.871, 0.866, "completed"), (None, None, "queued"), (None, None, "queued")]
+    names = [f"lr={lr} fold {k}/3" for lr in (0.1, 0.01) for k in (1, 2, 3)]
+    ids = [store.create_run(RunSpec(name=name, epochs=8)) for name in names]
+    store.enqueue(ids)
+    for run_id, (val, test, status) in zip(ids, results, strict=True):
+        done = status != "queued"
+        store.update(
+            run_id,
+            status=status,
+            best_val_acc=val,
+            test_acc=test,
+            epochs_done=8 if val else 0,
+            seconds=300.0 + run_id if val else None,
+            queue_position=None if done else store.run(run_id)["queue_position"],
+        )
+
+    async def open_sweep(pilot):
+        pilot.app.open_sweep(1)
+        await pilot.pause()
+
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_sweep)

@@ -202,6 +202,68 @@ def test_a_filter_typed_by_a_user_cannot_inject_sql(store):
     assert store.run(run_id)["name"] == "baseline"  # and the table is still there
 
 
+def test_the_sweep_filter_finds_one_sweep_through_its_index(store):
+    first = [store.create_run(RunSpec()) for _ in range(2)]
+    second = [store.create_run(RunSpec()) for _ in range(3)]
+    store.create_run(RunSpec(name="sweep:2"))  # a name that looks like the filter
+    assert store.enqueue(first) == 1 and store.enqueue(second) == 2
+    assert [r["id"] for r in store.list_runs(text="sweep:2")] == second[::-1]
+    assert store.count_runs(text=" sweep:1 ") == 2
+    assert store.list_runs(text="sweep:3") == []
+    where, args = store._filters(None, None, None, "sweep:2")
+    plan = store.query("EXPLAIN QUERY PLAN SELECT * FROM runs" + where, args)
+    assert "idx_runs_sweep" in plan[0]["detail"]
+
+
+def _queue_order(store: RunStore) -> list[int]:
+    return [run["id"] for run in store.queued_runs()]
+
+
+def test_a_queued_run_moves_one_place_up_or_down(store):
+    ids = [store.create_run(RunSpec()) for _ in range(3)]
+    store.enqueue(ids)
+    first, second, third = ids
+    assert store.move_in_queue(third, -1) is True
+    assert _queue_order(store) == [first, third, second]
+    assert store.move_in_queue(third, -1) is True
+    assert _queue_order(store) == [third, first, second]
+    assert store.move_in_queue(third, -1) is False  # first in line already
+    assert store.move_in_queue(second, 1) is False  # last already
+    assert store.move_in_queue(third, 1) is True
+    assert _queue_order(store) == [first, third, second]
+    places = [run["queue_position"] for run in store.queued_runs()]
+    assert len(set(places)) == 3  # a swap never makes two runs share a place
+    with pytest.raises(ValueError, match="one place"):
+        store.move_in_queue(first, 2)
+
+
+def test_a_run_a_worker_took_is_neither_moved_nor_cancelled(store):
+    ids = [store.create_run(RunSpec()) for _ in range(3)]
+    store.enqueue(ids)
+    taken = store.take_next_queued(pid=4242)
+    assert taken["id"] == ids[0]
+    assert store.move_in_queue(ids[0], 1) is False
+    assert store.move_to_front(ids[0]) is False
+    assert store.cancel_queued(ids[0]) is None
+    assert store.run(ids[0])["status"] == "running" and store.run(ids[0])["queue_position"] is None
+    assert store.move_in_queue(ids[1], -1) is False  # the taken run is no neighbour
+    assert store.move_to_front(ids[2]) is True
+    assert _queue_order(store) == [ids[2], ids[1]]
+
+
+def test_cancelling_a_queued_run_takes_it_out_of_the_queue_and_the_store(store):
+    ids = [store.create_run(RunSpec()) for _ in range(2)]
+    store.enqueue(ids)
+    cancelled = store.cancel_queued(ids[0])
+    assert cancelled["id"] == ids[0] and cancelled["run_dir"]
+    assert store.run(ids[0]) is None
+    assert _queue_order(store) == [ids[1]]
+    assert store.cancel_queued(ids[0]) is None  # gone already
+    launched = store.create_run(RunSpec())  # queued while being launched: not in the queue
+    assert store.cancel_queued(launched) is None and store.move_to_front(launched) is False
+    assert store.run(launched)["queue_position"] is None
+
+
 def test_a_teacher_makes_a_student_show_under_the_from_filter(store):
     teacher = store.create_run(RunSpec())
     student = store.create_run(RunSpec(), teachers=[teacher])

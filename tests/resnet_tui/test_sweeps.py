@@ -52,13 +52,17 @@ def test_a_bad_sweep_is_refused_before_any_run_is_made(options, message):
 
 
 def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_path):
-    queued = cli("sweep", *TINY, "--epochs", "1", "--seed", "1,2", "--json", cwd=tmp_path)
+    queued = cli("sweep", *TINY, "--epochs", "1", "--seed", "1,2,3", "--json", cwd=tmp_path)
     assert queued.returncode == 0, queued.stderr
     made = json.loads(queued.stdout)
-    assert made == {"sweep": 1, "runs": [1, 2]}
+    assert made == {"sweep": 1, "runs": [1, 2, 3]}
     runs = runs_json(tmp_path)
     assert {run["status"] for run in runs} == {"queued"}
     assert {run["sweep"] for run in runs} == {1}
+
+    removed = cli("rm", "3", "--yes", cwd=tmp_path)  # a waiting run leaves the queue
+    assert removed.returncode == 0, removed.stderr
+    assert not (tmp_path / "runs" / "3").exists()
 
     moved = cli("queue", "--first", "2", "--json", cwd=tmp_path)
     assert [run["id"] for run in json.loads(moved.stdout)] == [2, 1]
@@ -84,6 +88,7 @@ def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_pat
         (["sweep", "--lr", "0.1,fast"], "--lr must be a number"),
         (["run", "--folds", "1"], "--folds must be from 2 to 20"),
         (["run", "--folds", "2", "--nproc", "2", "--device", "cpu"], "one process a fold"),
+        (["sweep", "--nproc", "2", "--device", "cpu", "--lr", "0.1,0.2"], "one device a worker"),
         (["summary", "4"], "no sweep 4"),
     ],
 )
