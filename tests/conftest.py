@@ -106,22 +106,6 @@ def no_engine_outlives_its_test(tmp_path: Path):
                 os.kill(int(proc.name), signal.SIGKILL)
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    """On a pytest-xdist worker, hand this process's fault tally to the controller."""
-    worker_output = getattr(session.config, "workeroutput", None)
-    if worker_output is not None:
-        worker_output["faults"] = FAULTS
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: object, error: object) -> None:
-    """In the controller: add a finished worker's fault tally to the table."""
-    for fault, counts in getattr(node, "workeroutput", {}).get("faults", {}).items():
-        tally = FAULTS.setdefault(fault, [0, 0, 0])
-        for place, count in enumerate(counts):
-            tally[place] += count
-
-
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     """End the run with the fault-injection table, where those tests ran."""
     if not FAULTS:

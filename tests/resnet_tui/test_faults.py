@@ -4,7 +4,7 @@ Each kill trial stops the engine of one run with SIGKILL at a random moment afte
 checkpoint, lets the CLI notice, checks that the store holds exactly what the events file
 held before the kill (by replaying the file into a fresh store and comparing), and resumes
 the run, which in the end has exactly one row per epoch. Two engines and two viewers share one
-store for 30 s; four processes migrate one old store at once. The results go into the table
+store for 15 s; four processes migrate one old store at once. The results go into the table
 the suite prints last (tests/conftest.py).
 """
 
@@ -29,7 +29,7 @@ from tests.resnet_tui.command import cli, runs_json
 from tests.resnet_tui.old_stores import back_to_version_one
 from tests.resnet_tui.test_cli import TINY
 
-TRIALS = 10
+TRIALS = 6
 EPOCHS = 1000  # more than the trials get through: the run is stopped after the last one
 KILLED = "engine killed (SIGKILL) at a random moment"
 
@@ -124,7 +124,7 @@ while time.time() < deadline:
     store.list_runs(limit=50)
     time.sleep(0.02)
 """
-SHARED_FOR_S = 30
+SHARED_FOR_S = 15
 SHARED = f"two engines and two viewers on one runs.db, {SHARED_FOR_S} s"
 
 
