@@ -67,6 +67,14 @@ def run_cells(run: dict[str, Any]) -> list[Text]:
     return [status if text is None else Text(text) for text in plain]
 
 
+def run_under_cursor(table: DataTable) -> int | None:
+    """The id of the run in the highlighted row of a table whose rows are keyed by run id."""
+    if table.row_count == 0:
+        return None
+    row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
+    return int(row_key.value)
+
+
 class HistoryScreen(Screen[None]):
     """All runs; Enter opens one, `n` starts a new one."""
 
@@ -169,11 +177,7 @@ class HistoryScreen(Screen[None]):
                 table.update_cell(str(run_id), key, cell, update_width=True)
 
     def selected_run_id(self) -> int | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return int(row_key.value)
+        return run_under_cursor(self.query_one(DataTable))
 
     @on(DataTable.RowHighlighted)
     def load_more_near_the_end(self, event: DataTable.RowHighlighted) -> None:

@@ -11,6 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.dialogs import ConfirmDialog
+from resnet_tui.app.history import run_under_cursor
 from resnet_tui.store import RunStore
 
 # (key, heading) of the queue's columns.
@@ -118,11 +119,7 @@ class QueueScreen(Screen[None]):
             table.move_cursor(row=min(row, len(rows) - 1))
 
     def selected_run_id(self) -> int | None:
-        table = self.query_one(DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return int(row_key.value)
+        return run_under_cursor(self.query_one(DataTable))
 
     def _left_the_queue(self, run_id: int) -> str | None:
         """Why a run cannot be moved or cancelled any more, if it has left the queue."""

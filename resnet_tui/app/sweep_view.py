@@ -9,7 +9,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from resnet_tui.app.history import COLUMNS, run_cells
+from resnet_tui.app.history import COLUMNS, run_cells, run_under_cursor
 from resnet_tui.store import STATUSES, RunStore
 from resnet_tui.sweeps import best_per_setting, spread, summary
 
@@ -97,11 +97,7 @@ class SweepScreen(Screen[None]):
             table.move_cursor(row=min(selected, len(rows) - 1))
 
     def selected_run_id(self) -> int | None:
-        table = self.query_one("#sweep-runs", DataTable)
-        if table.row_count == 0:
-            return None
-        row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-        return int(row_key.value)
+        return run_under_cursor(self.query_one("#sweep-runs", DataTable))
 
     @on(DataTable.RowSelected, "#sweep-runs")
     def open_selected(self, event: DataTable.RowSelected) -> None:
