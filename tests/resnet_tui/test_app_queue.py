@@ -210,9 +210,9 @@ async def test_folds_launched_from_the_form_train_one_after_another_then_summari
         app.screen.query_one("#device").value = "cpu"
         await pilot.pause()
         await pilot.press("ctrl+l")
-        await pilot.pause()
+        await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), timeout=10)
         screen = app.screen
-        assert isinstance(screen, SweepScreen) and screen.sweep == 1
+        assert screen.sweep == 1
         assert [run["name"] for run in store.sweep_runs(1)] == [
             "resnet8 on shapes fold 1/2",
             "resnet8 on shapes fold 2/2",
