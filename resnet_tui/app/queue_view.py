@@ -72,6 +72,8 @@ class QueueScreen(Screen[None]):
         self.store = store
         self.shown: list[list[str]] = []  # the rows in view, to redraw only on a change
         self.title_shown = ""
+        # The app's timer may call show_queue between the push and the mount: no table yet.
+        self.has_columns = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -85,6 +87,7 @@ class QueueScreen(Screen[None]):
         table = self.query_one(DataTable)
         for key, heading in COLUMNS:
             table.add_column(heading, key=key)
+        self.has_columns = True
         self.show_queue()
         table.focus()
 
@@ -94,6 +97,8 @@ class QueueScreen(Screen[None]):
     def show_queue(self) -> None:
         """Show the queue as it is now (the app calls this every second, as workers take
         runs and shells queue more); the cursor stays on its run while it waits."""
+        if not self.has_columns:
+            return
         queued = self.store.queued_runs()
         rows = [queue_cells(place, run) for place, run in enumerate(queued, start=1)]
         plain = [[str(cell) for cell in row] for row in rows]

@@ -35,6 +35,8 @@ class SweepScreen(Screen[None]):
         self.store = store
         self.sweep = sweep
         self.shown: list[list[str]] = []  # the runs' rows in view, to redraw only on a change
+        # The app's timer may call show_sweep between the push and the mount: no tables yet.
+        self.has_columns = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -53,6 +55,7 @@ class SweepScreen(Screen[None]):
         headings = dict(COLUMNS)
         for key in RUN_COLUMNS:
             runs.add_column(headings[key], key=key)
+        self.has_columns = True
         self.show_sweep()
         runs.focus()
 
@@ -62,6 +65,8 @@ class SweepScreen(Screen[None]):
     def show_sweep(self) -> None:
         """Show the sweep as the store has it now (the app calls this every second, so the
         means fill in as its runs finish); nothing is redrawn while nothing changed."""
+        if not self.has_columns:
+            return
         runs = self.store.sweep_runs(self.sweep)
         rows = []
         for run in runs:

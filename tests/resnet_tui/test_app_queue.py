@@ -241,3 +241,19 @@ async def test_folds_launched_from_the_form_train_one_after_another_then_summari
         await pilot.press("escape")
         assert isinstance(app.screen, HistoryScreen)
         assert not app.cross_validations
+
+
+async def test_the_store_is_looked_at_between_a_screens_push_and_its_mount(store):
+    """The app's once-a-second look at the store can fall between pushing the queue or
+    sweep screen and its mount, before it has its tables' columns: it must wait for them."""
+    queued(store, ["a", "b"])
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        app.action_show_queue()
+        app.look_at_the_store()
+        await pilot.pause()
+        assert shown_order(app.screen) == [("1", "1"), ("2", "2")]
+        app.open_sweep(1)
+        app.look_at_the_store()
+        await pilot.pause()
+        assert app.screen.query_one("#sweep-runs").row_count == 2
