@@ -24,7 +24,7 @@ BENCHMARKS = {
     "app": ["app_responsiveness.py"],
     "store": ["store_scale.py"],
     "data": ["data_path.py"],
-    "engine-cpu": ["engine_speed.py", "--device", "cpu", "--epochs", "3", "--rounds", "6"],
+    "engine-cpu": ["engine_speed.py", "--device", "cpu", "--epochs", "3", "--rounds", "10"],
     "engine-cuda": ["engine_speed.py", "--device", "cuda", "--arch", "resnet18,resnet20"],
 }
 RESULT_FILES = {

@@ -13,7 +13,9 @@ epoch is a warm-up (cuDNN autotuning, compilation) and is left out; each later e
 repeat, and the table gives their median and min-max. With `--rounds R` the two sides take
 turns R times (bare, engine, engine, bare, ...), so that a machine whose speed drifts slows
 both alike; the ratio is the median of the rounds' ratios, with their min-max. Modes: fp32;
-bf16 (autocast); bf16 with channels_last; and those with torch.compile.
+bf16 (autocast); bf16 with channels_last; and those with torch.compile. The bare loop takes
+AdamW as torch builds it by default; the engine takes the fused step, one of its own choices
+that the comparison is there to show.
 """
 
 import argparse

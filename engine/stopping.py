@@ -1,9 +1,10 @@
 """Clean stops: SIGINT or SIGTERM sets a flag that the training loop checks after each step.
 
 Installed first thing when the engine starts, before torch loads. The launcher starts the
-engine with these signals blocked (`signals_held`), so one sent before the handlers are in
-place waits and is honoured when `install` unblocks it: a stop asked for the moment a run
-starts stops it cleanly too. A hang-up is ignored: the engine has no terminal to lose.
+engine with these signals and SIGHUP blocked (`signals_held`), so one sent before the
+handlers are in place waits and is honoured when `install` unblocks it: a stop asked for the
+moment a run starts stops it cleanly too. A hang-up is ignored, one that waited included:
+the engine has no terminal to lose.
 """
 
 import signal
@@ -12,6 +13,8 @@ from contextlib import contextmanager
 from typing import Any
 
 _CAUGHT = (signal.SIGINT, signal.SIGTERM)
+# The signals held while an engine starts: the caught ones and the ignored hang-up.
+_HELD = (*_CAUGHT, signal.SIGHUP) if hasattr(signal, "SIGHUP") else _CAUGHT
 
 
 class StopRequest:
@@ -28,7 +31,7 @@ class StopRequest:
         if hasattr(signal, "SIGHUP"):
             self._previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, signal.SIG_IGN)
         if hasattr(signal, "pthread_sigmask"):
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, _CAUGHT)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _HELD)
         return self
 
     def restore(self) -> None:
@@ -44,13 +47,13 @@ class StopRequest:
 
 @contextmanager
 def signals_held() -> Iterator[None]:
-    """Block SIGINT and SIGTERM in this thread while the block lasts, so that a process
-    started inside it begins with them blocked (a child inherits the mask) until its
+    """Block SIGINT, SIGTERM and SIGHUP in this thread while the block lasts, so that a
+    process started inside it begins with them blocked (a child inherits the mask) until its
     `StopRequest.install`. Signals sent to this process meanwhile wait, and arrive after."""
     if not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _CAUGHT)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
     try:
         yield
     finally:

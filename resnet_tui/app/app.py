@@ -29,6 +29,7 @@ from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, Qui
 from resnet_tui.app.garbage import YOUNG_EVERY_S, GarbageSchedule
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
+from resnet_tui.app.live_screen import LiveRunsScreen
 from resnet_tui.app.queue_view import QueueScreen
 from resnet_tui.app.sweep_view import SweepScreen
 from resnet_tui.follower import EventFollower, refresh_live_runs
@@ -138,10 +139,8 @@ class ResnetApp(App[None]):
         """Follow runs started elsewhere, and show the queue or sweep in view as the store
         has it now (a worker takes runs, another shell queues more or moves them)."""
         self.discover_runs()
-        if isinstance(self.screen, QueueScreen):
-            self.screen.show_queue()
-        elif isinstance(self.screen, SweepScreen):
-            self.screen.show_sweep()
+        if isinstance(self.screen, LiveRunsScreen):
+            self.screen.refresh_from_store()
 
     def poll_runs(self) -> None:
         """Apply what each live run wrote since the last tick; notice runs that ended."""

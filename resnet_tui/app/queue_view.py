@@ -4,14 +4,12 @@ import shutil
 from typing import Any
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.dialogs import ConfirmDialog
-from resnet_tui.app.history import run_under_cursor
+from resnet_tui.app.live_screen import LiveRunsScreen
 from resnet_tui.store import RunStore
 
 # (key, heading) of the queue's columns.
@@ -55,7 +53,7 @@ def queue_cells(place: int, run: dict[str, Any]) -> list[Text]:
     return [Text(text) for text in plain]
 
 
-class QueueScreen(Screen[None]):
+class QueueScreen(LiveRunsScreen):
     """The queue as the store has it, kept current; move the highlighted run or cancel it."""
 
     BINDINGS = [
@@ -68,12 +66,8 @@ class QueueScreen(Screen[None]):
     ]
 
     def __init__(self, store: RunStore) -> None:
-        super().__init__()
-        self.store = store
-        self.shown: list[list[str]] = []  # the rows in view, to redraw only on a change
+        super().__init__(store)
         self.title_shown = ""
-        # The app's timer may call show_queue between the push and the mount: no table yet.
-        self.has_columns = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -82,23 +76,14 @@ class QueueScreen(Screen[None]):
         yield Static(EMPTY, id="queue-empty")
         yield Footer()
 
-    def on_mount(self) -> None:
+    def add_columns(self) -> None:
         self.sub_title = "the queue"
-        table = self.query_one(DataTable)
+        table = self.runs_table()
         for key, heading in COLUMNS:
             table.add_column(heading, key=key)
-        self.has_columns = True
-        self.show_queue()
-        table.focus()
 
-    def on_screen_resume(self) -> None:
-        self.show_queue()
-
-    def show_queue(self) -> None:
-        """Show the queue as it is now (the app calls this every second, as workers take
-        runs and shells queue more); the cursor stays on its run while it waits."""
-        if not self.has_columns:
-            return
+    def fill_tables(self) -> None:
+        """The queue as it is now: workers take runs, shells queue more or move them."""
         queued = self.store.queued_runs()
         rows = [queue_cells(place, run) for place, run in enumerate(queued, start=1)]
         plain = [[str(cell) for cell in row] for row in rows]
@@ -108,7 +93,7 @@ class QueueScreen(Screen[None]):
         if title != self.title_shown:
             self.title_shown = title
             self.query_one("#queue-title", Static).update(title)
-        table = self.query_one(DataTable)
+        table = self.runs_table()
         self.query_one("#queue-empty").display = not queued
         table.display = bool(queued)
         if plain == self.shown:
@@ -123,9 +108,6 @@ class QueueScreen(Screen[None]):
         if rows:
             table.move_cursor(row=min(row, len(rows) - 1))
 
-    def selected_run_id(self) -> int | None:
-        return run_under_cursor(self.query_one(DataTable))
-
     def _left_the_queue(self, run_id: int) -> str | None:
         """Why a run cannot be moved or cancelled any more, if it has left the queue."""
         run = self.store.run(run_id)
@@ -134,15 +116,6 @@ class QueueScreen(Screen[None]):
         if run["status"] != "queued" or run["queue_position"] is None:
             return f"run {run_id} has left the queue: a worker took it (it is {run['status']})"
         return None
-
-    @on(DataTable.RowSelected)
-    def open_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.open_run(int(event.row_key.value))
-
-    def action_open_run(self) -> None:
-        run_id = self.selected_run_id()
-        if run_id is not None:
-            self.app.open_run(run_id)
 
     def action_move(self, step: int) -> None:
         """Move the highlighted run one place forward (-1) or back (1); the cursor follows."""
@@ -155,7 +128,7 @@ class QueueScreen(Screen[None]):
                 self.notify(gone, severity="warning")
             else:
                 self.notify(f"run {run_id} is {'first' if step < 0 else 'last'} in line already")
-        self.show_queue()
+        self.refresh_from_store()
 
     def action_to_front(self) -> None:
         run_id = self.selected_run_id()
@@ -166,7 +139,7 @@ class QueueScreen(Screen[None]):
         else:
             gone = self._left_the_queue(run_id) or f"run {run_id} is not in the queue"
             self.notify(gone, severity="warning")
-        self.show_queue()
+        self.refresh_from_store()
 
     def action_cancel_run(self) -> None:
         """Take the highlighted run out of the queue and the store, after asking: it has
@@ -177,7 +150,7 @@ class QueueScreen(Screen[None]):
         gone = self._left_the_queue(run_id)
         if gone:
             self.notify(gone, severity="warning")
-            self.show_queue()
+            self.refresh_from_store()
             return
 
         def answered(yes: bool | None) -> None:
@@ -196,7 +169,7 @@ class QueueScreen(Screen[None]):
                 )
             else:
                 self.notify(f"run {run_id} is no longer in the store", severity="warning")
-            self.show_queue()
+            self.refresh_from_store()
             self.app.history.reload()
 
         name = self.store.run(run_id)["name"]

@@ -3,13 +3,12 @@
 from collections import Counter
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
-from resnet_tui.app.history import COLUMNS, run_cells, run_under_cursor
+from resnet_tui.app.history import COLUMNS, run_cells
+from resnet_tui.app.live_screen import LiveRunsScreen
 from resnet_tui.store import STATUSES, RunStore
 from resnet_tui.sweeps import best_per_setting, spread, summary
 
@@ -20,7 +19,7 @@ SETTING_COLUMNS = ("setting", "runs", "completed", "val acc", "test acc", "time"
 RUN_COLUMNS = ("id", "name", "status", "epochs_done", "best_val_acc", "test_acc", "seconds")
 
 
-class SweepScreen(Screen[None]):
+class SweepScreen(LiveRunsScreen):
     """One sweep: per setting, how many runs completed and the mean ± standard deviation of
     their metrics; below, its runs (Enter opens one). `c` compares the sweep's runs."""
 
@@ -30,13 +29,11 @@ class SweepScreen(Screen[None]):
         Binding("c", "compare", "Compare"),
     ]
 
+    RUNS_TABLE = "#sweep-runs"
+
     def __init__(self, store: RunStore, sweep: int) -> None:
-        super().__init__()
-        self.store = store
+        super().__init__(store)
         self.sweep = sweep
-        self.shown: list[list[str]] = []  # the runs' rows in view, to redraw only on a change
-        # The app's timer may call show_sweep between the push and the mount: no tables yet.
-        self.has_columns = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -45,28 +42,19 @@ class SweepScreen(Screen[None]):
         yield DataTable(id="sweep-runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
-    def on_mount(self) -> None:
+    def add_columns(self) -> None:
         self.sub_title = f"sweep {self.sweep}"
         settings = self.query_one("#sweep-settings", DataTable)
         settings.can_focus = False
         for heading in SETTING_COLUMNS:
             settings.add_column(heading, key=heading)
-        runs = self.query_one("#sweep-runs", DataTable)
+        runs = self.runs_table()
         headings = dict(COLUMNS)
         for key in RUN_COLUMNS:
             runs.add_column(headings[key], key=key)
-        self.has_columns = True
-        self.show_sweep()
-        runs.focus()
 
-    def on_screen_resume(self) -> None:
-        self.show_sweep()
-
-    def show_sweep(self) -> None:
-        """Show the sweep as the store has it now (the app calls this every second, so the
-        means fill in as its runs finish); nothing is redrawn while nothing changed."""
-        if not self.has_columns:
-            return
+    def fill_tables(self) -> None:
+        """The sweep as the store has it now: the means fill in as its runs finish."""
         runs = self.store.sweep_runs(self.sweep)
         rows = []
         for run in runs:
@@ -93,25 +81,13 @@ class SweepScreen(Screen[None]):
                 spread(row["test_acc"]),
                 spread(row["seconds"], as_time=True),
             )
-        table = self.query_one("#sweep-runs", DataTable)
+        table = self.runs_table()
         selected = table.cursor_row
         table.clear()
         for run, cells in zip(runs, rows, strict=True):
             table.add_row(*cells, key=str(run["id"]))
         if rows:
             table.move_cursor(row=min(selected, len(rows) - 1))
-
-    def selected_run_id(self) -> int | None:
-        return run_under_cursor(self.query_one("#sweep-runs", DataTable))
-
-    @on(DataTable.RowSelected, "#sweep-runs")
-    def open_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.open_run(int(event.row_key.value))
-
-    def action_open_run(self) -> None:
-        run_id = self.selected_run_id()
-        if run_id is not None:
-            self.app.open_run(run_id)
 
     def action_compare(self) -> None:
         """Compare the sweep's runs that have started; of a sweep too big for one chart, the

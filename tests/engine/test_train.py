@@ -13,7 +13,7 @@ from engine.events import USER_ERROR_KINDS, EventWriter
 from engine.models import build_model
 from engine.spec import RunSpec
 from engine.stopping import StopRequest
-from engine.train import lr_factor, run
+from engine.train import lr_factor, make_optimizer, parameter_groups, run
 
 
 def events_of(path) -> list[dict]:
@@ -67,6 +67,19 @@ def test_constant_stays_at_the_peak_after_any_warm_up():
     assert {lr_factor("constant", s, 100, 0, 0.1) for s in range(100)} == {1.0}
     warm = [lr_factor("constant", s, 100, 4, 0.1) for s in range(100)]
     assert warm[:4] == pytest.approx([0.25, 0.5, 0.75, 1.0]) and set(warm[4:]) == {1.0}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
+def test_every_optimiser_steps_fused_on_cpu(optimizer):
+    """The fused step is several times faster on CPU than the default per-parameter loop."""
+    spec = RunSpec.from_dict({"arch": "resnet8", "dataset": "shapes", "optimizer": optimizer})
+    model = build_model("resnet8", 10, width=4)
+    fused = make_optimizer(parameter_groups(model, spec), spec, torch.device("cpu"))
+    assert fused.defaults["fused"] is True
+    model(torch.randn(2, 3, 16, 16)).sum().backward()
+    before = [p.detach().clone() for p in model.parameters()]
+    fused.step()
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters(), strict=True))
 
 
 def test_a_tiny_run_reports_everything_in_order(tmp_path, tiny_spec_options):

@@ -46,6 +46,16 @@ def wait_until(condition, timeout: float = 120) -> None:
         time.sleep(0.1)
 
 
+def engine_of(db: Path) -> int | None:
+    """The process id of the store's one run once it is running (None before)."""
+    try:
+        with sqlite3.connect(db) as connection:
+            row = connection.execute("SELECT status, pid FROM runs").fetchone()
+    except sqlite3.OperationalError:  # the table is still being made
+        return None
+    return row[1] if row and row[0] == "running" else None
+
+
 def metric_rows(db: Path, run_id: int) -> list[tuple]:
     with sqlite3.connect(db) as connection:
         return connection.execute(
@@ -217,9 +227,12 @@ def test_a_hang_up_of_a_foreground_run_does_not_reach_the_engine(tmp_path):
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    wait_until(lambda: (tmp_path / "runs.db").exists() and runs_json(tmp_path))
-    wait_until(lambda: the_run(tmp_path)["status"] == "running" and the_run(tmp_path)["pid"])
-    engine_pid = the_run(tmp_path)["pid"]
+    # Watched straight from the store, so the hang-up comes the moment the engine starts,
+    # before it could set SIGHUP aside itself (a `runs --json` per look is slow enough for
+    # a tiny run to finish first).
+    db = tmp_path / "runs.db"
+    wait_until(lambda: db.exists() and engine_of(db) is not None)
+    engine_pid = engine_of(db)
     os.killpg(follower.pid, signal.SIGHUP)
     os.kill(engine_pid, signal.SIGHUP)  # as if it had reached the engine too
     follower.wait(timeout=30)
