@@ -218,15 +218,21 @@ def test_a_hang_up_of_a_foreground_run_does_not_reach_the_engine(tmp_path):
     """SSH dropping sends SIGHUP to the terminal's process group: the `resnet-tui run` that
     was following the run dies of it, the engine (in a session of its own, and ignoring
     hang-ups anyway) trains on to the end, and the next look finds the run completed."""
-    follower = subprocess.Popen(
-        [sys.executable, "-m", "resnet_tui", "run", *TINY, "--epochs", "4"],
-        cwd=tmp_path,
-        env={**os.environ, "RESNET_TUI_DATA": str(tmp_path / "data")},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    # A suite started under nohup passes its ignored SIGHUP down; a terminal's process
+    # does not ignore it, so the follower starts with the default (an ignore survives exec).
+    ignored = signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    try:
+        follower = subprocess.Popen(
+            [sys.executable, "-m", "resnet_tui", "run", *TINY, "--epochs", "4"],
+            cwd=tmp_path,
+            env={**os.environ, "RESNET_TUI_DATA": str(tmp_path / "data")},
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    finally:
+        signal.signal(signal.SIGHUP, ignored)
     # Watched straight from the store, so the hang-up comes the moment the engine starts,
     # before it could set SIGHUP aside itself (a `runs --json` per look is slow enough for
     # a tiny run to finish first).
