@@ -344,8 +344,9 @@ class RunSpec:
     def on_one_device(self, device: str) -> "RunSpec":
         """This spec trained on `device` alone: a run on several devices or machines goes on
         in one process (a worker's device, or `resume --device`)."""
-        alone = {"devices": None, "nproc": None, "sync_bn": False, "nnodes": None}
-        return RunSpec.from_dict({**asdict(self), **alone, "rdzv_endpoint": None, "device": device})
+        alone = {"devices": None, "nproc": None, "sync_bn": False}
+        alone |= {"nnodes": None, "rdzv_endpoint": None, "device": device}
+        return RunSpec.from_dict({**asdict(self), **alone})
 
     @property
     def placement(self) -> str:

@@ -37,7 +37,15 @@ from resnet_tui.display import (
 )
 from resnet_tui.follower import EventFollower, refresh_live_runs
 from resnet_tui.launcher import launch, request_stop, resume
-from resnet_tui.store import LIVE_STATUSES, SORTABLE, STATUSES, RunStore, StoreError, stalled_for
+from resnet_tui.store import (
+    LIVE_STATUSES,
+    SORTABLE,
+    STATUSES,
+    RunStore,
+    StoreError,
+    stalled_for,
+    waits_in_queue,
+)
 from resnet_tui.sweeps import Worker, fold_specs, spread, summary, sweep_specs
 
 try:  # Typer 0.20 and later carry their own copy of Click
@@ -789,7 +797,9 @@ def remove_runs(
     store = open_store(db)
     refresh_live_runs(store)
     runs = [_get_run(store, run_id) for run_id in run_ids]
-    live = [str(run["id"]) for run in runs if run["status"] in LIVE_STATUSES and not _waits(run)]
+    live = [
+        str(run["id"]) for run in runs if run["status"] in LIVE_STATUSES and not waits_in_queue(run)
+    ]
     if live:
         raise fail(f"run {', '.join(live)} is still live; stop it first with `resnet-tui stop`")
     if not yes:
@@ -798,7 +808,7 @@ def remove_runs(
             raise fail("rm asks for confirmation; add --yes to delete without asking")
         if not typer.confirm(f"Delete run {names} and its files?"):
             raise typer.Exit(1)
-    taken = [run for run in runs if _waits(run) and store.cancel_queued(run["id"]) is None]
+    taken = [run for run in runs if waits_in_queue(run) and store.cancel_queued(run["id"]) is None]
     gone = [run for run in runs if run not in taken]
     store.delete_runs(run["id"] for run in gone)
     for run in gone:
@@ -808,11 +818,6 @@ def remove_runs(
     if taken:
         names = ", ".join(str(run["id"]) for run in taken)
         raise fail(f"a worker took run {names} meanwhile; stop it with `resnet-tui stop {names}`")
-
-
-def _waits(run: dict[str, Any]) -> bool:
-    """Whether a run waits in the queue: no worker has taken it."""
-    return run["status"] == "queued" and run["queue_position"] is not None
 
 
 def _sweep(db: Path | None, as_json: bool, **options: Any) -> None:

@@ -463,7 +463,7 @@ class RunStore:
         None where it is not waiting in the queue (any more)."""
         with self.write_transaction():
             run = self.run(run_id)
-            if run is None or run["status"] != "queued" or run["queue_position"] is None:
+            if run is None or not waits_in_queue(run):
                 return None
             self.connection.execute("DELETE FROM runs WHERE id = ?", [run_id])
         return run
@@ -543,6 +543,11 @@ class RunStore:
                 f"UPDATE runs SET {assignments} WHERE id = ?", [*summary.values(), run_id]
             )
         return fresh
+
+
+def waits_in_queue(run: dict[str, Any]) -> bool:
+    """Whether a run waits in the queue: queued, and no worker has taken it."""
+    return run["status"] == "queued" and run["queue_position"] is not None
 
 
 def stalled_for(run: dict[str, Any], now: float | None = None) -> float | None:

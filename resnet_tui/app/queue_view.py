@@ -10,7 +10,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.dialogs import ConfirmDialog
 from resnet_tui.app.live_screen import LiveRunsScreen
-from resnet_tui.store import RunStore
+from resnet_tui.store import RunStore, waits_in_queue
 
 # (key, heading) of the queue's columns.
 COLUMNS = (
@@ -113,7 +113,7 @@ class QueueScreen(LiveRunsScreen):
         run = self.store.run(run_id)
         if run is None:
             return f"run {run_id} is no longer in the store"
-        if run["status"] != "queued" or run["queue_position"] is None:
+        if not waits_in_queue(run):
             return f"run {run_id} has left the queue: a worker took it (it is {run['status']})"
         return None
 
