@@ -137,13 +137,19 @@ class ResnetApp(App[None]):
 
     def look_at_the_store(self) -> None:
         """Follow runs started elsewhere, and show the queue or sweep in view as the store
-        has it now (a worker takes runs, another shell queues more or moves them)."""
+        has it now (a worker takes runs, another shell queues more or moves them).
+        Nothing once the app is closing: its screens are coming down by then."""
+        if not self.is_running:
+            return
         self.discover_runs()
         if isinstance(self.screen, LiveRunsScreen):
             self.screen.refresh_from_store()
 
     def poll_runs(self) -> None:
-        """Apply what each live run wrote since the last tick; notice runs that ended."""
+        """Apply what each live run wrote since the last tick; notice runs that ended.
+        Nothing once the app is closing."""
+        if not self.is_running:
+            return
         changed: set[int] = set()
         for run_id, follower in list(self.followers.items()):
             events = follower.poll()

@@ -115,6 +115,19 @@ async def test_a_run_name_that_looks_like_markup_is_shown_as_typed(store):
         assert str(app.screen.query_one("DataTable").get_row(str(run_id))[1]) == name
 
 
+async def test_a_run_that_starts_as_the_app_closes_is_left_to_run(store, tmp_path):
+    """The once-a-second look at the store can come while the app is closing, its screens
+    half gone (it crashed the app as it quit, found by CI); by then it does nothing."""
+    run_id = store.create_run(RunSpec(name="started elsewhere"))
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE):
+        pass
+    RunStore(tmp_path / "runs.db").update(run_id, status="running", pid=os.getpid())
+    app.look_at_the_store()
+    app.poll_runs()
+    assert app.followers == {}
+
+
 async def test_sort_and_filter_the_history(store):
     for arch, acc in (("resnet20", 0.5), ("plain20", 0.9), ("resnet8", 0.7)):
         run_id = store.create_run(RunSpec(arch=arch))
