@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from PIL import Image, UnidentifiedImageError
@@ -17,7 +18,7 @@ from torch.nn import functional as F
 
 from engine import catalog, locate
 from engine.errors import RunError, UnreadableImage
-from engine.shapes import generate_shapes
+from engine.shapes import ShapeDraws, draw_shapes
 from engine.spec import RunSpec, dataset_kind
 
 SHAPES_SEEDS = {"shapes": (1, 2), "shapes-shift": (11, 12)}
@@ -58,7 +59,27 @@ class FileSplit:
         return FileSplit([self.files[i] for i in index.tolist()], self.labels[index])
 
 
+@dataclass
+class ShapesSplit:
+    """Built-in shapes not yet drawn into pixels: the subsets pick from the draws, and only
+    the images a run keeps are drawn (with `--limit 256`, 256 training images of 9,000)."""
+
+    draws: ShapeDraws
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, index: torch.Tensor) -> "ShapesSplit":
+        return ShapesSplit(self.draws.subset(index), self.labels[index])
+
+    def in_memory(self) -> TensorSplit:
+        return TensorSplit(self.draws.pixels(), self.labels)
+
+
 Split = TensorSplit | FileSplit
+# A split being cut down to what a run keeps (shapes not drawn yet included).
+AnySplit = TypeVar("AnySplit", TensorSplit, FileSplit, ShapesSplit)
 
 
 @dataclass
@@ -90,8 +111,10 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
     if kind in SHAPES_SEEDS:
         train_seed, test_seed = SHAPES_SEEDS[kind]
         shifted = kind == "shapes-shift"
-        train = TensorSplit(*generate_shapes(info.train_size, train_seed, shifted))
-        test = TensorSplit(*generate_shapes(info.test_size, test_seed, shifted))
+        train_draws = draw_shapes(info.train_size, train_seed, shifted)
+        test_draws = draw_shapes(info.test_size, test_seed, shifted)
+        train = ShapesSplit(train_draws, train_draws.kinds)
+        test = ShapesSplit(test_draws, test_draws.kinds)
         val = None
         classes = list(info.classes)
     elif kind in ("mnist", "fashion-mnist"):
@@ -127,6 +150,10 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
         train = _few_shot(train, spec.train_per_class, len(classes), generator)
     if spec.limit and spec.limit < len(train):
         train = train.subset(torch.randperm(len(train), generator=generator)[: spec.limit])
+    train, val, test = (
+        split.in_memory() if isinstance(split, ShapesSplit) else split
+        for split in (train, val, test)
+    )
     if len(train) == 0:
         raise RunError("bad_input", "no training images are left after the subsets", "")
     if len(test) == 0:
@@ -157,7 +184,7 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
     )
 
 
-def _keep_classes(split: Split, chosen: list[int]) -> Split:
+def _keep_classes(split: AnySplit, chosen: list[int]) -> AnySplit:
     """Keep images of the `chosen` class indices, relabelled 0..k-1 in that order."""
     relabel = torch.full((int(split.labels.max()) + 1 if len(split) else 1,), -1)
     for new, old in enumerate(chosen):
@@ -169,22 +196,26 @@ def _keep_classes(split: Split, chosen: list[int]) -> Split:
     return result
 
 
-def _split_off(split: Split, fraction: float, generator: torch.Generator) -> tuple[Split, Split]:
+def _split_off(
+    split: AnySplit, fraction: float, generator: torch.Generator
+) -> tuple[AnySplit, AnySplit]:
     order = torch.randperm(len(split), generator=generator)
     held = int(round(len(split) * fraction))
     return split.subset(order[held:].sort().values), split.subset(order[:held].sort().values)
 
 
 def _fold_split(
-    split: Split, folds: int, fold: int, generator: torch.Generator
-) -> tuple[Split, Split]:
+    split: AnySplit, folds: int, fold: int, generator: torch.Generator
+) -> tuple[AnySplit, AnySplit]:
     """The training data less fold `fold` of `folds`, and that fold (for validation)."""
     parts = torch.randperm(len(split), generator=generator).tensor_split(folds)
     rest = torch.cat([part for index, part in enumerate(parts) if index != fold])
     return split.subset(rest.sort().values), split.subset(parts[fold].sort().values)
 
 
-def _few_shot(split: Split, per_class: int, classes: int, generator: torch.Generator) -> Split:
+def _few_shot(
+    split: AnySplit, per_class: int, classes: int, generator: torch.Generator
+) -> AnySplit:
     order = torch.randperm(len(split), generator=generator)
     chosen = []
     for label in range(classes):

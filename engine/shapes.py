@@ -6,6 +6,7 @@ on one is a transfer source for the other without any file or download.
 """
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -63,9 +64,8 @@ def _shape_distance(kind: int, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor
     return torch.minimum(_box(u + 0.45, v, 0.25, 0.9), _box(u, v - 0.65, 0.7, 0.25))
 
 
-def _palette(count: int, shifted: bool, generator: torch.Generator) -> torch.Tensor:
-    """Random foreground colours: saturated for `shapes`, pastel for `shapes-shift`."""
-    hue = torch.rand(count, generator=generator)
+def _palette(hue: torch.Tensor, shifted: bool) -> torch.Tensor:
+    """Foreground colours from hues: saturated for `shapes`, pastel for `shapes-shift`."""
     channel = torch.arange(3).float() / 3
     wave = 0.5 + 0.5 * torch.cos(2 * math.pi * (hue[:, None] - channel[None, :]))
     if shifted:
@@ -73,22 +73,84 @@ def _palette(count: int, shifted: bool, generator: torch.Generator) -> torch.Ten
     return wave
 
 
-def _backgrounds(count: int, shifted: bool, generator: torch.Generator) -> torch.Tensor:
-    """Plain noisy backgrounds, or (shifted) striped and checked textures."""
-    size = IMAGE_SIZE
+@dataclass
+class ShapeDraws:
+    """Everything random about a set of shapes images, a row per image: cheap to draw for
+    a whole set, while turning rows into pixels (`pixels`) is most of the work, done only
+    for the images a run keeps. Any rows give the pixels they give in the whole set."""
+
+    kinds: torch.Tensor  # (N,) the class of each image, an index into SHAPE_NAMES
+    scale: torch.Tensor  # (N,)
+    centre: torch.Tensor  # (N, 2)
+    rotation: torch.Tensor  # (N,)
+    colour: torch.Tensor  # (N, 3)
+    base: torch.Tensor  # (N, 3, 1, 1) the background's colour
+    noise: torch.Tensor  # (N, 3, IMAGE_SIZE, IMAGE_SIZE)
+    stripes: torch.Tensor | None  # (N, 3) period, phase and whether checked, if shifted
+
+    def __len__(self) -> int:
+        return len(self.kinds)
+
+    def subset(self, index: torch.Tensor) -> "ShapeDraws":
+        return ShapeDraws(
+            **{name: None if value is None else value[index] for name, value in vars(self).items()}
+        )
+
+    def pixels(self) -> torch.Tensor:
+        """The images as uint8 (N, 3, 32, 32)."""
+        images = self._backgrounds()
+        axis = (torch.arange(IMAGE_SIZE).float() + 0.5) / IMAGE_SIZE * 2 - 1
+        ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+        scale = self.scale[:, None, None]
+        dx = (xs[None] - self.centre[:, 0, None, None]) / scale
+        dy = (ys[None] - self.centre[:, 1, None, None]) / scale
+        cos, sin = torch.cos(self.rotation)[:, None, None], torch.sin(self.rotation)[:, None, None]
+        u = cos * dx + sin * dy
+        v = -sin * dx + cos * dy
+        distance = torch.empty_like(u)
+        for kind in range(len(SHAPE_NAMES)):
+            chosen = self.kinds == kind
+            if chosen.any():
+                distance[chosen] = _shape_distance(kind, u[chosen], v[chosen])
+        pixel = 2 / IMAGE_SIZE / scale
+        coverage = torch.clamp(0.5 - distance / pixel, 0, 1)[:, None]
+        images.lerp_(self.colour[:, :, None, None].expand_as(images), coverage)
+        return images.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+
+    def _backgrounds(self) -> torch.Tensor:
+        """Plain noisy backgrounds, or (shifted) striped and checked textures."""
+        if self.stripes is None:
+            return self.noise.mul(0.08).add_(self.base)
+        grid = torch.arange(IMAGE_SIZE).float()
+        ys, xs = torch.meshgrid(grid, grid, indexing="ij")
+        period, phase = self.stripes[:, 0, None, None], self.stripes[:, 1, None, None]
+        use_checks = self.stripes[:, 2, None, None] > 0
+        stripes = torch.sin(2 * math.pi * (xs + ys * 0.5) / period + phase)
+        checks = torch.sign(torch.sin(math.pi * xs / period) * torch.sin(math.pi * ys / period))
+        texture = torch.where(use_checks, checks, stripes)[:, None]
+        return self.noise.mul(0.06).add_(self.base * 0.6).add_(0.15 * texture)
+
+
+def draw_shapes(count: int, seed: int, shifted: bool = False) -> ShapeDraws:
+    """The random draws of `count` images; the same `count`, `seed` and `shifted` always
+    give the same draws."""
+    generator = torch.Generator().manual_seed(seed)
+    kinds = torch.randint(0, len(SHAPE_NAMES), (count,), generator=generator)
+    scale_low, scale_high = (0.25, 0.4) if shifted else (0.35, 0.6)
+    scale = scale_low + (scale_high - scale_low) * torch.rand(count, generator=generator)
+    margin = scale + 0.05
+    centre = (torch.rand(count, 2, generator=generator) * 2 - 1) * (1 - margin[:, None])
+    rotation = torch.rand(count, generator=generator) * 2 * math.pi
+    colour = _palette(torch.rand(count, generator=generator), shifted)
     base = torch.rand(count, 3, 1, 1, generator=generator) * 0.5
-    if not shifted:
-        noise = torch.randn(count, 3, size, size, generator=generator)
-        return noise.mul_(0.08).add_(base)
-    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
-    period = torch.randint(3, 8, (count, 1, 1), generator=generator).float()
-    phase = torch.rand(count, 1, 1, generator=generator) * math.pi
-    stripes = torch.sin(2 * math.pi * (xs + ys * 0.5) / period + phase)
-    checks = torch.sign(torch.sin(math.pi * xs / period) * torch.sin(math.pi * ys / period))
-    use_checks = torch.rand(count, 1, 1, generator=generator) < 0.5
-    texture = torch.where(use_checks, checks, stripes)[:, None]
-    noise = torch.randn(count, 3, size, size, generator=generator)
-    return noise.mul_(0.06).add_(base * 0.6).add_(0.15 * texture)
+    stripes = None
+    if shifted:
+        period = torch.randint(3, 8, (count,), generator=generator).float()
+        phase = torch.rand(count, generator=generator) * math.pi
+        use_checks = torch.rand(count, generator=generator) < 0.5
+        stripes = torch.stack([period, phase, use_checks.float()], dim=1)
+    noise = torch.randn(count, 3, IMAGE_SIZE, IMAGE_SIZE, generator=generator)
+    return ShapeDraws(kinds, scale, centre, rotation, colour, base, noise, stripes)
 
 
 def generate_shapes(
@@ -98,30 +160,5 @@ def generate_shapes(
 
     The same `count`, `seed` and `shifted` always give the same images.
     """
-    generator = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, len(SHAPE_NAMES), (count,), generator=generator)
-    scale_low, scale_high = (0.25, 0.4) if shifted else (0.35, 0.6)
-    scale = scale_low + (scale_high - scale_low) * torch.rand(count, generator=generator)
-    margin = scale + 0.05
-    centre = (torch.rand(count, 2, generator=generator) * 2 - 1) * (1 - margin[:, None])
-    rotation = torch.rand(count, generator=generator) * 2 * math.pi
-    colour = _palette(count, shifted, generator)
-    images = _backgrounds(count, shifted, generator)
-
-    axis = (torch.arange(IMAGE_SIZE).float() + 0.5) / IMAGE_SIZE * 2 - 1
-    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
-    dx = (xs[None] - centre[:, 0, None, None]) / scale[:, None, None]
-    dy = (ys[None] - centre[:, 1, None, None]) / scale[:, None, None]
-    cos, sin = torch.cos(rotation)[:, None, None], torch.sin(rotation)[:, None, None]
-    u = cos * dx + sin * dy
-    v = -sin * dx + cos * dy
-
-    distance = torch.empty_like(u)
-    for kind in range(len(SHAPE_NAMES)):
-        chosen = labels == kind
-        if chosen.any():
-            distance[chosen] = _shape_distance(kind, u[chosen], v[chosen])
-    pixel = 2 / IMAGE_SIZE / scale[:, None, None]
-    coverage = torch.clamp(0.5 - distance / pixel, 0, 1)[:, None]
-    images.lerp_(colour[:, :, None, None].expand_as(images), coverage)
-    return images.clamp_(0, 1).mul_(255).round_().to(torch.uint8), labels
+    draws = draw_shapes(count, seed, shifted)
+    return draws.pixels(), draws.kinds

@@ -70,6 +70,11 @@ def test_few_shot_and_limit_subsets_follow_the_seed():
     assert not torch.equal(few.train.images, other.train.images)
     limited = load_dataset(spec(limit=100))
     assert len(limited.train) == 100 and len(limited.val) == 1000
+    # only the kept images are drawn, and they are the images of the whole set
+    whole = load_dataset(spec())
+    assert torch.equal(limited.val.images, whole.val.images)
+    whole_train = {bytes(image.numpy()) for image in whole.train.images}
+    assert all(bytes(image.numpy()) in whole_train for image in limited.train.images)
     few_and_limited = load_dataset(spec(classes="0,1,2", train_per_class=4, limit=6))
     assert len(few_and_limited.train) == 6 and few_and_limited.train.labels.max() <= 2
 

@@ -7,7 +7,7 @@ from torch.nn import functional as F
 
 from engine.catalog import DATASETS
 from engine.models import build_model
-from engine.shapes import SHAPE_NAMES, generate_shapes
+from engine.shapes import SHAPE_NAMES, draw_shapes, generate_shapes
 
 
 def test_the_same_seed_draws_the_same_images():
@@ -16,6 +16,16 @@ def test_the_same_seed_draws_the_same_images():
     assert torch.equal(first_images, again_images) and torch.equal(first_labels, again_labels)
     shifted_images, _ = generate_shapes(300, seed=5, shifted=True)
     assert torch.equal(shifted_images, generate_shapes(300, seed=5, shifted=True)[0])
+
+
+def test_any_images_of_a_set_are_drawn_alone_as_they_are_in_the_whole_set():
+    for shifted in (False, True):
+        draws = draw_shapes(400, seed=5, shifted=shifted)
+        whole = draws.pixels()
+        assert torch.equal(whole, generate_shapes(400, seed=5, shifted=shifted)[0])
+        some = torch.tensor([399, 0, 17, 17, 250])
+        assert torch.equal(draws.subset(some).pixels(), whole[some])
+        assert torch.equal(draws.subset(some).kinds, draws.kinds[some])
 
 
 def test_different_seeds_draw_different_images_and_labels():
