@@ -250,7 +250,7 @@ SCHEDULES = {
 }
 
 FREEZE_POLICIES = {
-    "full": "everything trains (full training or fine-tuning)",
+    "full": "everything trains: full training or fine-tuning",
     "head": "feature extraction, a linear probe: only the new head trains",
     "last-K": "the last K stages and the head train, e.g. last-1",
     "gradual": "the head, then one more stage every --unfreeze-every epochs, top down",
@@ -287,11 +287,17 @@ def _squash(name: str) -> str:
     return name.lower().replace("-", "").replace("_", "").replace(" ", "")
 
 
-def resolve_name(name: str, choices: list[str] | tuple[str, ...], what: str) -> str:
+def resolve_name(
+    name: str,
+    choices: list[str] | tuple[str, ...],
+    what: str,
+    listed: list[str] | tuple[str, ...] | None = None,
+) -> str:
     """Match `name` to one of `choices`, ignoring case, '-' and '_'; raise ValueError if none.
 
     The error names the nearest valid choices, e.g. "unknown architecture 'resnet21';
-    did you mean resnet20?".
+    did you mean resnet20?", or else lists them all (`listed`, where the choices are
+    written otherwise for people, as `last-K` for last-1, last-2 ...).
     """
     by_key = {_squash(choice): choice for choice in choices}
     if _squash(name) in by_key:
@@ -300,5 +306,5 @@ def resolve_name(name: str, choices: list[str] | tuple[str, ...], what: str) -> 
     if near:
         hint = "did you mean " + " or ".join(by_key[key] for key in near) + "?"
     else:
-        hint = "choose one of " + ", ".join(choices)
+        hint = "choose one of " + ", ".join(listed or choices)
     raise ValueError(f"unknown {what} '{name}'; {hint}")

@@ -432,7 +432,8 @@ class FusionSpec:
         if self.kind == "wise-ft" and len(self.members) != 1:
             raise SpecError("--with-init mixes one run with its starting weights; give one id")
         if self.kind != "wise-ft" and len(self.members) < 2:
-            raise SpecError(f"a {self.kind} needs two runs or more, e.g. 3 4 5")
+            article = "an" if self.kind == "ensemble" else "a"
+            raise SpecError(f"{article} {self.kind} needs two runs or more, e.g. 3 4 5")
         if self.weights is not None:
             if len(self.weights) != len(self.members):
                 raise SpecError(
@@ -515,7 +516,8 @@ def normalise_freeze(freeze: str) -> str:
         raise SpecError(f"--freeze {freeze}: write last-K with K a stage count, e.g. last-1")
     if text in ("lpft", "lp-ft"):
         return "lp-ft"
-    return _resolve(text, [p for p in catalog.FREEZE_POLICIES if p != "last-K"], "freeze policy")
+    named = [policy for policy in catalog.FREEZE_POLICIES if policy != "last-K"]
+    return _resolve(text, named, "freeze policy", listed=list(catalog.FREEZE_POLICIES))
 
 
 def dataset_kind(dataset: str) -> str:
@@ -570,9 +572,9 @@ def _refuse_repeats(names: list[str]) -> None:
         raise SpecError(f"--classes names a class twice ({repeated[0]}); list each class once")
 
 
-def _resolve(name: str, choices: list[str], what: str) -> str:
+def _resolve(name: str, choices: list[str], what: str, listed: list[str] | None = None) -> str:
     try:
-        return catalog.resolve_name(name, choices, what)
+        return catalog.resolve_name(name, choices, what, listed)
     except ValueError as error:
         raise SpecError(str(error)) from None
 

@@ -17,7 +17,9 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from engine import catalog, locate
 from engine import events as ev
@@ -27,6 +29,7 @@ from resnet_tui.compare import comparison, table_rows
 from resnet_tui.display import (
     RunProgress,
     duration,
+    error_line,
     fusion_line,
     fusion_title,
     init_lines,
@@ -60,13 +63,16 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-errors = Console(stderr=True)
+# No emoji codes: `run:abc:` in a message is what the user typed, not a picture.
+console = Console(emoji=False)
+errors = Console(stderr=True, emoji=False)
 
 # The engine reports progress about four times a second; following it more often only takes
 # CPU from training (on two cores, every cycle the viewer uses is one the engine waits for).
 POLL_INTERVAL_S = 0.25
 EXIT_USER_ERROR = 2
+# `stalled` is a running run that has written nothing for long; listings show it so.
+LISTED_STATUSES = (*STATUSES, "stalled")
 
 DbOption = Annotated[
     Optional[Path],
@@ -125,9 +131,14 @@ _PANELS = {
 _PANEL_OF = {name: panel for panel, names in _PANELS.items() for name in names}
 
 
+def say_error(message: str) -> None:
+    """Print `error: message` on stderr, the message as written (no markup in it)."""
+    errors.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+
+
 def fail(message: str) -> typer.Exit:
     """Print one line saying what is wrong, and exit with code 2."""
-    errors.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    say_error(message)
     return typer.Exit(EXIT_USER_ERROR)
 
 
@@ -186,11 +197,7 @@ def _exit_code(run: dict[str, Any]) -> int:
 
 def _print_error(run: dict[str, Any]) -> None:
     if run["status"] == "failed" and run.get("error"):
-        error = json.loads(run["error"])
-        hint = f"; {error['hint']}" if error.get("hint") else ""
-        errors.print(
-            f"[bold red]error:[/] {error['message']}{hint}", highlight=False, soft_wrap=True
-        )
+        say_error(error_line(json.loads(run["error"])))
 
 
 def follow_run(
@@ -401,7 +408,8 @@ def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
 @app.command("runs")
 def list_runs(
     status: Annotated[
-        Optional[str], typer.Option(help=f"Only runs with this status: {', '.join(STATUSES)}.")
+        Optional[str],
+        typer.Option(help=f"Only runs with this status: {', '.join(LISTED_STATUSES)}."),
     ] = None,
     arch: Annotated[Optional[str], typer.Option(help="Only runs of this architecture.")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Only runs on this dataset.")] = None,
@@ -416,8 +424,8 @@ def list_runs(
     db: DbOption = None,
 ) -> None:
     """List the runs in the store."""
-    if status and status not in STATUSES:
-        raise fail(f"unknown status '{status}'; choose one of {', '.join(STATUSES)}")
+    if status and status not in LISTED_STATUSES:
+        raise fail(f"unknown status '{status}'; choose one of {', '.join(LISTED_STATUSES)}")
     if sort not in SORTABLE:
         try:
             catalog.resolve_name(sort, list(SORTABLE), "sort column")
@@ -427,12 +435,22 @@ def list_runs(
         raise fail("--limit must be a positive number")
     store = open_store(db)
     refresh_live_runs(store)
-    runs = store.list_runs(status, arch, dataset, sort, not ascending, limit)
+    if status == "stalled":  # running, by the store, but silent for long
+        running = store.list_runs("running", arch, dataset, sort, not ascending, None)
+        runs = [run for run in running if stalled_for(run) is not None][:limit]
+    else:
+        runs = store.list_runs(status, arch, dataset, sort, not ascending, limit)
     if as_json:
         print(json.dumps([_run_summary(run) for run in runs], indent=2))
         return
     if not runs:
-        console.print(f"no runs in {store.path}; start one with `resnet-tui run`")
+        everything = store.count_runs()
+        if everything and (status or arch or dataset):
+            kept = " ".join(f"{value}" for value in (status, arch, dataset) if value)
+            total = f"{everything} run{'s' if everything != 1 else ''} in all"
+            console.print(f"no {kept} runs in {store.path} ({total})", markup=False)
+        else:
+            console.print(f"no runs in {store.path}; start one with `resnet-tui run`")
         return
     wide = console.width >= 110
     columns = ["id", "name", "status", "arch", "dataset"]
@@ -514,29 +532,29 @@ def show_run(
         }
         print(json.dumps(summary, indent=2))
         return
-    console.print(f"[bold]run {run['id']}[/] · {run['name']} · {run['status']}")
+    console.print(
+        Text.assemble((f"run {run['id']}", "bold"), f" · {run['name']} · {run['status']}")
+    )
     chain = store.lineage(run_id)
     if chain:
         steps = " ← ".join(f"run {r['id']} ({r['name']}, {r['status']})" for r in chain)
-        console.print(f"started from {steps}", highlight=False)
+        console.print(f"started from {steps}", highlight=False, markup=False)
     teachers = json.loads(run.get("teachers") or "[]")
     if teachers:
-        console.print("distilled from " + _run_names(store, teachers), highlight=False)
+        console.print(
+            "distilled from " + _run_names(store, teachers), highlight=False, markup=False
+        )
     if run.get("tags") or run.get("notes"):
-        console.print(f"tags: {run.get('tags') or '-'} · notes: {run.get('notes') or '-'}")
+        console.print(
+            f"tags: {run.get('tags') or '-'} · notes: {run.get('notes') or '-'}", markup=False
+        )
     if run["kind"] != "train":
         _show_fusion(store, run)
         return
     spec = json.loads(run["spec"])
-    defaults = RunSpec()
-    settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))
-    for key, value in spec.items():
-        marker = "" if getattr(defaults, key) == value else " [dim](set)[/]"
-        shown = "-" if value is None else (",".join(value) if isinstance(value, list) else value)
-        settings.add_row(key.replace("_", "-"), f"{shown}{marker}")
-    console.print(settings)
-    if run.get("engine_info"):
-        info = json.loads(run["engine_info"])
+    info = json.loads(run["engine_info"] or "{}")
+    console.print(_spec_table(spec, info))
+    if info:
         console.print(
             f"device {info['device']} ({info['device_name']}), torch {info['torch_version']}, "
             f"{info['parameters']:,} parameters ({info['trainable_parameters']:,} trainable), "
@@ -577,10 +595,31 @@ def _show_outcome(run: dict[str, Any]) -> None:
         console.print(test_report_view(json.loads(run["test_report"])))
     if run.get("error"):
         error = json.loads(run["error"])
-        console.print(
-            f"[red]failed ({error['kind']}):[/] {error['message']} {error.get('hint') or ''}"
-        )
+        console.print(Text.assemble((f"failed ({error['kind']}):", "red"), " ", error_line(error)))
     console.print(f"[dim]folder: {run['run_dir']}[/]")
+
+
+def _spec_table(spec: dict[str, Any], info: dict[str, Any]) -> Table:
+    """The run's settings as it used them: an unset learning rate or weight decay as the
+    optimiser's default, `auto` with the device it chose; options it did not use are left
+    out. `(set)` marks what differs from the defaults."""
+    run_spec, defaults = RunSpec.from_dict(spec), RunSpec()
+    used = {"lr": run_spec.peak_lr, "weight_decay": run_spec.decay}
+    settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))
+    for key, value in spec.items():
+        marker = "" if getattr(defaults, key) == value else " [dim](set)[/]"
+        if value is None and key in used:
+            shown = f"{used[key]:g} [dim](the {run_spec.optimizer} default)[/]"
+        elif value is None or value == []:
+            continue
+        elif isinstance(value, list):
+            shown = escape(",".join(value))
+        else:
+            shown = escape(str(value))
+        if key == "device" and value == "auto" and info.get("device"):
+            shown += f" [dim](chose {info['device']})[/]"
+        settings.add_row(key.replace("_", "-"), f"{shown}{marker}")
+    return settings
 
 
 def _run_names(store: RunStore, run_ids: list[int]) -> str:
@@ -598,7 +637,7 @@ def _show_fusion(store: RunStore, run: dict[str, Any]) -> None:
     fusion = launcher.fusion_of(run)
     title = fusion_title({**recipe, "members": [m["run"] for m in fusion.members]})
     console.print(f"{title}: `resnet-tui {launcher.fusion_command(fusion)}`", highlight=False)
-    console.print("members: " + _run_names(store, [m["run"] for m in fusion.members]))
+    console.print("members: " + _run_names(store, [m["run"] for m in fusion.members]), markup=False)
     for event in _events_of(run, ev.FUSION):
         console.print(f"  {fusion_line(event)}", highlight=False)
     outcome = recipe.get("outcome") or {}
@@ -1020,7 +1059,7 @@ def list_devices(as_json: JsonOption = False) -> None:
     try:
         devices = launcher.list_devices()
     except launcher.DevicesUnavailable as error:
-        errors.print(f"[bold red]error:[/] the engine could not list devices: {error}")
+        say_error(f"the engine could not list devices: {error}")
         raise typer.Exit(1) from None
     if as_json:
         print(json.dumps(devices, indent=2))
@@ -1055,9 +1094,7 @@ def main() -> None:
         hint = ""
         if error.ctx is not None:
             hint = f" (see `{error.ctx.command_path} --help`)"
-        errors.print(
-            f"[bold red]error:[/] {error.format_message()}{hint}", highlight=False, soft_wrap=True
-        )
+        say_error(f"{error.format_message()}{hint}")
         sys.exit(EXIT_USER_ERROR)
     except typer.Abort:
         sys.exit(130)

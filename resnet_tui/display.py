@@ -17,6 +17,12 @@ from rich.table import Table
 from engine import events as ev
 
 
+def error_line(error: dict[str, Any]) -> str:
+    """A run's error as one line: what is wrong, then what to do (`message; hint`)."""
+    hint = error.get("hint")
+    return f"{error['message']}; {hint}" if hint else error["message"]
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
@@ -156,13 +162,22 @@ class RunProgress:
         self.epochs = self.progress.add_task("epochs", total=None, detail="")
         self.steps = self.progress.add_task("steps ", total=None, detail="")
         self.final: dict[str, Any] | None = None
+        self.showing = False
 
     def __enter__(self) -> "RunProgress":
-        self.progress.start()
+        """Show the bars on a terminal; output to a file or a pipe gets the lines alone."""
+        if self.console.is_terminal:
+            self.progress.start()
+            self.showing = True
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        self._hide_bars()
+
+    def _hide_bars(self) -> None:
+        if self.showing:
+            self.progress.stop()
+            self.showing = False
 
     def handle(self, event: dict[str, Any]) -> None:
         kind = event["type"]
@@ -222,7 +237,7 @@ class RunProgress:
 
     def summary(self, run: dict[str, Any]) -> None:
         """The closing lines: the test report of a completed run, else its status."""
-        self.progress.stop()
+        self._hide_bars()
         status = run["status"]
         if status == "completed" and run.get("test_report"):
             self.console.print(test_report_view(json.loads(run["test_report"])))

@@ -7,6 +7,9 @@ import sys
 
 
 def main() -> None:
+    first = sys.argv[1] if len(sys.argv) > 1 else ""
+    if first == "--db" or first.startswith("--db="):
+        sys.argv.insert(1, "app")  # `resnet-tui --db PATH` opens the app on that store
     if len(sys.argv) > 1:
         from resnet_tui.cli import main as command_line
 

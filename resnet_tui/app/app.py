@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from subprocess import Popen
 from typing import Any
 
@@ -70,6 +71,7 @@ class ResnetApp(App[None]):
         Binding("q", "quit", "Quit"),
         Binding("n", "new_run", "New run", show=False),
         Binding("h", "history", "History", show=False),
+        Binding("ctrl+s", "screenshot", "Save screenshot", show=False),
     ]
 
     def __init__(self, store: RunStore) -> None:
@@ -102,18 +104,24 @@ class ResnetApp(App[None]):
             self.garbage.input_seen()
         await super().on_event(event)
 
+    def action_screenshot(self, filename: str | None = None, path: str | None = None) -> None:
+        """Save an SVG of the screen in the folder the app was started from (Textual's
+        default, ~/Downloads, is seldom there on a GPU box reached over SSH)."""
+        self.deliver_screenshot(filename, path or str(Path.cwd()))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every key binding of the screen in view is also a command in the palette."""
-        yield from super().get_system_commands(screen)
-        seen = set()
-        for key, active in screen.active_bindings.items():
+        textuals = list(super().get_system_commands(screen))
+        yield from textuals
+        seen = {command.title for command in textuals}
+        for active in screen.active_bindings.values():
             binding = active.binding
             if not binding.description or binding.description in seen:
                 continue
             seen.add(binding.description)
             yield SystemCommand(
                 binding.description,
-                f"{binding.action} ({key})",
+                f"key: {self.get_key_display(binding)}",
                 partial(self.run_action, binding.action, active.node),
             )
 

@@ -53,9 +53,10 @@ class QuitDialog(ModalScreen[str]):
 
     def compose(self) -> ComposeResult:
         runs = "1 run is" if self.live == 1 else f"{self.live} runs are"
+        they = "It goes" if self.live == 1 else "They go"
         with Vertical(classes="dialog"):
             if self.live:
-                yield Label(f"{runs} still training. They go on without the app unless stopped.")
+                yield Label(f"{runs} still training. {they} on without the app unless stopped.")
             for device, count in self.waiting.items():
                 folds = "1 fold run waits" if count == 1 else f"{count} fold runs wait"
                 yield Label(

@@ -159,11 +159,16 @@ class HistoryScreen(Screen[None]):
         arrow = "↓" if self.descending else "↑"
         heading = dict(COLUMNS)[self.sort]
         shown = f"{self.loaded} of {self.total}" if self.loaded < self.total else str(self.total)
-        hint = "" if self.total else " · press n to start a run"
+        hint = ""
+        if not self.total:
+            hint = (
+                " · no run matches the filter" if self.filter_text else " · press n to start a run"
+            )
         if self.marked:
             hint += f" · marked {', '.join(map(str, self.marked))} (c compares, f fuses)"
+        runs = "run" if self.total == 1 else "runs"
         self.query_one("#summary", Static).update(
-            f" {shown} runs · sorted by {heading} {arrow}{hint}"
+            f" {shown} {runs} · sorted by {heading} {arrow}{hint}"
         )
 
     def refresh_runs(self, run_ids: set[int]) -> None:

@@ -39,6 +39,7 @@ from engine.spec import RunSpec
 from resnet_tui.device_load import load_reader
 from resnet_tui.display import (
     distillation_line,
+    error_line,
     fusion_line,
     fusion_title,
     init_lines,
@@ -295,11 +296,18 @@ class RunScreen(Screen[None]):
             )
             return
         self.query_one("#settings", Static).update(
-            f"[b]run {run['id']}: {run['name']}[/] · {run['status']} · {spec.arch} on "
-            f"{spec.dataset} · weights {spec.init} · policy {spec.freeze} · {spec.optimizer} "
-            f"lr {spec.peak_lr:g} · batch {spec.batch_size} · {spec.epochs} epochs · "
-            f"device {spec.device}{lineage_text(self.store, self.run_id)}"
+            f"[b]run {run['id']}: {escape(run['name'])}[/] · {run['status']} · {spec.arch} on "
+            f"{escape(spec.dataset)} · weights {escape(spec.init)} · policy {spec.freeze} · "
+            f"{spec.optimizer} lr {spec.peak_lr:g} · batch {spec.batch_size} · {spec.epochs} "
+            f"epoch{'s' if spec.epochs != 1 else ''} · "
+            f"device {self.device_used(run, spec.device)}{lineage_text(self.store, self.run_id)}"
         )
+
+    @staticmethod
+    def device_used(run: dict[str, Any], asked: str) -> str:
+        """The device asked for, and the one `auto` chose once the engine has started."""
+        chosen = json.loads(run["engine_info"] or "{}").get("device")
+        return f"{asked} ({chosen})" if asked == "auto" and chosen else asked
 
     def apply_events(self, events: list[dict[str, Any]]) -> None:
         """Fold new events into the bars, the chart series and the log, each event once.
@@ -394,7 +402,7 @@ class RunScreen(Screen[None]):
                     log.write(f"test accuracy {percent(event['test']['top1'])} (see the Test tab)")
                     self.query_one("#test", Static).update(test_report_view(event["test"]))
             elif kind == ev.ERROR:
-                log.write(f"[red]failed ({event['kind']}): {event['message']}[/] {event['hint']}")
+                log.write(f"[red]failed ({event['kind']}): {escape(error_line(event))}[/]")
         # The bars and the speed show only the newest state, drawn with the charts.
         if epoch_position is not None:
             self.pending_bars["epoch"] = epoch_position

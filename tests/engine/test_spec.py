@@ -107,7 +107,7 @@ def test_unknown_options_suggest_the_nearest():
         ({"schedule": "linear"}, "unknown schedule"),
         ({"amp": "fp8"}, "unknown amp mode"),
         ({"init": "imagenet21k"}, "unknown --init"),
-        ({"freeze": "sometimes"}, "unknown freeze policy"),
+        ({"freeze": "sometimes"}, "policy 'sometimes'; choose one of full, head, last-K, gradual"),
         ({"lr": 0}, "--lr must be a positive number"),
         ({"lr": -1}, "--lr must be a positive number"),
         ({"lr": math.inf}, "--lr must be a finite number, not inf"),

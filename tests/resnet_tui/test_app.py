@@ -357,15 +357,28 @@ async def test_every_key_of_the_screen_is_a_palette_command(store):
     store.update(run_id, status="completed")
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
-        titles = [command.title for command in app.get_system_commands(app.screen)]
+        commands = list(app.get_system_commands(app.screen))
+        titles = [command.title for command in commands]
         for title in ("New run", "Compare", "Mark", "Edit", "Delete", "Filter", "Quit"):
             assert title in titles
+        assert titles.count("Save screenshot") == 1
+        assert next(c.help for c in commands if c.title == "Compare") == "key: c"
         await pilot.press("ctrl+p")
         await pilot.press(*"New run")
         await pilot.pause(0.5)
         await pilot.press("enter")
         await pilot.pause(0.5)
         assert isinstance(app.screen, LaunchScreen)
+
+
+async def test_ctrl_s_saves_a_screenshot_in_the_folder_the_app_started_in(store, tmp_path):
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: list(tmp_path.glob("*.svg")), timeout=10)
+        [picture] = tmp_path.glob("*.svg")
+        assert "<svg" in picture.read_text()
+        assert any("Saved screenshot to" in str(n.message) for n in app._notifications)
 
 
 async def test_live_runs_polled_before_a_run_screen_is_mounted_do_not_break_it(store):

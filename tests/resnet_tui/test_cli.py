@@ -308,6 +308,9 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
         (["run", "--db", str(tmp_path / "notes.db")], "not a resnet-tui run store"),
         (["run", "--db", str(readonly)], "read-only"),
         (["runs", "--sort", "accuracy"], "unknown sort column"),
+        (["run", "--init", "run:abc"], "--init run:abc: write run:ID or run:ID:last"),
+        (["run", "--config", "[red]:x:.toml"], "config file [red]:x:.toml does not exist"),
+        (["--db", str(tmp_path / "notes.db")], "not a resnet-tui run store"),
         (["show", "42"], "no run 42"),
         (["resume", "42"], "no run 42"),
         (["resume", "42", "--device", "tpu"], "unknown device 'tpu'"),
@@ -316,6 +319,7 @@ def test_bad_files_get_one_line_and_exit_code_2(tmp_path):
         (["run", *TINY, "--dataset", f"imagefolder:{folder}", "--workers", "0"], "broken.png"),
         (["ensemble", "42", "43"], "there is no run 42"),
         (["soup", "42"], "a soup needs two runs or more"),
+        (["ensemble", "42"], "an ensemble needs two runs or more"),
         (["soup", "42", "--with-init", "x"], "--with-init must be a number from 0 to 1"),
     ]
     for args, message in cases:
@@ -347,7 +351,7 @@ class RunsCode:
 )
 def test_a_device_that_is_not_there_is_exit_2_and_no_run_stays_running(tmp_path):
     result = cli("run", *TINY[:-2], "--device", "cuda", cwd=tmp_path)
-    assert result.returncode == 2
+    assert result.returncode == 2 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "not available" in lines[0]
     [run] = runs_json(tmp_path)
@@ -388,8 +392,13 @@ def test_a_live_engine_that_writes_nothing_shows_as_stalled_not_crashed(tmp_path
         assert "stalled 16:4" in listed.stdout
         [run] = runs_json(tmp_path)
         assert run["status"] == "running" and run["stalled_for"] > 999
+        [stalled] = json.loads(cli("runs", "--status", "stalled", "--json", cwd=tmp_path).stdout)
+        assert stalled["id"] == run_id
     finally:
         hung.kill()
         hung.wait()
     [run] = runs_json(tmp_path)
     assert run["status"] == "crashed" and run["stalled_for"] is None
+    assert json.loads(cli("runs", "--status", "stalled", "--json", cwd=tmp_path).stdout) == []
+    nothing = cli("runs", "--status", "stalled", cwd=tmp_path).stdout
+    assert "no stalled runs in runs.db (1 run in all)" in nothing
