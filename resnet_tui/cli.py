@@ -28,6 +28,7 @@ from resnet_tui import config, launcher
 from resnet_tui.compare import comparison, table_rows
 from resnet_tui.display import (
     RunProgress,
+    device_chosen,
     duration,
     error_line,
     fusion_line,
@@ -614,10 +615,10 @@ def _spec_table(spec: dict[str, Any], info: dict[str, Any]) -> Table:
             continue
         elif isinstance(value, list):
             shown = escape(",".join(value))
+        elif key == "device":
+            shown = escape(device_chosen(value, info))
         else:
             shown = escape(str(value))
-        if key == "device" and value == "auto" and info.get("device"):
-            shown += f" [dim](chose {info['device']})[/]"
         settings.add_row(key.replace("_", "-"), f"{shown}{marker}")
     return settings
 

@@ -23,6 +23,12 @@ def error_line(error: dict[str, Any]) -> str:
     return f"{error['message']}; {hint}" if hint else error["message"]
 
 
+def device_chosen(asked: str, engine_info: dict[str, Any]) -> str:
+    """The device a run asked for, with the one `auto` chose once its engine started."""
+    chosen = engine_info.get("device")
+    return f"{asked} (chose {chosen})" if asked == "auto" and chosen else asked
+
+
 def percent(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 

@@ -38,6 +38,7 @@ from engine import events as ev
 from engine.spec import RunSpec
 from resnet_tui.device_load import load_reader
 from resnet_tui.display import (
+    device_chosen,
     distillation_line,
     error_line,
     fusion_line,
@@ -300,14 +301,9 @@ class RunScreen(Screen[None]):
             f"{escape(spec.dataset)} · weights {escape(spec.init)} · policy {spec.freeze} · "
             f"{spec.optimizer} lr {spec.peak_lr:g} · batch {spec.batch_size} · {spec.epochs} "
             f"epoch{'s' if spec.epochs != 1 else ''} · "
-            f"device {self.device_used(run, spec.device)}{lineage_text(self.store, self.run_id)}"
+            f"device {device_chosen(spec.device, json.loads(run['engine_info'] or '{}'))}"
+            f"{lineage_text(self.store, self.run_id)}"
         )
-
-    @staticmethod
-    def device_used(run: dict[str, Any], asked: str) -> str:
-        """The device asked for, and the one `auto` chose once the engine has started."""
-        chosen = json.loads(run["engine_info"] or "{}").get("device")
-        return f"{asked} ({chosen})" if asked == "auto" and chosen else asked
 
     def apply_events(self, events: list[dict[str, Any]]) -> None:
         """Fold new events into the bars, the chart series and the log, each event once.
