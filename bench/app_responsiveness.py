@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from engine import events as ev  # noqa: E402
 from engine.spec import RunSpec  # noqa: E402
-from resnet_tui.store import RunStore  # noqa: E402
+from resnet_tui.runs.store import RunStore  # noqa: E402
 
 STEPS_PER_EPOCH = 100
 # Text that shows only once each tab is in view, in the order `t` shows them.
@@ -42,10 +42,17 @@ def begin(path: Path) -> ev.EventWriter:
         ev.STARTED,
         device="cpu",
         device_name="stand-in engine",
+        torch_version="-",
+        torchvision_version="-",
+        threads=1,
         pid=os.getpid(),
         parameters=19_218,
+        trainable_parameters=19_218,
         sizes={"train": 9000, "val": 1000, "test": 2000},
         classes=[str(i) for i in range(10)],
+        image_size=32,
+        amp="off",
+        channels_last=False,
         steps_per_epoch=STEPS_PER_EPOCH,
         epochs=10_000,
     )
@@ -94,7 +101,7 @@ def start_runs(folder: Path, count: int, rate: float) -> list[subprocess.Popen[b
     engines = []
     for index in range(count):
         run_id = store.create_run(RunSpec(name=f"live {index + 1}"))
-        events = Path(store.run(run_id)["run_dir"]) / "events.jsonl"
+        events = store.run(run_id).events_path
         engine = subprocess.Popen(
             [sys.executable, __file__, "--emit", str(events), "--rate", str(rate)],
             stdin=subprocess.DEVNULL,
@@ -137,7 +144,7 @@ def measure(runs: int, rate: float, presses: int) -> tuple[list[float], int, int
         else:
             store = RunStore(folder / "runs.db")
             run_id = store.create_run(RunSpec(name="finished"))
-            begin(Path(store.run(run_id)["run_dir"]) / "events.jsonl").close()
+            begin(store.run(run_id).events_path).close()
             store.update(run_id, status="stopped")
             store.close()
         latencies = key_latencies(folder, presses)

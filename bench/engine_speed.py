@@ -36,8 +36,9 @@ from torch.nn import functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from engine import events as ev  # noqa: E402
 from engine.data import DatasetBundle, TensorSplit  # noqa: E402
-from engine.events import EventWriter, read_events  # noqa: E402
+from engine.events import EventWriter  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.spec import RunSpec  # noqa: E402
 from engine.stopping import StopRequest  # noqa: E402
@@ -84,8 +85,8 @@ def engine_epochs(spec: RunSpec, bundle: DatasetBundle) -> list[float]:
         trainer.started_event()
         trainer.fit()
         writer.close()
-        events, _ = read_events(events_path, 0)
-    ends = [event["t"] for event in events if event["type"] == "epoch_ended"]
+        events = ev.read_events(events_path).events
+    ends = [event.t for event in events if isinstance(event, ev.EpochEnded)]
     return [later - earlier for earlier, later in zip(ends, ends[1:], strict=False)]
 
 

@@ -36,19 +36,36 @@ from engine import events as ev  # noqa: E402
 from engine.spec import RunSpec  # noqa: E402
 from resnet_tui.app.history import PAGE_SIZE  # noqa: E402
 from resnet_tui.compare import CURVES, comparison  # noqa: E402
-from resnet_tui.follower import EventFollower  # noqa: E402
-from resnet_tui.store import RunStore  # noqa: E402
+from resnet_tui.runs.follower import RunFollower  # noqa: E402
+from resnet_tui.runs.state import RunState  # noqa: E402
+from resnet_tui.runs.store import RunStore  # noqa: E402
 
 ARCHS = ["resnet20", "resnet32", "resnet56", "plain20", "resnet18"]
 DATASETS = ["shapes", "mnist", "cifar10", "imagefolder:/data/flowers"]
 FOLLOWED_EVENTS = 100_000
 
 
+STARTED = {
+    "device": "cpu",
+    "device_name": "CPU",
+    "torch_version": "2.14.1",
+    "torchvision_version": "0.29.1",
+    "threads": 2,
+    "pid": 1,
+    "parameters": 270_000,
+    "trainable_parameters": 270_000,
+    "sizes": {"train": 45_000, "val": 5_000, "test": 10_000},
+    "classes": [str(i) for i in range(10)],
+    "image_size": 32,
+    "amp": "off",
+    "channels_last": False,
+    "steps_per_epoch": 10,
+}
+
+
 def run_events(index: int, epochs: int, start: float) -> list[dict]:
     """What an engine writes for one run: a progress event and an epoch's end per epoch."""
-    events: list[dict] = [
-        {"seq": 1, "t": start, "type": ev.STARTED, "device": "cpu", "pid": 1, "epochs": epochs}
-    ]
+    events: list[dict] = [{"seq": 1, "t": start, "type": ev.STARTED, **STARTED, "epochs": epochs}]
     accuracy = 0.5 + 0.45 * ((index * 7919) % 1000) / 1000
     for epoch in range(1, epochs + 1):
         progress = epoch / epochs
@@ -110,8 +127,8 @@ def build(path: Path, runs: int, epochs: int) -> tuple[float, int]:
             seed=index,
         )
         run_id = store.create_run(spec)
-        events = run_events(index, epochs, 1.7e9 + index * 1000)
-        store.apply(run_id, events, offset=0)
+        events = [ev.event_from_dict(e) for e in run_events(index, epochs, 1.7e9 + index * 1000)]
+        store.record(run_id, RunState().apply_all(events), events, offset=0)
         applied += len(events)
         if index % 500 == 499:
             print(f"  {index + 1:,} runs built", file=sys.stderr)
@@ -144,12 +161,12 @@ def follow(folder: Path, events: list[dict]) -> float:
     """Seconds a new follower takes to bring `events`, already in the file, into the store."""
     store = RunStore(folder / "runs.db")
     run_id = store.create_run(RunSpec(name="followed"))
-    path = Path(store.run(run_id)["run_dir"]) / "events.jsonl"
-    path.write_text("".join(json.dumps(event) + "\n" for event in events))
+    run = store.run(run_id)
+    run.events_path.write_text("".join(json.dumps(event) + "\n" for event in events))
     began = time.perf_counter()
-    EventFollower(store, run_id).poll()
+    RunFollower(store, run).poll()
     seconds = time.perf_counter() - began
-    assert store.run(run_id)["last_seq"] == len(events)
+    assert store.run(run_id).last_seq == len(events)
     store.delete_runs([run_id])
     store.close()
     return seconds
@@ -197,7 +214,7 @@ def main() -> None:
 
             return load
 
-        twenty = [run["id"] for run in store.list_runs(sort="test_acc", limit=20)]
+        twenty = [run.id for run in store.list_runs(sort="test_acc", limit=20)]
         split, name = CURVES["val acc"]
 
         def compare_twenty() -> object:

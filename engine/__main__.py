@@ -75,12 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, SpecError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from engine.distributed import Ranks, supervise
+    from engine.distributed import Ranks, launch_ranks
 
     if spec.world > 1 and Ranks.from_environment() is None:
         rank_args = ["run", "--spec", str(args.spec), "--events", str(args.events)]
         rank_args += ["--run-dir", str(run_dir)] + (["--resume"] if args.resume else [])
-        return supervise(spec, rank_args, args.events, run_dir, stop)
+        return launch_ranks(spec, rank_args, args.events, run_dir, stop)
     from engine.train import run as train
 
     return train(spec, args.events, run_dir, stop, args.resume)

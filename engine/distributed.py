@@ -1,14 +1,14 @@
 """Training on several processes with PyTorch's own engine: torchrun starts the ranks, DDP
-keeps their weights equal, and a supervisor reports the run's end whichever rank failed.
+keeps their weights equal, and a rank launcher reports the run's end whichever rank failed.
 
 `python -m engine run` on a spec with `--devices`, `--nproc` or `--nnodes` becomes the
-supervisor: it starts torchrun (`--standalone` on one machine; with `--nnodes`, a rendezvous
-at `--rdzv-endpoint` that the other machines' supervisors join), which starts one
+rank launcher: it starts torchrun (`--standalone` on one machine; with `--nnodes`, a
+rendezvous at `--rdzv-endpoint` that the other machines' rank launchers join), which starts one
 `python -m engine run` a rank. Each machine's first rank writes that machine's event log and
 checkpoints (the ranks' metrics are reduced over all of them, so every machine's record is
 the whole run's, and any machine can resume it); each rank sees its share of every global
 batch. A rank that fails writes what went wrong to `ranks/rank-N-error.json` in the run
-folder instead of the event log; when torchrun has ended, the supervisor puts the first
+folder instead of the event log; when torchrun has ended, the rank launcher puts the first
 failure in the log as the run's `error`, so the rank that broke is named rather than the
 peers its death stopped.
 """
@@ -32,9 +32,9 @@ from engine.stopping import StopRequest
 
 # Ranks agree whether to stop every this many steps (a stop flag summed over the ranks).
 STOP_CHECK_STEPS = 8
-# The supervisor's pid, for the ranks to give as the run's process in their `started` event:
-# the process a stop is sent to, and the one that outlives the ranks to report their end.
-SUPERVISOR_PID = "RESNET_TUI_SUPERVISOR_PID"
+# The rank launcher's pid, for the ranks to give as the run's process in their `started`
+# event: the process a stop is sent to, and the one that outlives the ranks to report their end.
+RANK_LAUNCHER_PID = "RESNET_TUI_RANK_LAUNCHER_PID"
 _PR_SET_PDEATHSIG = 1
 # The machines of one run meet under this name at their endpoint (torchrun --rdzv-id); the
 # endpoint's port tells runs apart.
@@ -134,7 +134,7 @@ def gathered(tensor: Any) -> Any:
 
 
 class RankFailures:
-    """Where a rank's failure goes: its own file, for the supervisor to report. Stands in for
+    """Where a rank's failure goes: its own file, for the rank launcher to report. Stands in for
     the event log in `train.report_failures`; everything but an error passes through to
     `events` (the log of a machine's first rank, or nothing on the others)."""
 
@@ -195,12 +195,12 @@ def torchrun_command(spec: RunSpec, engine_args: list[str]) -> list[str]:
 
 
 def _die_with_parent() -> None:
-    """In the child before it runs torchrun: SIGTERM it when the supervisor dies (Linux)."""
+    """In the child before it runs torchrun: SIGTERM it when the rank launcher dies (Linux)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def supervise(
+def launch_ranks(
     spec: RunSpec, engine_args: list[str], events_path: Path, run_dir: Path, stop: StopRequest
 ) -> int:
     """Start the ranks through torchrun, pass a stop on to them, and see that the event log
@@ -213,7 +213,7 @@ def supervise(
     threads = max(1, (cores or 1) // spec.processes)
     process = subprocess.Popen(
         torchrun_command(spec, engine_args),
-        env={**os.environ, "OMP_NUM_THREADS": str(threads), SUPERVISOR_PID: str(os.getpid())},
+        env={**os.environ, "OMP_NUM_THREADS": str(threads), RANK_LAUNCHER_PID: str(os.getpid())},
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,  # noqa: PLW1509
     )
     forwarded = False
@@ -226,13 +226,12 @@ def supervise(
 
 
 def conclude(spec: RunSpec, events_path: Path, run_dir: Path, began: float, exit_code: int) -> int:
-    """The supervisor's exit code, writing the run's error if no rank wrote its end."""
-    events, _ = read_events(events_path, 0)
-    since = [e for e in events if e["t"] >= began - 1]
+    """The rank launcher's exit code, writing the run's error if no rank wrote its end."""
+    since = [e for e in read_events(events_path).events if e.t >= began - 1]
     for event in reversed(since):
-        if event["type"] == ev.FINISHED:
-            return 0 if event["status"] == "completed" else 3
-        if event["type"] == ev.ERROR:
+        if isinstance(event, ev.Finished):
+            return 0 if event.status == "completed" else 3
+        if isinstance(event, ev.Error):
             return 1
     failures = []
     for path in sorted((run_dir / "ranks").glob("rank-*-error.json")):
@@ -247,7 +246,7 @@ def conclude(spec: RunSpec, events_path: Path, run_dir: Path, began: float, exit
         _, rank, first = min(failures, key=lambda item: item[0])
         message = first["message"] if len(failures) == 1 else f"rank {rank}: {first['message']}"
         _report(events_path, ev.ERROR, kind=first["kind"], message=message, hint=first["hint"])
-    elif spec.nodes > 1 and not any(event["type"] == ev.STARTED for event in since):
+    elif spec.nodes > 1 and not any(isinstance(event, ev.Started) for event in since):
         _report(
             events_path,
             ev.ERROR,

@@ -1,14 +1,26 @@
 """The event log: what the engine tells the world, one JSON object a line in events.jsonl.
 
-Torch-free: the engine writes it with `EventWriter`, the user's side reads it with
-`read_events`. Every line is `{"seq": n, "t": unix_time, "type": ..., ...payload}`.
+The torch-free contract between the two processes: one typed definition per event type, the
+`EventWriter` the engine writes them with, and `parse_event` / `read_events`, the only code
+that turns a line back into an event or rejects it with a reason. Every line is
+`{"seq": n, "t": unix_time, "type": ..., ...fields}`; a reader ignores fields it does not
+know (a newer engine may add some) and rejects a line that lacks one it needs.
 """
 
 import json
 import os
 import time
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, dataclass, fields
+from functools import cache
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO, Union
+
+# The version of the event format, given in every `started` event; a log without one is
+# version 1.
+EVENTS_VERSION = 1
 
 STARTED = "started"
 EPOCH_STARTED = "epoch_started"
@@ -22,21 +34,6 @@ HEARTBEAT = "heartbeat"
 FINISHED = "finished"
 ERROR = "error"
 
-EVENT_TYPES = (
-    STARTED,
-    EPOCH_STARTED,
-    PROGRESS,
-    EPOCH_ENDED,
-    POLICY,
-    CHECKPOINT,
-    LOG,
-    FUSION,
-    HEARTBEAT,
-    FINISHED,
-    ERROR,
-)
-TERMINAL_TYPES = (FINISHED, ERROR)
-
 # Kinds of error that are the user's to fix (bad options, unreadable data, a missing dataset
 # or device): the CLI answers them with exit code 2, as for any other bad input.
 USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing")
@@ -47,6 +44,333 @@ USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing"
 HEARTBEAT_S = 30.0
 STALL_AFTER_S = 6 * HEARTBEAT_S
 
+# SQLite keeps integers in 64 bits; a larger one in a line is damage, not a count.
+_LARGEST_INTEGER = 2**63 - 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """What every event has: its place in the log (`seq`, from 1) and when it was written."""
+
+    TYPE: ClassVar[str] = ""
+    seq: int
+    t: float
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as its line holds it."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        return {"seq": self.seq, "t": self.t, "type": self.TYPE, **values}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Event):
+    """The engine is ready to train (or to fuse, with `fusion`): where, on what, from what."""
+
+    TYPE: ClassVar[str] = STARTED
+    version: int = EVENTS_VERSION
+    device: str
+    device_name: str
+    device_uuid: str | None = None
+    torch_version: str
+    torchvision_version: str
+    threads: int
+    pid: int
+    parameters: int
+    trainable_parameters: int
+    sizes: dict[str, int]
+    classes: list[str]
+    image_size: int
+    amp: str
+    channels_last: bool
+    steps_per_epoch: int
+    epochs: int
+    init: dict[str, Any] | None = None
+    processes: int = 1
+    nodes: int = 1
+    resumed_from_epoch: int = 0
+    best_val_acc: float | None = None
+    distillation: dict[str, Any] | None = None
+    fusion: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochStarted(Event):
+    TYPE: ClassVar[str] = EPOCH_STARTED
+    epoch: int
+    epochs: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress(Event):
+    """A few times a second: the step, the running loss and the speed."""
+
+    TYPE: ClassVar[str] = PROGRESS
+    epoch: int
+    step: int
+    steps: int
+    global_step: int
+    loss: float
+    samples_per_s: float
+    lr: float
+    ce_loss: float | None = None
+    kd_loss: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochEnded(Event):
+    """An epoch's training and validation metrics; `partial` where a stop cut it short."""
+
+    TYPE: ClassVar[str] = EPOCH_ENDED
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: dict[str, float]
+    seconds: float
+    elapsed: float
+    peak_memory_mb: float | None = None
+    partial: bool = False
+    train_ce_loss: float | None = None
+    train_kd_loss: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy(Event):
+    """What the freeze policy just did: which parts train from `epoch`, at what rates."""
+
+    TYPE: ClassVar[str] = POLICY
+    epoch: int
+    policy: str
+    lr: dict[str, float]
+    training: list[str]
+    frozen: list[str]
+    trainable_parameters: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint(Event):
+    TYPE: ClassVar[str] = CHECKPOINT
+    path: str
+    name: str
+    epoch: int
+    best: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Log(Event):
+    TYPE: ClassVar[str] = LOG
+    level: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fusion(Event):
+    """A candidate an ensemble or soup weighed, and whether it was kept (None: no choice)."""
+
+    TYPE: ClassVar[str] = FUSION
+    step: int
+    steps: int
+    candidate: str
+    val_acc: float
+    kept: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(Event):
+    """Nothing else to say for a while: the engine is alive."""
+
+    TYPE: ClassVar[str] = HEARTBEAT
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished(Event):
+    """The run's end: completed or stopped, with the test report of a completed one."""
+
+    TYPE: ClassVar[str] = FINISHED
+    status: str
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
+    test: dict[str, Any] | None = None
+    seconds: float | None = None
+    fusion: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(Event):
+    """The run's end by an error: what kind, what went wrong, what to do."""
+
+    TYPE: ClassVar[str] = ERROR
+    kind: str
+    message: str
+    hint: str = ""
+
+    @property
+    def line(self) -> str:
+        """One line: what is wrong, then what to do (`message; hint`)."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    kind.TYPE: kind
+    for kind in (
+        Started,
+        EpochStarted,
+        Progress,
+        EpochEnded,
+        Policy,
+        Checkpoint,
+        Log,
+        Fusion,
+        Heartbeat,
+        Finished,
+        Error,
+    )
+}
+TERMINAL_TYPES = (FINISHED, ERROR)
+
+
+class BadEvent(ValueError):
+    """A line that is not an event of the contract; the message says why."""
+
+
+Check = Callable[[Any], bool]
+
+
+@cache
+def _fields_of(kind: type[Event]) -> tuple[tuple[str, Any, Check, bool], ...]:
+    """The fields of an event type as (name, type, its check, required), made once a type."""
+    hints = typing.get_type_hints(kind)
+    return tuple(
+        (item.name, hints[item.name], _check(hints[item.name]), item.default is MISSING)
+        for item in fields(kind)
+    )
+
+
+def _check(hint: Any) -> Check:
+    """A check that a value read from JSON is of the annotated type (containers one level
+    deep); `type(v) is` keeps a bool from passing for a number."""
+    if hint is Any:
+        return lambda value: True
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [_check(option) for option in typing.get_args(hint) if option is not NONE]
+        nullable = NONE in typing.get_args(hint)
+        return lambda value: (nullable and value is None) or any(c(value) for c in options)
+    if hint is int:
+        return lambda value: type(value) is int and abs(value) <= _LARGEST_INTEGER
+    if hint is float:
+        return lambda value: (
+            type(value) is float or (type(value) is int and abs(value) <= _LARGEST_INTEGER)
+        )
+    if hint in (bool, str):
+        return lambda value: type(value) is hint
+    if origin is dict:
+        item = _check(typing.get_args(hint)[1])
+        return lambda value: (
+            type(value) is dict
+            and all(type(key) is str and item(entry) for key, entry in value.items())
+        )
+    if origin is list:
+        item = _check(typing.get_args(hint)[0])
+        return lambda value: type(value) is list and all(item(entry) for entry in value)
+    raise TypeError(f"no check for {hint!r}")
+
+
+NONE = type(None)
+_ABSENT = object()
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def event_from_dict(values: Any) -> Event:
+    """The typed event a decoded line stands for; raises BadEvent saying what is wrong."""
+    if not isinstance(values, dict):
+        raise BadEvent(f"a line holds a JSON {_type_name(values)}, not an object")
+    name = values.get("type")
+    kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise BadEvent(f"unknown event type {str(values.get('type'))[:40]!r}")
+    given = {}
+    for name, hint, conforms, required in _fields_of(kind):
+        value = values.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                raise BadEvent(f"{_a(kind.TYPE)} event without {name!r}")
+            continue
+        if not conforms(value):
+            raise BadEvent(
+                f"{name!r} of {_a(kind.TYPE)} event should be {_hint_name(hint)}, "
+                f"not {_type_name(value)}"
+            )
+        given[name] = value
+    if given["seq"] < 1:
+        raise BadEvent(f"{_a(kind.TYPE)} event numbered {given['seq']}; events count from 1")
+    return kind(**given)
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def _hint_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "null")
+
+
+def parse_event(line: str | bytes) -> Event:
+    """The typed event one line of the log holds; raises BadEvent with the reason."""
+    try:
+        values = json.loads(line)
+    except ValueError:
+        raise BadEvent("a line that is not JSON") from None
+    return event_from_dict(values)
+
+
+@dataclass
+class EventsRead:
+    """What one read of the log found: the events, where to read next, the lines rejected
+    (each with its byte offset and why)."""
+
+    events: list[Event]
+    offset: int
+    rejected: list[tuple[int, str]]
+
+
+def read_events(path: str | Path, offset: int = 0, end: int | None = None) -> EventsRead:
+    """Read the complete lines after byte `offset` (up to byte `end`) as events.
+
+    A last line without its newline is being written (or was torn by a crash): it is left for
+    the next read. A complete line that is not an event of the contract is skipped, and
+    listed in `rejected`.
+    """
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            data = file.read() if end is None else file.read(max(0, end - offset))
+    except FileNotFoundError:
+        return EventsRead([], offset, [])
+    end = data.rfind(b"\n") + 1
+    events: list[Event] = []
+    rejected: list[tuple[int, str]] = []
+    position = offset
+    for line in data[:end].split(b"\n")[:-1]:
+        if line.strip():
+            try:
+                events.append(parse_event(line))
+            except BadEvent as error:
+                rejected.append((position, str(error)))
+        position += len(line) + 1
+    return EventsRead(events, offset + end, rejected)
+
 
 class EventWriter:
     """Appends events to a file, flushed per event; `sync` makes them durable (per epoch)."""
@@ -55,6 +379,10 @@ class EventWriter:
         self.path = Path(path)
         self.seq = _last_seq(self.path)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open)
+        if self._file.tell() and not _ends_a_line(self.path):
+            # A line torn by a crash stays a line of its own (skipped by readers), rather
+            # than swallowing the first event written now.
+            self._file.write("\n")
         self.last_emit = time.monotonic()
 
     def heartbeat(self, interval: float | None = None) -> None:
@@ -63,12 +391,20 @@ class EventWriter:
         if time.monotonic() - self.last_emit >= (HEARTBEAT_S if interval is None else interval):
             self.emit(HEARTBEAT)
 
-    def emit(self, event_type: str, **payload: Any) -> dict[str, Any]:
+    def emit(self, event_type: str, **payload: Any) -> Event:
+        """Write one event of the contract; a payload that is not one is a bug, raised here
+        (TypeError or BadEvent) rather than written for readers to reject."""
         self.last_emit = time.monotonic()
-        self.seq += 1
-        event = {"seq": self.seq, "t": round(time.time(), 3), "type": event_type, **payload}
-        self._file.write(json.dumps(event, separators=(",", ":")) + "\n")
+        kind = EVENT_TYPES[event_type]
+        unknown = set(payload) - {name for name, *_ in _fields_of(kind)}
+        if unknown:
+            raise TypeError(f"a {event_type} event has no fields {sorted(unknown)}")
+        values = {"seq": self.seq + 1, "t": round(time.time(), 3), "type": event_type, **payload}
+        line = json.dumps(values, separators=(",", ":"))
+        event = parse_event(line)  # checked as a reader will read it
+        self._file.write(line + "\n")
         self._file.flush()
+        self.seq += 1
         return event
 
     def sync(self) -> None:
@@ -81,33 +417,14 @@ class EventWriter:
             self._file.close()
 
 
+def _ends_a_line(path: Path) -> bool:
+    with open(path, "rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
+
+
 def _last_seq(path: Path) -> int:
     """The highest sequence number already in `path`, so a resumed run continues it."""
     if not path.exists():
         return 0
-    events, _ = read_events(path, 0)
-    return events[-1]["seq"] if events else 0
-
-
-def read_events(path: str | Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """Read the complete events after byte `offset`; return them and the offset to read next.
-
-    A last line without its newline is being written (or was torn by a crash): it is left for
-    the next read. A complete line that is not valid JSON is skipped.
-    """
-    try:
-        with open(path, "rb") as file:
-            file.seek(offset)
-            data = file.read()
-    except FileNotFoundError:
-        return [], offset
-    end = data.rfind(b"\n") + 1
-    events = []
-    for line in data[:end].splitlines():
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict) and "seq" in event and "type" in event:
-            events.append(event)
-    return events, offset + end
+    return max((event.seq for event in read_events(path).events), default=0)

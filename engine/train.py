@@ -21,8 +21,8 @@ from engine import events as ev
 from engine.data import DatasetBundle, load_dataset, make_batches
 from engine.distill import OldTask, Teachers, distillation_loss
 from engine.distributed import (
+    RANK_LAUNCHER_PID,
     STOP_CHECK_STEPS,
-    SUPERVISOR_PID,
     NoEvents,
     RankFailures,
     Ranks,
@@ -242,7 +242,7 @@ def device_uuid(device: torch.device) -> str | None:
 
 def process_facts(device: torch.device) -> dict[str, Any]:
     """What every `started` event says of where it runs: device, versions, threads, pid (of
-    the process to signal: under torchrun, the supervisor of the ranks)."""
+    the process to signal: under torchrun, the rank launcher)."""
     return {
         "device": str(device),
         "device_name": device_name(device),
@@ -250,7 +250,7 @@ def process_facts(device: torch.device) -> dict[str, Any]:
         "torch_version": torch.__version__,
         "torchvision_version": metadata.version("torchvision"),
         "threads": torch.get_num_threads(),
-        "pid": int(os.environ.get(SUPERVISOR_PID, os.getpid())),
+        "pid": int(os.environ.get(RANK_LAUNCHER_PID, os.getpid())),
     }
 
 

@@ -21,7 +21,6 @@ experiments/RESULTS-distill-and-fuse.md (running one experiment keeps the other'
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ from typing import Any
 
 from engine.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.cli import follow_run
-from resnet_tui.launcher import fuse, launch
-from resnet_tui.store import RunStore
+from resnet_tui.runs.launcher import fuse, launch
+from resnet_tui.runs.store import RunStore
 
 RESULTS = Path(__file__).with_name("RESULTS-distill-and-fuse.md")
 
@@ -148,7 +147,7 @@ def fusion(store: RunStore, common: dict[str, Any]) -> list[tuple[str, int]]:
     ensemble = fuse_runs(store, spec("ensemble"), members, "ensemble of 3")
     uniform = fuse_runs(store, spec("soup"), members, "uniform soup of 3")
     greedy = fuse_runs(store, spec("soup", greedy=True), members, "greedy soup of 3")
-    best = max(members, key=lambda run_id: store.run(run_id)["best_val_acc"])
+    best = max(members, key=lambda run_id: store.run(run_id).best_val_acc)
     wise = fuse_runs(
         store, FusionSpec("wise-ft", [{"run": best}], device=device), [best], "WiSE-FT auto"
     )
@@ -171,22 +170,23 @@ def markdown_table(store: RunStore, rows: list[tuple[str, int]]) -> str:
     lines = ["| run | | val acc | test acc | time |", "|---|---|---|---|---|"]
     for label, run_id in rows:
         run = store.run(run_id)
-        outcome = json.loads(run["recipe"] or "{}").get("outcome", {})
+        outcome = run.fusion_outcome
         note = ""
-        if "kept" in outcome and json.loads(run["recipe"]).get("greedy"):
+        if "kept" in outcome and (run.recipe or {}).get("greedy"):
             note = " (kept runs " + ", ".join(str(i) for i in outcome["kept"]) + ")"
         if outcome.get("alpha") is not None:
             note = f" (alpha {outcome['alpha']:g})"
         lines.append(
-            f"| {run_id} | {label}{note} | {100 * run['best_val_acc']:.2f}% | "
-            f"{100 * run['test_acc']:.2f}% | {run['seconds']:.0f} s |"
+            f"| {run_id} | {label}{note} | {100 * run.best_val_acc:.2f}% | "
+            f"{100 * run.test_acc:.2f}% | {run.seconds:.0f} s |"
         )
     return "\n".join(lines)
 
 
 def device_used(store: RunStore, run_id: int) -> str:
-    info = json.loads(store.run(run_id)["engine_info"])
-    return f"{info['device']} ({info['device_name']}, {info['threads']} threads)"
+    info = store.run(run_id).engine_info
+    assert info is not None
+    return f"{info.device} ({info.device_name}, {info.threads} threads)"
 
 
 def main() -> None:

@@ -16,7 +16,6 @@ to experiments/RESULTS-transfer.md.
 """
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,8 +24,8 @@ from typing import Any
 from engine.spec import RunSpec, SpecError
 from resnet_tui.cli import follow_run
 from resnet_tui.compare import comparison, table_rows
-from resnet_tui.launcher import launch
-from resnet_tui.store import RunStore
+from resnet_tui.runs.launcher import launch
+from resnet_tui.runs.store import RunStore
 
 RESULTS = Path(__file__).with_name("RESULTS-transfer.md")
 
@@ -99,8 +98,9 @@ def run_experiment(store: RunStore, name: str, common: dict[str, Any]) -> list[i
 
 def device_used(store: RunStore, ids: list[int]) -> str:
     """What the runs trained on, as their engine reported it: `cpu (AMD EPYC, 2 threads)`."""
-    info = json.loads(store.run(ids[-1])["engine_info"])
-    return f"{info['device']} ({info['device_name']}, {info['threads']} threads)"
+    info = store.run(ids[-1]).engine_info
+    assert info is not None
+    return f"{info.device} ({info.device_name}, {info.threads} threads)"
 
 
 def markdown_table(store: RunStore, ids: list[int]) -> str:

@@ -6,7 +6,6 @@ input ends in one line on stderr and exit code 2.
 
 import inspect
 import json
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,33 +23,30 @@ from rich.text import Text
 from engine import catalog, locate
 from engine import events as ev
 from engine.spec import FusionSpec, RunSpec, SpecError, spec_options
-from resnet_tui import config, launcher
+from resnet_tui import config
 from resnet_tui.compare import comparison, table_rows
 from resnet_tui.display import (
     RunProgress,
     device_chosen,
     duration,
-    error_line,
     fusion_line,
     fusion_title,
     init_lines,
     percent,
     policy_line,
+    run_error,
     test_report_view,
     weights_from,
 )
-from resnet_tui.follower import EventFollower, refresh_live_runs
-from resnet_tui.launcher import launch, request_stop, resume
-from resnet_tui.store import (
-    LIVE_STATUSES,
-    SORTABLE,
-    STATUSES,
-    RunStore,
-    StoreError,
-    stalled_for,
-    waits_in_queue,
-)
-from resnet_tui.sweeps import Worker, fold_specs, spread, summary, sweep_specs
+from resnet_tui.runs import launcher
+from resnet_tui.runs.follower import catch_up
+from resnet_tui.runs.launcher import launch, resume
+from resnet_tui.runs.model import STATUSES, Run
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.state import RunState
+from resnet_tui.runs.store import SORTABLE, RunStore, StoreError
+from resnet_tui.runs.worker import Worker, start_sweep_worker
+from resnet_tui.sweeps import fold_specs, spread, summary, sweep_specs
 
 try:  # Typer 0.20 and later carry their own copy of Click
     from typer._click import exceptions as click_exceptions
@@ -185,27 +181,25 @@ def _spec_parameters(listed: bool = False) -> list[inspect.Parameter]:
     return parameters
 
 
-def _exit_code(run: dict[str, Any]) -> int:
-    if run["status"] == "completed":
+def _exit_code(run: Run) -> int:
+    if run.status == "completed":
         return 0
-    if run["status"] == "failed" and run.get("error"):
-        kind = json.loads(run["error"]).get("kind")
-        return EXIT_USER_ERROR if kind in ev.USER_ERROR_KINDS else 1
-    if run["status"] == "stopped":
+    if run.status == "failed" and run.error is not None:
+        return EXIT_USER_ERROR if run.error.kind in ev.USER_ERROR_KINDS else 1
+    if run.status == "stopped":
         return 130
     return 1
 
 
-def _print_error(run: dict[str, Any]) -> None:
-    if run["status"] == "failed" and run.get("error"):
-        say_error(error_line(json.loads(run["error"])))
-
-
 def follow_run(
-    store: RunStore, run_id: int, process: subprocess.Popen[bytes], as_json: bool
+    store: RunStore, run_id: int, supervisor: subprocess.Popen[bytes], as_json: bool
 ) -> int:
-    """Follow a run started in the foreground until it ends; Ctrl-C stops it cleanly."""
-    follower = EventFollower(store, run_id)
+    """Show a run started in the foreground until its supervisor has recorded its end;
+    Ctrl-C asks it to stop cleanly. The events file is read, never written, here."""
+    run = store.run(run_id)
+    assert run is not None
+    state, offset = RunState(), run.events_offset
+    state.apply_all(ev.read_events(run.events_path, 0, end=offset).events)
     display = None if as_json else RunProgress(console, run_id)
     stopping = False
 
@@ -213,7 +207,7 @@ def follow_run(
         nonlocal stopping
         if not stopping:
             stopping = True
-            request_stop(process.pid)
+            supervisor.send_signal(signal.SIGINT)  # our child: its id is its own
             errors.print("stopping after this step (the last checkpoint is kept)...")
 
     previous = signal.signal(signal.SIGINT, on_interrupt)
@@ -221,24 +215,32 @@ def follow_run(
         if display:
             display.__enter__()
         while True:
-            exited = process.poll() is not None
-            for event in follower.poll():
-                if display:
-                    display.handle(event)
-                else:
-                    print(json.dumps(event), flush=True)
-            if exited:
+            ended = supervisor.poll() is not None
+            read = ev.read_events(run.events_path, offset)
+            offset = read.offset
+            state.apply_all(read.events)
+            if display:
+                display.update(state, read.events)
+            else:
+                for event in read.events:
+                    print(json.dumps(event.to_dict()), flush=True)
+            if ended:
                 break
             time.sleep(POLL_INTERVAL_S)
-        run = follower.finish_if_dead(pid_alive=False)
     finally:
         signal.signal(signal.SIGINT, previous)
         if display:
             display.__exit__(None, None, None)
+    catch_up(store)  # a supervisor that died leaves its run to the next viewer: us
+    ended_run = store.run(run_id)
+    if ended_run is None:
+        say_error(f"run {run_id} was deleted while it ran")
+        return 1
     if display:
-        display.summary(run)
-    _print_error(run)
-    return _exit_code(run)
+        display.summary(ended_run)
+    if ended_run.status == "failed":
+        say_error(run_error(ended_run))
+    return _exit_code(ended_run)
 
 
 def follow_or_detach(
@@ -281,12 +283,15 @@ def _run(
 
 def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> None:
     """`run --folds K`: the K runs queued as one sweep and trained one after another here
-    (or left to a worker with --detach), then the mean and spread of their metrics."""
+    (with --detach, by a worker of their own in the background), then the mean and spread
+    of their metrics."""
     try:
         run_ids, sweep = launcher.queue(store, fold_specs(spec))
     except SpecError as error:
         raise fail(str(error)) from None
+    assert sweep is not None
     if detach:
+        start_sweep_worker(store, sweep, spec.device)
         print(json.dumps({"sweep": sweep, "runs": run_ids}) if as_json else sweep)
         return
     report = (lambda line: None) if as_json else console.print
@@ -294,14 +299,11 @@ def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> N
     try:
         worker.run()
     except KeyboardInterrupt:
-        worker.stopping = True
-        for slot in worker.slots:
-            request_stop((store.run(slot.run_id) or {}).get("pid") if slot.run_id else None)
+        worker.stop_running()
         worker.run()
-    assert sweep is not None
     _print_summary(store, sweep, as_json)
     runs = store.sweep_runs(sweep)
-    raise typer.Exit(0 if all(run["status"] == "completed" for run in runs) else 1)
+    raise typer.Exit(0 if all(run.status == "completed" for run in runs) else 1)
 
 
 def _print_summary(store: RunStore, sweep: int, as_json: bool) -> None:
@@ -396,16 +398,6 @@ _command_from_parameters(
 )
 
 
-def _run_summary(run: dict[str, Any]) -> dict[str, Any]:
-    """A run as JSON for scripts: its columns, with JSON columns decoded."""
-    result = dict(run)
-    result["stalled_for"] = stalled_for(run)
-    for column in ("spec", "parents", "teachers", "recipe", "engine_info", "test_report", "error"):
-        if result.get(column):
-            result[column] = json.loads(result[column])
-    return result
-
-
 @app.command("runs")
 def list_runs(
     status: Annotated[
@@ -435,14 +427,14 @@ def list_runs(
     if limit is not None and limit < 1:
         raise fail("--limit must be a positive number")
     store = open_store(db)
-    refresh_live_runs(store)
+    catch_up(store)
     if status == "stalled":  # running, by the store, but silent for long
         running = store.list_runs("running", arch, dataset, sort, not ascending, None)
-        runs = [run for run in running if stalled_for(run) is not None][:limit]
+        runs = [run for run in running if run.stalled_for() is not None][:limit]
     else:
         runs = store.list_runs(status, arch, dataset, sort, not ascending, limit)
     if as_json:
-        print(json.dumps([_run_summary(run) for run in runs], indent=2))
+        print(json.dumps([run.to_json() for run in runs], indent=2))
         return
     if not runs:
         everything = store.count_runs()
@@ -470,47 +462,41 @@ def list_runs(
     colours = {"completed": "green", "running": "cyan", "failed": "red", "crashed": "red"}
     for run in runs:
         cells = {
-            "id": str(run["id"]),
-            "name": run["name"],
+            "id": str(run.id),
+            "name": Text(run.name),
             "status": _status_cell(run, colours),
-            "arch": run["arch"],
-            "dataset": run["dataset"],
-            "init": weights_from(run),
-            "freeze": run["freeze"],
-            "epochs": f"{run['epochs_done']}/{run['epochs']}"
-            if run["kind"] == "train"
-            else run["kind"],
-            "val": percent(run["best_val_acc"]),
-            "test": percent(run["test_acc"]),
-            "time": duration(run["seconds"]),
-            "created": time.strftime("%m-%d %H:%M", time.localtime(run["created_at"])),
+            "arch": run.arch,
+            "dataset": Text(run.dataset),
+            "init": Text(weights_from(run)),
+            "freeze": run.freeze,
+            "epochs": f"{run.epochs_done}/{run.epochs}" if run.trained else run.kind,
+            "val": percent(run.best_val_acc),
+            "test": percent(run.test_acc),
+            "time": duration(run.seconds),
+            "created": time.strftime("%m-%d %H:%M", time.localtime(run.created_at)),
         }
         table.add_row(*(cells[column] for column in columns))
     console.print(table)
 
 
-def _status_cell(run: dict[str, Any], colours: dict[str, str]) -> str:
-    silent = stalled_for(run)
+def _status_cell(run: Run, colours: dict[str, str]) -> str:
+    silent = run.stalled_for()
     if silent is not None:
         return f"[yellow]stalled {duration(silent)}[/]"
-    return f"[{colours.get(run['status'], 'yellow')}]{run['status']}[/]"
+    return f"[{colours.get(run.status, 'yellow')}]{run.status}[/]"
 
 
-def _get_run(store: RunStore, run_id: int) -> dict[str, Any]:
+def _get_run(store: RunStore, run_id: int) -> Run:
     run = store.run(run_id)
     if run is None:
         raise fail(f"no run {run_id} in {store.path}; `resnet-tui runs` lists them")
     return run
 
 
-def _events_of(run: dict[str, Any], event_type: str) -> list[dict[str, Any]]:
-    """The run's events of one type, from its events file: each change its freeze policy
-    made (`policy`), each candidate an ensemble or soup weighed (`fusion`)."""
-    path = Path(run["run_dir"] or "") / "events.jsonl"
-    if not path.is_file():
-        return []
-    events, _ = ev.read_events(path, 0)
-    return [event for event in events if event["type"] == event_type]
+def _state_of(run: Run) -> RunState:
+    """Everything the run's events file tells: each change its freeze policy made, each
+    candidate an ensemble or soup weighed."""
+    return RunState().apply_all(ev.read_events(run.events_path).events)
 
 
 @app.command("show")
@@ -521,102 +507,105 @@ def show_run(
 ) -> None:
     """Show one run: its spec, a table of its epochs, its test metrics and confusion matrix."""
     store = open_store(db)
-    refresh_live_runs(store)
+    catch_up(store)
     run = _get_run(store, run_id)
     epochs = store.epoch_table(run_id)
+    state = _state_of(run)
+    policies = [state.policies[seq] for seq in sorted(state.policies)]
+    candidates = [state.fusion_steps[seq] for seq in sorted(state.fusion_steps)]
     if as_json:
         summary = {
-            **_run_summary(run),
+            **run.to_json(),
             "epoch_table": epochs,
-            "policy": _events_of(run, ev.POLICY),
-            "fusion": _events_of(run, ev.FUSION),
+            "policy": [event.to_dict() for event in policies],
+            "fusion": [event.to_dict() for event in candidates],
         }
         print(json.dumps(summary, indent=2))
         return
-    console.print(
-        Text.assemble((f"run {run['id']}", "bold"), f" · {run['name']} · {run['status']}")
-    )
+    console.print(Text.assemble((f"run {run.id}", "bold"), f" · {run.name} · {run.status}"))
     chain = store.lineage(run_id)
     if chain:
-        steps = " ← ".join(f"run {r['id']} ({r['name']}, {r['status']})" for r in chain)
+        steps = " ← ".join(f"run {r.id} ({r.name}, {r.status})" for r in chain)
         console.print(f"started from {steps}", highlight=False, markup=False)
-    teachers = json.loads(run.get("teachers") or "[]")
-    if teachers:
+    if run.teachers:
         console.print(
-            "distilled from " + _run_names(store, teachers), highlight=False, markup=False
+            "distilled from " + _run_names(store, list(run.teachers)), highlight=False, markup=False
         )
-    if run.get("tags") or run.get("notes"):
-        console.print(
-            f"tags: {run.get('tags') or '-'} · notes: {run.get('notes') or '-'}", markup=False
-        )
-    if run["kind"] != "train":
-        _show_fusion(store, run)
+    if run.tags or run.notes:
+        console.print(f"tags: {run.tags or '-'} · notes: {run.notes or '-'}", markup=False)
+    if not run.trained:
+        _show_fusion(store, run, candidates)
         return
-    spec = json.loads(run["spec"])
-    info = json.loads(run["engine_info"] or "{}")
-    console.print(_spec_table(spec, info))
+    console.print(_spec_table(run))
+    info = run.engine_info
     if info:
         console.print(
-            f"device {info['device']} ({info['device_name']}), torch {info['torch_version']}, "
-            f"{info['parameters']:,} parameters ({info['trainable_parameters']:,} trainable), "
-            f"amp {info['amp']}, channels_last {info['channels_last']}"
+            f"device {info.device} ({info.device_name}), torch {info.torch_version}, "
+            f"{info.parameters:,} parameters ({info.trainable_parameters:,} trainable), "
+            f"amp {info.amp}, channels_last {info.channels_last}",
+            markup=False,
         )
-        for line in init_lines(info.get("init")):
-            console.print(line, highlight=False)
-    for event in _events_of(run, ev.POLICY):
-        console.print(f"[cyan]policy[/] {policy_line(event)}", highlight=False)
+        for line in init_lines(info.init):
+            console.print(line, highlight=False, markup=False)
+    for event in policies:
+        console.print(Text.assemble(("policy", "cyan"), " ", policy_line(event)))
     if epochs:
-        table = Table(title="Epochs", box=None, header_style="bold")
-        distilled = any("train_kd_loss" in row for row in epochs)
-        columns = ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"]
-        if distilled:
-            columns[2:2] = ["ce", "kd"]
-        for column in columns:
-            table.add_column(column, justify="right")
-        for row in epochs:
-            lr = next((v for k, v in row.items() if k.startswith("lr/")), None)
-            parts = [f"{row.get(f'train_{name}_loss', 0):.4f}" for name in ("ce", "kd")]
-            table.add_row(
-                str(row["epoch"]),
-                f"{row.get('train_loss', 0):.4f}",
-                *(parts if distilled else []),
-                percent(row.get("train_acc")),
-                f"{row.get('val_loss', 0):.4f}",
-                percent(row.get("val_acc")),
-                "-" if lr is None else f"{lr:.2e}",
-                f"{row.get('seconds', 0):.1f}",
-            )
-        console.print(table)
+        console.print(_epoch_table(epochs))
     _show_outcome(run)
 
 
-def _show_outcome(run: dict[str, Any]) -> None:
+def _epoch_table(epochs: list[dict[str, Any]]) -> Table:
+    table = Table(title="Epochs", box=None, header_style="bold")
+    distilled = any("train_kd_loss" in row for row in epochs)
+    columns = ["epoch", "train loss", "train acc", "val loss", "val acc", "lr", "seconds"]
+    if distilled:
+        columns[2:2] = ["ce", "kd"]
+    for column in columns:
+        table.add_column(column, justify="right")
+    for row in epochs:
+        lr = next((v for k, v in row.items() if k.startswith("lr/")), None)
+        parts = [f"{row.get(f'train_{name}_loss', 0):.4f}" for name in ("ce", "kd")]
+        table.add_row(
+            str(row["epoch"]),
+            f"{row.get('train_loss', 0):.4f}",
+            *(parts if distilled else []),
+            percent(row.get("train_acc")),
+            f"{row.get('val_loss', 0):.4f}",
+            percent(row.get("val_acc")),
+            "-" if lr is None else f"{lr:.2e}",
+            f"{row.get('seconds', 0):.1f}",
+        )
+    return table
+
+
+def _show_outcome(run: Run) -> None:
     """The end of `show`: the test report or the error, and where the run's files are."""
-    if run.get("test_report"):
-        console.print(test_report_view(json.loads(run["test_report"])))
-    if run.get("error"):
-        error = json.loads(run["error"])
-        console.print(Text.assemble((f"failed ({error['kind']}):", "red"), " ", error_line(error)))
-    console.print(f"[dim]folder: {run['run_dir']}[/]")
+    if run.test_report:
+        console.print(test_report_view(run.test_report))
+    if run.error is not None:
+        console.print(
+            Text.assemble((f"{run.status} ({run.error.kind}):", "red"), " ", run_error(run))
+        )
+    console.print(Text(f"folder: {run.run_dir}", style="dim"))
 
 
-def _spec_table(spec: dict[str, Any], info: dict[str, Any]) -> Table:
+def _spec_table(run: Run) -> Table:
     """The run's settings as it used them: an unset learning rate or weight decay as the
     optimiser's default, `auto` with the device it chose; options it did not use are left
     out. `(set)` marks what differs from the defaults."""
-    run_spec, defaults = RunSpec.from_dict(spec), RunSpec()
+    run_spec, defaults = run.spec, RunSpec()
     used = {"lr": run_spec.peak_lr, "weight_decay": run_spec.decay}
     settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))
-    for key, value in spec.items():
-        marker = "" if getattr(defaults, key) == value else " [dim](set)[/]"
+    for key, value in run.spec_values.items():
+        marker = "" if getattr(defaults, key, None) == value else " [dim](set)[/]"
         if value is None and key in used:
             shown = f"{used[key]:g} [dim](the {run_spec.optimizer} default)[/]"
         elif value is None or value == []:
             continue
         elif isinstance(value, list):
-            shown = escape(",".join(value))
+            shown = escape(",".join(map(str, value)))
         elif key == "device":
-            shown = escape(device_chosen(value, info))
+            shown = escape(device_chosen(value, run.engine_info))
         else:
             shown = escape(str(value))
         settings.add_row(key.replace("_", "-"), f"{shown}{marker}")
@@ -628,20 +617,20 @@ def _run_names(store: RunStore, run_ids: list[int]) -> str:
     names = []
     for run_id in run_ids:
         run = store.run(run_id)
-        names.append(f"run {run_id} ({run['name'] if run else 'deleted'})")
+        names.append(f"run {run_id} ({run.name if run else 'deleted'})")
     return ", ".join(names)
 
 
-def _show_fusion(store: RunStore, run: dict[str, Any]) -> None:
+def _show_fusion(store: RunStore, run: Run, candidates: list[ev.Fusion]) -> None:
     """The rest of `show` for an ensemble or soup: what it fused, and what it chose."""
-    recipe = json.loads(run["recipe"] or "{}")
-    fusion = launcher.fusion_of(run)
-    title = fusion_title({**recipe, "members": [m["run"] for m in fusion.members]})
+    fusion = run.fusion
+    members = [member["run"] for member in fusion.members]
+    title = fusion_title({**(run.recipe or {}), "members": members})
     console.print(f"{title}: `resnet-tui {launcher.fusion_command(fusion)}`", highlight=False)
-    console.print("members: " + _run_names(store, [m["run"] for m in fusion.members]), markup=False)
-    for event in _events_of(run, ev.FUSION):
-        console.print(f"  {fusion_line(event)}", highlight=False)
-    outcome = recipe.get("outcome") or {}
+    console.print("members: " + _run_names(store, members), markup=False)
+    for event in candidates:
+        console.print(f"  {fusion_line(event)}", highlight=False, markup=False)
+    outcome = run.fusion_outcome
     if "kept" in outcome and fusion.greedy:
         console.print("kept: " + ", ".join(f"run {m}" for m in outcome["kept"]))
     if outcome.get("alpha") is not None:
@@ -659,7 +648,7 @@ def compare_runs(
     if len(run_ids) < 2:
         raise fail("compare needs at least two run ids, e.g. `resnet-tui compare 3 4`")
     store = open_store(db)
-    refresh_live_runs(store)
+    catch_up(store)
     try:
         result = comparison(store, run_ids)
     except KeyError as error:
@@ -702,7 +691,7 @@ def resume_run(
     so a seeded CPU run ends as it would have without the interruption.
     """
     store = open_store(db)
-    refresh_live_runs(store)
+    catch_up(store)
     try:
         process = resume(store, run_id, device)
     except SpecError as error:
@@ -746,7 +735,7 @@ def _fuse(
     db: Path | None,
 ) -> None:
     store = open_store(db)
-    refresh_live_runs(store)
+    catch_up(store)
     try:
         fusion.validate()
         run_id, process = launcher.fuse(store, fusion, run_ids, name)
@@ -835,28 +824,24 @@ def remove_runs(
 ) -> None:
     """Delete runs: their rows, metrics and run folders; a queued run leaves the queue."""
     store = open_store(db)
-    refresh_live_runs(store)
+    catch_up(store)
     runs = [_get_run(store, run_id) for run_id in run_ids]
-    live = [
-        str(run["id"]) for run in runs if run["status"] in LIVE_STATUSES and not waits_in_queue(run)
-    ]
+    live = [str(run.id) for run in runs if run.live and not run.waits_in_queue]
     if live:
         raise fail(f"run {', '.join(live)} is still live; stop it first with `resnet-tui stop`")
     if not yes:
-        names = ", ".join(f"{run['id']} ({run['name']})" for run in runs)
+        names = ", ".join(f"{run.id} ({run.name})" for run in runs)
         if not sys.stdin.isatty():
             raise fail("rm asks for confirmation; add --yes to delete without asking")
         if not typer.confirm(f"Delete run {names} and its files?"):
             raise typer.Exit(1)
-    taken = [run for run in runs if waits_in_queue(run) and store.cancel_queued(run["id"]) is None]
+    queue = RunQueue(store)
+    taken = [run for run in runs if run.waits_in_queue and queue.cancel(run.id) is None]
     gone = [run for run in runs if run not in taken]
-    store.delete_runs(run["id"] for run in gone)
-    for run in gone:
-        if run.get("run_dir"):
-            shutil.rmtree(run["run_dir"], ignore_errors=True)
+    store.delete_runs(run.id for run in gone if not run.waits_in_queue)
     console.print(f"deleted {len(gone)} run{'s' if len(gone) != 1 else ''}")
     if taken:
-        names = ", ".join(str(run["id"]) for run in taken)
+        names = ", ".join(str(run.id) for run in taken)
         raise fail(f"a worker took run {names} meanwhile; stop it with `resnet-tui stop {names}`")
 
 
@@ -911,17 +896,29 @@ def run_worker(
     wait: Annotated[
         bool, typer.Option("--wait", help="Keep waiting for queued runs when the queue is empty.")
     ] = False,
+    sweep: Annotated[
+        Optional[int],
+        typer.Option(
+            help="Run only the queued runs of this sweep (the folds of a --folds run, say); "
+            "a run of it stopped by hand leaves the rest waiting."
+        ),
+    ] = None,
     db: DbOption = None,
 ) -> None:
     """Run the queue: start queued runs on the devices, one (or --per-device) at a time on
     each, until the queue is empty. Ctrl-C takes no more runs and waits for the running ones;
     a second Ctrl-C leaves them running in the background."""
     store = open_store(db)
+    among = None
+    if sweep is not None:
+        among = [run.id for run in store.sweep_runs(sweep) if run.waits_in_queue]
+        if not store.sweep_runs(sweep):
+            raise fail(f"no sweep {sweep} in {store.path}; `resnet-tui runs --json` shows sweeps")
     try:
-        worker = Worker(store, devices.split(","), per_device, wait, report=console.print)
+        worker = Worker(store, devices.split(","), per_device, wait, console.print, among)
     except SpecError as error:
         raise fail(str(error)) from None
-    waiting = len(store.queued_runs())
+    waiting = len(RunQueue(store).waiting()) if among is None else len(among)
     console.print(f"{waiting} queued run{'s' if waiting != 1 else ''}; running on {devices}")
     try:
         worker.run()
@@ -962,19 +959,18 @@ def show_queue(
     store = open_store(db)
     if first is not None:
         run = _get_run(store, first)
-        if run["status"] != "queued" or run["queue_position"] is None:
-            raise fail(f"run {first} is not in the queue (it is {run['status']})")
-        store.move_to_front(first)
-    queued = store.queued_runs()
+        if not run.waits_in_queue or not RunQueue(store).move_to_front(first):
+            raise fail(f"run {first} is not in the queue (it is {run.status})")
+    queued = RunQueue(store).waiting()
     if as_json:
-        print(json.dumps([_run_summary(run) for run in queued]))
+        print(json.dumps([run.to_json() for run in queued]))
         return
     if not queued:
         console.print("the queue is empty")
         return
     table = Table("place", "id", "name", "sweep", box=None)
     for place, run in enumerate(queued, start=1):
-        table.add_row(str(place), str(run["id"]), run["name"], str(run["sweep"] or ""))
+        table.add_row(str(place), str(run.id), Text(run.name), str(run.sweep or ""))
     console.print(table)
 
 
@@ -987,8 +983,8 @@ def stop_runs(
     store = open_store(db)
     for run_id in run_ids:
         run = _get_run(store, run_id)
-        if run["status"] != "running" or not request_stop(run["pid"]):
-            raise fail(f"run {run_id} is not running (it is {run['status']})")
+        if not launcher.stop(run):
+            raise fail(f"run {run_id} is not running (it is {run.status})")
         console.print(f"asked run {run_id} to stop")
 
 

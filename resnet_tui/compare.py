@@ -1,11 +1,10 @@
 """Comparing runs: the settings that differ, their results side by side, smoothed curves."""
 
-import json
 from typing import Any
 
 from engine.spec import spec_options
 from resnet_tui.display import duration, percent
-from resnet_tui.store import RunStore
+from resnet_tui.runs.store import RunStore
 
 RESULT_ROWS = (
     ("status", "status"),
@@ -44,21 +43,17 @@ def differing_settings(specs: list[dict[str, Any]]) -> list[tuple[str, list[Any]
 
 def comparison(store: RunStore, run_ids: list[int]) -> dict[str, Any]:
     """Everything a comparison shows: the runs, their differing settings and their results."""
-    runs = [store.run(run_id) for run_id in run_ids]
-    missing = [str(run_id) for run_id, run in zip(run_ids, runs, strict=True) if run is None]
+    found = [store.run(run_id) for run_id in run_ids]
+    missing = [str(run_id) for run_id, run in zip(run_ids, found, strict=True) if run is None]
     if missing:
         raise KeyError(f"no run {', '.join(missing)} in {store.path}")
-    specs = [json.loads(run["spec"]) for run in runs]
-    macro_f1 = []
-    for run in runs:
-        report = json.loads(run["test_report"]) if run["test_report"] else {}
-        macro_f1.append(report.get("macro_f1"))
+    runs = [run for run in found if run is not None]
     return {
-        "runs": [{"id": run["id"], "name": run["name"]} for run in runs],
-        "settings": {key: values for key, values in differing_settings(specs)},
+        "runs": [{"id": run.id, "name": run.name} for run in runs],
+        "settings": dict(differing_settings([run.spec_values for run in runs])),
         "results": {
-            **{label: [run[column] for run in runs] for column, label in RESULT_ROWS},
-            "test macro-F1": macro_f1,
+            **{label: [getattr(run, column) for run in runs] for column, label in RESULT_ROWS},
+            "test macro-F1": [(run.test_report or {}).get("macro_f1") for run in runs],
         },
     }
 

@@ -1,6 +1,5 @@
 """Showing a run in the terminal with Rich: live progress, a line per epoch, the test report."""
 
-import json
 from typing import Any
 
 from rich.console import Console, Group
@@ -13,20 +12,16 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from engine import events as ev
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.state import RunState
 
 
-def error_line(error: dict[str, Any]) -> str:
-    """A run's error as one line: what is wrong, then what to do (`message; hint`)."""
-    hint = error.get("hint")
-    return f"{error['message']}; {hint}" if hint else error["message"]
-
-
-def device_chosen(asked: str, engine_info: dict[str, Any]) -> str:
+def device_chosen(asked: str, started: ev.Started | None) -> str:
     """The device a run asked for, with the one `auto` chose once its engine started."""
-    chosen = engine_info.get("device")
-    return f"{asked} (chose {chosen})" if asked == "auto" and chosen else asked
+    return f"{asked} (chose {started.device})" if asked == "auto" and started else asked
 
 
 def percent(value: float | None) -> str:
@@ -73,12 +68,12 @@ def test_report_view(report: dict[str, Any]) -> Group:
     return Group(summary, "", confusion)
 
 
-def policy_line(event: dict[str, Any]) -> str:
+def policy_line(event: ev.Policy) -> str:
     """One line for a `policy` event: which parts train from this epoch, at what rates."""
-    rates = ", ".join(f"{part} {lr:.2g}" for part, lr in event["lr"].items())
+    rates = ", ".join(f"{part} {lr:.2g}" for part, lr in event.lr.items())
     return (
-        f"epoch {event['epoch']}: {', '.join(event['training']) or 'nothing'} train "
-        f"({event['trainable_parameters']:,} parameters); lr {rates}"
+        f"epoch {event.epoch}: {', '.join(event.training) or 'nothing'} train "
+        f"({event.trainable_parameters:,} parameters); lr {rates}"
     )
 
 
@@ -97,17 +92,17 @@ def init_lines(init: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def weights_from(run: dict[str, Any]) -> str:
+def weights_from(run: Run) -> str:
     """Where a run's weights came from, for listings: its --init, or a fusion's members."""
-    if run["kind"] == "train":
-        return run["init"] or ""
-    return "runs " + ",".join(str(m) for m in json.loads(run["parents"] or "[]"))
+    if run.trained:
+        return run.init
+    return "runs " + ",".join(str(m) for m in run.parents)
 
 
-def fusion_line(event: dict[str, Any]) -> str:
+def fusion_line(event: ev.Fusion) -> str:
     """One line for a `fusion` event: a candidate the fusion weighed, and what came of it."""
-    kept = "" if event["kept"] is None else ("  kept" if event["kept"] else "  left out")
-    return f"{event['candidate']:<14} val acc {percent(event['val_acc']):>6}{kept}"
+    kept = "" if event.kept is None else ("  kept" if event.kept else "  left out")
+    return f"{event.candidate:<14} val acc {percent(event.val_acc):>6}{kept}"
 
 
 def fusion_title(fusion: dict[str, Any]) -> str:
@@ -140,11 +135,26 @@ def distillation_line(distillation: dict[str, Any] | None) -> str | None:
     )
 
 
-def loss_parts(event: dict[str, Any], prefix: str = "") -> str:
-    """ "ce 0.41 kd 1.20" for a distilled run's event, else nothing."""
-    if f"{prefix}ce_loss" not in event:
+def loss_parts(event: ev.Progress | ev.EpochEnded) -> str:
+    """ "(ce 0.41 kd 1.20)" for a distilled run's progress or epoch, else nothing."""
+    if isinstance(event, ev.Progress):
+        ce, kd = event.ce_loss, event.kd_loss
+    else:
+        ce, kd = event.train_ce_loss, event.train_kd_loss
+    if ce is None or kd is None:
         return ""
-    return f" (ce {event[f'{prefix}ce_loss']:.3f} kd {event[f'{prefix}kd_loss']:.3f})"
+    return f" (ce {ce:.3f} kd {kd:.3f})"
+
+
+def epoch_line(event: ev.EpochEnded) -> str:
+    """One line for an ended epoch: its losses and accuracies, and how long it took."""
+    return (
+        f"epoch {event.epoch:>3}/{event.epochs}  "
+        f"train loss {event.train_loss:.4f}{loss_parts(event)} "
+        f"acc {percent(event.train_acc):>6}  "
+        f"val loss {event.val_loss:.4f} acc {percent(event.val_acc):>6}  "
+        f"{event.seconds:.1f} s"
+    )
 
 
 class RunProgress:
@@ -167,7 +177,6 @@ class RunProgress:
         )
         self.epochs = self.progress.add_task("epochs", total=None, detail="")
         self.steps = self.progress.add_task("steps ", total=None, detail="")
-        self.final: dict[str, Any] | None = None
         self.showing = False
 
     def __enter__(self) -> "RunProgress":
@@ -185,80 +194,85 @@ class RunProgress:
             self.progress.stop()
             self.showing = False
 
-    def handle(self, event: dict[str, Any]) -> None:
-        kind = event["type"]
-        if kind == ev.STARTED and event.get("fusion"):
-            sizes = event["sizes"]
-            self.console.print(
-                f"[bold]run {self.run_id}[/]: {fusion_title(event['fusion'])} on "
-                f"{event['device']} ({event['device_name']}) · {sizes['val']:,} val / "
-                f"{sizes['test']:,} test images · {len(event['classes'])} classes"
-            )
-            self.progress.update(self.epochs, description="fusing", total=event["fusion"]["steps"])
-            self.progress.update(self.steps, visible=False)
-        elif kind == ev.STARTED:
-            sizes = event["sizes"]
-            self.console.print(
-                f"[bold]run {self.run_id}[/] on {event['device']} ({event['device_name']}, "
-                f"{event['threads']} threads) · {event['parameters']:,} parameters · "
-                f"{sizes['train']:,} train / {sizes['val']:,} val / {sizes['test']:,} test images"
-                f" · {len(event['classes'])} classes"
-            )
-            for line in init_lines(event.get("init")):
-                self.console.print(line, highlight=False)
-            distilling = distillation_line(event.get("distillation"))
-            if distilling:
-                self.console.print(distilling, highlight=False)
-            self.progress.update(self.epochs, total=event["epochs"])
-            self.progress.update(self.steps, total=event["steps_per_epoch"])
-        elif kind == ev.EPOCH_STARTED:
-            self.progress.reset(self.steps, total=self.progress.tasks[self.steps].total)
-        elif kind == ev.PROGRESS:
-            epoch_share = event["step"] / max(event["steps"], 1)
-            self.progress.update(self.epochs, completed=event["epoch"] - 1 + epoch_share)
+    def update(self, state: RunState, events: list[ev.Event]) -> None:
+        """Show what `events` (just folded into `state`) said: a line for each that speaks,
+        and the bars as the state stands now."""
+        for event in events:
+            self._print(event)
+        started = state.started
+        if started is None:
+            return
+        if started.fusion:
+            self.progress.update(self.epochs, completed=len(state.fusion_steps))
+            return
+        self.progress.update(self.epochs, completed=state.position)
+        progress = state.progress
+        if progress is not None and not state.superseded(progress.seq, progress.epoch):
+            position = progress.step if state.ended or state.position > state.epochs_done else 0
             self.progress.update(
                 self.steps,
-                completed=event["step"],
-                detail=f"loss {event['loss']:.3f}{loss_parts(event)} · "
-                f"{event['samples_per_s']:,.0f} img/s",
+                completed=position,
+                detail=f"loss {progress.loss:.3f}{loss_parts(progress)} · "
+                f"{progress.samples_per_s:,.0f} img/s",
             )
-        elif kind == ev.EPOCH_ENDED:
-            self.progress.update(self.epochs, completed=event["epoch"])
-            self.console.print(
-                f"epoch {event['epoch']:>3}/{event['epochs']}  "
-                f"train loss {event['train_loss']:.4f}{loss_parts(event, 'train_')} "
-                f"acc {percent(event['train_acc']):>6}  "
-                f"val loss {event['val_loss']:.4f} acc {percent(event['val_acc']):>6}  "
-                f"{event['seconds']:.1f} s"
-            )
-        elif kind == ev.LOG:
-            self.console.print(f"[dim]{event['level']}: {event['message']}[/]")
-        elif kind == ev.POLICY:
-            self.console.print(f"[cyan]{policy_line(event)}[/]", highlight=False)
-        elif kind == ev.FUSION:
-            self.progress.update(self.epochs, completed=event["step"])
-            self.console.print(fusion_line(event), highlight=False)
-        elif kind in ev.TERMINAL_TYPES:
-            self.final = event
 
-    def summary(self, run: dict[str, Any]) -> None:
+    def _print(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Started) and event.fusion:
+            sizes = event.sizes
+            self.console.print(
+                f"[bold]run {self.run_id}[/]: {fusion_title(event.fusion)} on "
+                f"{event.device} ({event.device_name}) · {sizes['val']:,} val / "
+                f"{sizes['test']:,} test images · {len(event.classes)} classes"
+            )
+            self.progress.update(self.epochs, description="fusing", total=event.fusion["steps"])
+            self.progress.update(self.steps, visible=False)
+        elif isinstance(event, ev.Started):
+            sizes = event.sizes
+            self.console.print(
+                f"[bold]run {self.run_id}[/] on {event.device} ({event.device_name}, "
+                f"{event.threads} threads) · {event.parameters:,} parameters · "
+                f"{sizes['train']:,} train / {sizes['val']:,} val / {sizes['test']:,} test images"
+                f" · {len(event.classes)} classes"
+            )
+            for line in init_lines(event.init):
+                self.console.print(line, highlight=False)
+            distilling = distillation_line(event.distillation)
+            if distilling:
+                self.console.print(distilling, highlight=False)
+            self.progress.update(self.epochs, total=event.epochs)
+            self.progress.update(self.steps, total=event.steps_per_epoch)
+        elif isinstance(event, ev.EpochEnded):
+            self.console.print(epoch_line(event), highlight=False)
+        elif isinstance(event, ev.Log):
+            self.console.print(Text(f"{event.level}: {event.message}", style="dim"))
+        elif isinstance(event, ev.Policy):
+            self.console.print(Text(policy_line(event), style="cyan"))
+        elif isinstance(event, ev.Fusion):
+            self.console.print(fusion_line(event), highlight=False)
+
+    def summary(self, run: Run) -> None:
         """The closing lines: the test report of a completed run, else its status."""
         self._hide_bars()
-        status = run["status"]
-        if status == "completed" and run.get("test_report"):
-            self.console.print(test_report_view(json.loads(run["test_report"])))
+        if run.status == "completed" and run.test_report:
+            self.console.print(test_report_view(run.test_report))
             self.console.print(
                 f"[green]completed[/] run {self.run_id}: test accuracy "
-                f"{percent(run['test_acc'])}, best val {percent(run['best_val_acc'])}, "
-                f"{duration(run['seconds'])}"
+                f"{percent(run.test_acc)}, best val {percent(run.best_val_acc)}, "
+                f"{duration(run.seconds)}"
             )
-        elif status == "stopped":
+        elif run.status == "stopped":
             self.console.print(
-                f"[yellow]stopped[/] run {self.run_id} after {run['epochs_done']} epochs; "
+                f"[yellow]stopped[/] run {self.run_id} after {run.epochs_done} epochs; "
                 "its last checkpoint is kept"
             )
-        elif status == "crashed":
+        elif run.status == "crashed":
             self.console.print(
-                f"[red]crashed[/] run {self.run_id}: the engine ended without a final event; "
-                f"see {run['run_dir']}/engine.log"
+                Text.assemble(("crashed", "red"), f" run {self.run_id}: ", run_error(run))
             )
+
+
+def run_error(run: Run) -> str:
+    """What a failed or crashed run ended with, as one line."""
+    if run.error is not None:
+        return run.error.line
+    return f"the engine ended without a final event; see {run.run_dir}/engine.log"

@@ -15,7 +15,7 @@ def main() -> None:
 
         command_line()
         return
-    from resnet_tui.store import RunStore, StoreError
+    from resnet_tui.runs.store import RunStore, StoreError
 
     try:
         store = RunStore()

@@ -1,28 +1,22 @@
-"""The Textual application: screens, the live-run followers, and quitting with runs alive.
+"""The Textual application: screens, what changed in the store, and quitting with runs alive.
 
-The app never imports torch. Runs it launches are detached engine processes; every quarter
-second it follows the events of each live run into the store and hands the new events to
-the screens that show that run (those with its `run_id`), and starts the next fold of a
-cross-validation launched from the form once the one before has ended. The run and compare
+The app never imports torch and never writes a run's progress: each run's supervisor keeps
+`runs.db` current. Twice a second the app asks the store what changed since its last look
+(by any process) and tells the screens on its stack with small messages (messages.py); it
+catches up runs no supervisor owns any more, as every viewer does. The run and compare
 screens, and the charting library under them, load when first opened: the history must
 paint first.
 """
 
-import os
-import shutil
-import time
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from subprocess import Popen
-from typing import Any
 
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.screen import Screen
+from textual.screen import ModalScreen, Screen
 
 from engine.events import STALL_AFTER_S
 from engine.spec import FusionSpec, RunSpec, SpecError
@@ -30,36 +24,19 @@ from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, Qui
 from resnet_tui.app.garbage import YOUNG_EVERY_S, GarbageSchedule
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
-from resnet_tui.app.live_screen import LiveRunsScreen
+from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
 from resnet_tui.app.queue_view import QueueScreen
 from resnet_tui.app.sweep_view import SweepScreen
-from resnet_tui.follower import EventFollower, refresh_live_runs
-from resnet_tui.launcher import (
-    fuse,
-    fusion_of,
-    launch,
-    queue,
-    request_stop,
-    resume,
-    start_queued,
-)
-from resnet_tui.store import LIVE_STATUSES, RunStore, stalled_for
-from resnet_tui.sweeps import fold_specs, spread, summary
+from resnet_tui.runs.follower import RunFollower, catch_up
+from resnet_tui.runs.launcher import fuse, launch, queue, resume, stop
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.store import RunStore
+from resnet_tui.runs.worker import start_sweep_worker
+from resnet_tui.sweeps import fold_specs
 
-POLL_INTERVAL_S = 0.25
-# How often the app looks in the store for runs started elsewhere (a worker, another shell)
-# and shows the queue or sweep in view afresh.
-DISCOVER_INTERVAL_S = 1.0
-
-
-@dataclass
-class CrossValidation:
-    """The fold runs of a cross-validation launched from the form, which the app trains one
-    after another on `device`, as `resnet-tui run --folds K` does; `current` is training."""
-
-    run_ids: list[int]
-    device: str
-    current: int | None = None
+# How often the app asks the store what changed: a run started elsewhere shows within a
+# second, well inside the 2 s a user notices.
+LOOK_INTERVAL_S = 0.5
 
 
 class ResnetApp(App[None]):
@@ -77,22 +54,24 @@ class ResnetApp(App[None]):
     def __init__(self, store: RunStore) -> None:
         super().__init__()
         self.store = store
-        self.followers: dict[int, EventFollower] = {}
-        self.processes: dict[int, Popen[bytes]] = {}
         self.history = HistoryScreen(store)
+        self.revision = store.revision()
+        self.known: set[int] = {row["id"] for row in store.query("SELECT id FROM runs")}
+        self.live: dict[int, Run] = {}
         self.stalled: set[int] = set()
+        self.started_here: list[Popen[bytes]] = []  # supervisors and workers started here
+        self.caught_up: dict[int, RunFollower] = {}  # runs no supervisor owns, followed here
         self.garbage = GarbageSchedule()
-        self.cross_validations: dict[int, CrossValidation] = {}  # by sweep
 
     def on_mount(self) -> None:
         self.sub_title = str(self.store.path)
-        refresh_live_runs(self.store)
+        catch_up(self.store, self.caught_up)
+        self.live = {run.id: run for run in self.store.live_runs()}
         self.push_screen(self.history)
-        found = self.discover_runs()
-        if found:
-            self.notify(f"following {found} live run{'s' if found > 1 else ''} again")
-        self.set_interval(POLL_INTERVAL_S, self.poll_runs)
-        self.set_interval(DISCOVER_INTERVAL_S, self.look_at_the_store)
+        running = sum(run.status == "running" for run in self.live.values())
+        if running:
+            self.notify(f"following {running} live run{'s' if running > 1 else ''} again")
+        self.set_interval(LOOK_INTERVAL_S, self.look_at_the_store)
         self.call_after_refresh(self._take_over_garbage_collection)
 
     def _take_over_garbage_collection(self) -> None:
@@ -125,81 +104,68 @@ class ResnetApp(App[None]):
                 partial(self.run_action, binding.action, active.node),
             )
 
-    def discover_runs(self) -> int:
-        """Follow the running runs the app does not follow yet: those running when it
-        opened, and those started since by another process (`resnet-tui run --detach` in
-        another shell, a queue's worker). Returns how many it found."""
-        found = [
-            run
-            for run in self.store.live_runs()
-            if run["status"] == "running" and run["id"] not in self.followers
-        ]
-        for run in found:
-            self.followers[run["id"]] = EventFollower(self.store, run["id"])
-        if found and self.history.is_mounted:
-            self.history.refresh_runs({run["id"] for run in found})
-            for screen in self.screen_stack:
-                if hasattr(screen, "show_run_tabs"):
-                    screen.show_run_tabs()
-        return len(found)
-
     def look_at_the_store(self) -> None:
-        """Follow runs started elsewhere, and show the queue or sweep in view as the store
-        has it now (a worker takes runs, another shell queues more or moves them).
-        Nothing once the app is closing: its screens are coming down by then."""
+        """Tell the screens what changed in the store since the last look, from whichever
+        process; note runs that ended or fell silent. Nothing once the app is closing: its
+        screens are coming down by then."""
         if not self.is_running:
             return
-        self.discover_runs()
-        if isinstance(self.screen, LiveRunsScreen):
-            self.screen.refresh_from_store()
+        self.started_here = [child for child in self.started_here if child.poll() is None]
+        catch_up(self.store, self.caught_up)
+        changes = self.store.changes_since(self.revision)
+        self.revision = changes.revision
+        removed = [run_id for run_id in changes.deleted if run_id in self.known]
+        self.known.difference_update(changes.deleted)
+        added = [run for run in changes.runs if run.id not in self.known]
+        changed = [run for run in changes.runs if run.id in self.known]
+        self.known.update(run.id for run in added)
+        for run_id in removed:
+            self.live.pop(run_id, None)
+        self._note_endings(changes.runs)
+        changed += [run for run in self.live.values() if self._stall_changed(run)]
+        for message in (
+            RunsRemoved(removed) if removed else None,
+            RunsAdded(added) if added else None,
+            RunsChanged(changed) if changed else None,
+        ):
+            if message is not None:
+                self.tell_screens(message)
 
-    def poll_runs(self) -> None:
-        """Apply what each live run wrote since the last tick; notice runs that ended.
-        Nothing once the app is closing."""
-        if not self.is_running:
-            return
-        changed: set[int] = set()
-        for run_id, follower in list(self.followers.items()):
-            events = follower.poll()
-            if events:
-                changed.add(run_id)
-                for screen in self.screen_stack:
-                    if getattr(screen, "run_id", None) == run_id:
-                        screen.apply_events(events)
-            process = self.processes.get(run_id)
-            run = follower.finish_if_dead(None if process is None else process.poll() is None)
-            if run is not None and self._stall_changed(run):
-                changed.add(run_id)
-            if run is None or run["status"] not in LIVE_STATUSES:
-                del self.followers[run_id]
-                self.processes.pop(run_id, None)
-                changed.add(run_id)
-                if run is not None:
-                    severity = "information" if run["status"] == "completed" else "warning"
-                    self.notify(f"run {run_id} {run['status']}", severity=severity)
-        if changed:
-            self.history.refresh_runs(changed)
-            for screen in self.screen_stack:
-                if hasattr(screen, "show_run_tabs"):
-                    screen.show_run_tabs()
-        if self.cross_validations:
-            self.train_next_folds()
+    def tell_screens(self, message: RunsAdded | RunsChanged | RunsRemoved) -> None:
+        """Post a message to every screen on the stack but dialogs (they show no runs)."""
+        for screen in self.screen_stack:
+            if not isinstance(screen, ModalScreen):
+                screen.post_message(message)
 
-    def _stall_changed(self, run: dict[str, Any]) -> bool:
+    def _note_endings(self, runs: list[Run]) -> None:
+        """Keep the live runs current, and say so when one of them ends."""
+        for run in runs:
+            if run.live:
+                self.live[run.id] = run
+            elif self.live.pop(run.id, None) is not None:
+                self.stalled.discard(run.id)
+                severity = "information" if run.status == "completed" else "warning"
+                self.notify(f"run {run.id} {run.status}", severity=severity)
+
+    def _stall_changed(self, run: Run) -> bool:
         """Note a live run that fell silent (or spoke again); True when that changed."""
-        stalled = stalled_for(run) is not None
-        if stalled == (run["id"] in self.stalled):
+        stalled = run.stalled_for() is not None
+        if stalled == (run.id in self.stalled):
             return False
         if stalled:
-            self.stalled.add(run["id"])
+            self.stalled.add(run.id)
             self.notify(
-                f"run {run['id']} has written nothing for {STALL_AFTER_S / 60:.0f} minutes, "
+                f"run {run.id} has written nothing for {STALL_AFTER_S / 60:.0f} minutes, "
                 "though its engine is there: stalled?",
                 severity="warning",
             )
         else:
-            self.stalled.discard(run["id"])
+            self.stalled.discard(run.id)
         return True
+
+    def live_run_ids(self) -> list[int]:
+        """The runs training now, as the store had them at the last look."""
+        return sorted(run_id for run_id, run in self.live.items() if run.status == "running")
 
     def action_new_run(self) -> None:
         self.push_screen(LaunchScreen())
@@ -235,78 +201,37 @@ class ResnetApp(App[None]):
             self.start_cross_validation(spec)
             return
         try:
-            run_id, process = launch(self.store, spec)
+            run_id, supervisor = launch(self.store, spec)
         except SpecError as error:
             self.notify(str(error), severity="error")
             return
-        self._watch_new_run(run_id, process)
+        self._show_new_run(run_id, supervisor)
 
     def start_cross_validation(self, spec: RunSpec) -> None:
-        """Queue the K fold runs of `spec` as one sweep and train them here one after
-        another; the sweep's screen shows them, and their mean and spread as they end."""
+        """Queue the K fold runs of `spec` as one sweep, and start a worker of their own in
+        the background that trains them one after another (closing the app stops nothing);
+        the sweep's screen shows them, and their mean and spread as they end."""
         try:
             run_ids, sweep = queue(self.store, fold_specs(spec))
         except SpecError as error:
             self.notify(str(error), severity="error")
             return
         assert sweep is not None  # K >= 2 runs are always a sweep
-        self.cross_validations[sweep] = CrossValidation(run_ids, spec.device)
+        self.started_here.append(start_sweep_worker(self.store, sweep, spec.device))
         self.action_history()
-        self.history.reload()
         self.open_sweep(sweep)
         self.notify(
             f"{spec.folds}-fold cross-validation: runs {run_ids[0]}-{run_ids[-1]} queued as "
-            f"sweep {sweep}, to train one after another"
+            f"sweep {sweep}; a worker trains them one after another, with or without the app"
         )
-        self.train_next_folds()
 
-    def train_next_folds(self) -> None:
-        """Start the next fold of each cross-validation launched here once the one before
-        has ended. One the user stopped takes no more folds: they wait in the queue."""
-        for sweep, folds in list(self.cross_validations.items()):
-            if folds.current in self.followers:
-                continue
-            ended = None if folds.current is None else self.store.run(folds.current)
-            if ended is not None and ended["status"] == "stopped":
-                del self.cross_validations[sweep]
-                self.notify(
-                    f"run {ended['id']} was stopped, so sweep {sweep}'s other folds wait in "
-                    "the queue (w), for `resnet-tui worker`",
-                    severity="warning",
-                )
-                continue
-            run = self.store.take_next_queued(os.getpid(), among=folds.run_ids)
-            if run is None:
-                del self.cross_validations[sweep]
-                self._cross_validation_done(sweep)
-                continue
-            try:
-                process = start_queued(self.store, run, folds.device)
-            except (OSError, SpecError) as error:
-                self.store.update(run["id"], status="failed", ended_at=time.time())
-                self.notify(f"run {run['id']} could not start: {error}", severity="error")
-                continue
-            folds.current = run["id"]
-            self.processes[run["id"]] = process
-            self.followers[run["id"]] = EventFollower(self.store, run["id"])
-            self.history.refresh_runs({run["id"]})
-
-    def _cross_validation_done(self, sweep: int) -> None:
-        for row in summary(self.store.sweep_runs(sweep)):
-            self.notify(
-                f"sweep {sweep} done, {row['completed']} of {row['runs']} folds completed: "
-                f"val acc {spread(row['best_val_acc'])}, test acc {spread(row['test_acc'])}",
-                timeout=30,
-            )
-
-    def _watch_new_run(self, run_id: int, process: Popen[bytes]) -> None:
-        """Follow a run just started, list it, and open it."""
-        self.processes[run_id] = process
-        self.followers[run_id] = EventFollower(self.store, run_id)
+    def _show_new_run(self, run_id: int, supervisor: Popen[bytes]) -> None:
+        """Open a run just started; the history lists it at the next look at the store."""
+        self.started_here.append(supervisor)
         self.action_history()
-        self.history.reload()
         self.open_run(run_id)
-        self.notify(f"run {run_id} started: {self.store.run(run_id)['name']}")
+        run = self.store.run(run_id)
+        self.notify(f"run {run_id} started: {run.name if run else ''}")
 
     def choose_fusion(self, run_ids: list[int]) -> None:
         """Ask how to fuse the runs (ensemble, soup, greedy soup, WiSE-FT), then do it."""
@@ -323,73 +248,82 @@ class ResnetApp(App[None]):
         self.push_screen(FuseDialog(run_ids), answered)
 
     def fuse_runs(self, fusion: FusionSpec, run_ids: list[int]) -> None:
-        refresh_live_runs(self.store)
+        catch_up(self.store)
         try:
             fusion.validate()
-            run_id, process = fuse(self.store, fusion, run_ids)
+            run_id, supervisor = fuse(self.store, fusion, run_ids)
         except SpecError as error:
             self.notify(str(error), severity="error")
             return
-        self._watch_new_run(run_id, process)
+        self._show_new_run(run_id, supervisor)
 
     def resume_run(self, run_id: int) -> None:
         """Continue a stopped or crashed run from its last checkpoint, and watch it."""
-        refresh_live_runs(self.store)
+        catch_up(self.store)
         try:
-            process = resume(self.store, run_id)
+            supervisor = resume(self.store, run_id)
         except SpecError as error:
             self.notify(str(error), severity="error")
             return
-        self.processes[run_id] = process
-        self.followers[run_id] = EventFollower(self.store, run_id)
-        self.history.refresh_runs({run_id})
+        self.started_here.append(supervisor)
         self.open_run(run_id)
         self.notify(f"run {run_id} resumed from its last checkpoint")
 
     def launch_again(self, run_id: int) -> None:
         """Open the form on a run's settings; an ensemble or soup is simply made again."""
         run = self.store.run(run_id)
-        if run["kind"] != "train":
-            fusion = fusion_of(run)
+        if run is None:
+            self.notify(f"run {run_id} is no longer in the store", severity="warning")
+            return
+        if not run.trained:
+            fusion = run.fusion
             self.fuse_runs(fusion, [member["run"] for member in fusion.members])
             return
-        spec = RunSpec.from_json(run["spec"])
+        try:
+            spec = run.spec
+        except SpecError as error:
+            self.notify(f"run {run_id}'s spec cannot be read: {error}", severity="error")
+            return
         spec.name = None
         self.push_screen(LaunchScreen(spec))
 
     def delete_run(self, run_id: int) -> None:
         run = self.store.run(run_id)
-        if run["status"] in LIVE_STATUSES:
-            self.notify(f"run {run_id} is still {run['status']}; stop it first", severity="error")
+        if run is None:
+            return
+        if run.live:
+            self.notify(f"run {run_id} is still {run.status}; stop it first", severity="error")
             return
 
         def answered(yes: bool | None) -> None:
             if yes:
                 self.store.delete_runs([run_id])
-                if run.get("run_dir"):
-                    shutil.rmtree(run["run_dir"], ignore_errors=True)
-                self.history.reload()
                 self.notify(f"deleted run {run_id}")
+                self.look_at_the_store()
 
         self.push_screen(
-            ConfirmDialog(f"Delete run {run_id} ({run['name']}) and its files?", "Delete"), answered
+            ConfirmDialog(f"Delete run {run_id} ({run.name}) and its files?", "Delete"), answered
         )
 
     def edit_run(self, run_id: int) -> None:
         run = self.store.run(run_id)
+        if run is None:
+            return
 
         def answered(values: dict[str, str] | None) -> None:
-            if values:
-                self.store.update(run_id, **values)
-                self.history.refresh_runs({run_id})
+            if values and self.store.run(run_id) is not None:
+                self.store.edit(run_id, **values)
                 self.notify(f"saved run {run_id}")
+                self.look_at_the_store()
+            elif values:
+                self.notify(f"run {run_id} was deleted meanwhile", severity="warning")
 
-        dialog = EditRunDialog(run_id, run["name"] or "", run["tags"] or "", run["notes"] or "")
-        self.push_screen(dialog, answered)
+        self.push_screen(EditRunDialog(run_id, run.name, run.tags, run.notes), answered)
 
     def confirm_stop(self, run_id: int) -> None:
         def answered(yes: bool | None) -> None:
-            if yes and request_stop(self.store.run(run_id)["pid"]):
+            run = self.store.run(run_id) if yes else None
+            if run is not None and stop(run):
                 self.notify(f"stopping run {run_id} after this step")
 
         self.push_screen(
@@ -397,23 +331,19 @@ class ResnetApp(App[None]):
         )
 
     async def action_quit(self) -> None:
-        live = [run_id for run_id in self.followers]
-        queued = {run["id"] for run in self.store.queued_runs()}
-        waiting: Counter[str] = Counter()
-        for folds in self.cross_validations.values():
-            waiting[folds.device] += sum(run_id in queued for run_id in folds.run_ids)
-        if not live and not any(waiting.values()):
+        live = [run for run in self.store.live_runs() if run.status == "running"]
+        if not live:
             self.exit()
             return
 
         def answered(choice: str | None) -> None:
             if choice == "stop":
-                for run_id in live:
-                    request_stop(self.store.run(run_id)["pid"])
+                for run in live:
+                    stop(run)
             if choice in ("stop", "leave"):
                 self.exit()
 
-        self.push_screen(QuitDialog(len(live), waiting), answered)
+        self.push_screen(QuitDialog(len(live)), answered)
 
     def on_unmount(self) -> None:
         """Runs are detached on purpose: leaving the app neither waits for nor kills them."""

@@ -1,13 +1,15 @@
 """The compare screen: several runs' curves of one metric overlaid, and their differences."""
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
+from resnet_tui.app.messages import RunsChanged, RunsRemoved
 from resnet_tui.app.run_view import MetricChart
 from resnet_tui.compare import CURVES, comparison, smooth, table_rows
-from resnet_tui.store import RunStore
+from resnet_tui.runs.store import RunStore
 
 SMOOTHING = 0.6
 
@@ -38,16 +40,39 @@ class CompareScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.show_comparison()
+
+    def show_comparison(self) -> None:
+        """The table and the chart as the store has the runs now."""
         self.sub_title = "compare " + ", ".join(str(run_id) for run_id in self.run_ids)
         result = comparison(self.store, self.run_ids)
         table = self.query_one(DataTable)
+        row = table.cursor_row
+        table.clear(columns=True)
         table.add_column("")
         for run in result["runs"]:
-            table.add_column(f"{run['id']} {run['name']}")
-        for row in table_rows(result):
-            table.add_row(*row)
+            table.add_column(Text(f"{run['id']} {run['name']}"))
+        for cells in table_rows(result):
+            table.add_row(*(Text(cell) for cell in cells))
+        table.move_cursor(row=row)
         self.names = {run["id"]: run["name"] for run in result["runs"]}
         self.draw()
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        """Compared runs that train on: their rows and curves follow."""
+        if message.of(self.run_ids):
+            self.show_comparison()
+
+    def on_runs_removed(self, message: RunsRemoved) -> None:
+        gone = [run_id for run_id in self.run_ids if run_id in message.run_ids]
+        if not gone:
+            return
+        self.run_ids = [run_id for run_id in self.run_ids if run_id not in gone]
+        self.notify(f"run {', '.join(map(str, gone))} was deleted; comparing the rest")
+        if self.run_ids:
+            self.show_comparison()
+        else:
+            self.app.pop_screen()
 
     def draw(self) -> None:
         split, name = CURVES[self.metric]
@@ -59,7 +84,8 @@ class CompareScreen(Screen[None]):
             points = self.store.metric_series(run_id, split, name)
             if split == "step":
                 steps = max((x for x, _ in points), default=1) or 1
-                epochs = self.store.run(run_id)["epochs_done"] or 1
+                run = self.store.run(run_id)
+                epochs = (run.epochs_done if run else 0) or 1
                 points = [(x * epochs / steps, y) for x, y in points]
             ys = [y for _, y in points]
             if self.smoothing:

@@ -40,29 +40,19 @@ class ConfirmDialog(ModalScreen[bool]):
 
 
 class QuitDialog(ModalScreen[str]):
-    """Quitting with live runs: leave them running (the default), stop them, or stay. Fold
-    runs the app was to train next stay in the queue either way, for a worker."""
+    """Quitting with live runs: leave them running (the default), stop them, or stay."""
 
     BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
 
-    def __init__(self, live: int, waiting: dict[str, int] | None = None) -> None:
-        """`waiting`: queued fold runs of the cross-validations launched here, by device."""
+    def __init__(self, live: int) -> None:
         super().__init__()
         self.live = live
-        self.waiting = {device: count for device, count in (waiting or {}).items() if count}
 
     def compose(self) -> ComposeResult:
         runs = "1 run is" if self.live == 1 else f"{self.live} runs are"
         they = "It goes" if self.live == 1 else "They go"
         with Vertical(classes="dialog"):
-            if self.live:
-                yield Label(f"{runs} still training. {they} on without the app unless stopped.")
-            for device, count in self.waiting.items():
-                folds = "1 fold run waits" if count == 1 else f"{count} fold runs wait"
-                yield Label(
-                    f"{folds} in the queue for this app to train; after it closes, "
-                    f"`resnet-tui worker --devices {device}` trains them."
-                )
+            yield Label(f"{runs} still training. {they} on without the app unless stopped.")
             with Horizontal(classes="buttons"):
                 yield Button("Leave running", id="leave", variant="primary")
                 yield Button("Stop them", id="stop", variant="error")

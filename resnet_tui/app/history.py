@@ -10,8 +10,10 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
 from resnet_tui.display import duration, percent, weights_from
-from resnet_tui.store import RunStore, stalled_for
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.store import RunStore
 
 PAGE_SIZE = 200
 
@@ -41,28 +43,28 @@ STATUS_STYLES = {
 }
 
 
-def run_cells(run: dict[str, Any]) -> list[Text]:
+def run_cells(run: Run) -> list[Text]:
     """A run's row as the table shows it: Text, so that a name is shown as typed (never
     read as markup) and the table does not parse markup for every cell it measures."""
-    silent = stalled_for(run)
+    silent = run.stalled_for()
     if silent is None:
-        status = Text(run["status"], style=STATUS_STYLES.get(run["status"], "white"))
+        status = Text(run.status, style=STATUS_STYLES.get(run.status, "white"))
     else:
         status = Text(f"stalled {duration(silent)}", style="yellow")
     plain = [
-        str(run["id"]),
-        run["name"] or "",
-        str(run["sweep"] or ""),
+        str(run.id),
+        run.name,
+        str(run.sweep or ""),
         None,
-        run["arch"] or "",
-        run["dataset"] or "",
+        run.arch,
+        run.dataset,
         weights_from(run),
-        run["freeze"] if run["kind"] == "train" else "-",
-        f"{run['epochs_done']}/{run['epochs']}" if run["kind"] == "train" else run["kind"],
-        percent(run["best_val_acc"]),
-        percent(run["test_acc"]),
-        duration(run["seconds"]),
-        time.strftime("%m-%d %H:%M", time.localtime(run["created_at"])),
+        run.freeze if run.trained else "-",
+        f"{run.epochs_done}/{run.epochs}" if run.trained else run.kind,
+        percent(run.best_val_acc),
+        percent(run.test_acc),
+        duration(run.seconds),
+        time.strftime("%m-%d %H:%M", time.localtime(run.created_at)),
     ]
     return [status if text is None else Text(text) for text in plain]
 
@@ -105,6 +107,7 @@ class HistoryScreen(Screen[None]):
         self.loaded = 0
         self.total = 0
         self.marked: list[int] = []
+        self.sort_values: dict[int, Any] = {}  # each shown run's value in the sort column
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -129,6 +132,7 @@ class HistoryScreen(Screen[None]):
         table = self.query_one(DataTable)
         selected = self.selected_run_id()
         table.clear()
+        self.sort_values.clear()
         self.loaded = 0
         self.total = self.store.count_runs(text=self.filter_text or None)
         self._load_page()
@@ -146,12 +150,13 @@ class HistoryScreen(Screen[None]):
             text=self.filter_text or None,
         )
         for run in runs:
-            table.add_row(*self._cells(run), key=str(run["id"]))
+            table.add_row(*self._cells(run), key=str(run.id))
+            self.sort_values[run.id] = getattr(run, self.sort)
         self.loaded += len(runs)
 
-    def _cells(self, run: dict[str, Any]) -> list[Text]:
+    def _cells(self, run: Run) -> list[Text]:
         cells = run_cells(run)
-        if run["id"] in self.marked:
+        if run.id in self.marked:
             cells[0].stylize("b reverse")
         return cells
 
@@ -171,15 +176,32 @@ class HistoryScreen(Screen[None]):
             f" {shown} {runs} · sorted by {heading} {arrow}{hint}"
         )
 
-    def refresh_runs(self, run_ids: set[int]) -> None:
-        """Update the rows of runs that changed, without reloading the table."""
+    def on_runs_added(self, message: RunsAdded) -> None:
+        """Runs made by any process: read the rows again, the cursor on its run."""
+        self.reload()
+
+    def on_runs_removed(self, message: RunsRemoved) -> None:
+        self.marked = [run_id for run_id in self.marked if run_id not in message.run_ids]
+        self.reload()
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        """Update the rows of runs that changed in place; read the rows again where a change
+        moves a run in the sort, or into or out of the filter."""
         table = self.query_one(DataTable)
-        for run_id in run_ids:
-            run = self.store.run(run_id)
-            if run is None or str(run_id) not in table.rows:
-                continue
-            for (key, _), cell in zip(COLUMNS, self._cells(run), strict=True):
-                table.update_cell(str(run_id), key, cell, update_width=True)
+        shown = [run for run in message.runs if str(run.id) in table.rows]
+        moved = any(getattr(run, self.sort) != self.sort_values.get(run.id) for run in shown)
+        if moved or (
+            self.filter_text and self.store.count_runs(text=self.filter_text) != self.total
+        ):
+            self.reload()
+            return
+        for run in shown:
+            self.update_row(run)
+
+    def update_row(self, run: Run) -> None:
+        table = self.query_one(DataTable)
+        for (key, _), cell in zip(COLUMNS, self._cells(run), strict=True):
+            table.update_cell(str(run.id), key, cell, update_width=True)
 
     def selected_run_id(self) -> int | None:
         return run_under_cursor(self.query_one(DataTable))
@@ -254,7 +276,9 @@ class HistoryScreen(Screen[None]):
             self.marked.remove(run_id)
         else:
             self.marked.append(run_id)
-        self.refresh_runs({run_id})
+        run = self.store.run(run_id)
+        if run is not None:
+            self.update_row(run)
         self._show_summary()
 
     def action_compare(self) -> None:
@@ -276,7 +300,8 @@ class HistoryScreen(Screen[None]):
         run_id = self.selected_run_id()
         if run_id is None:
             return
-        sweep = self.store.run(run_id)["sweep"]
+        run = self.store.run(run_id)
+        sweep = run.sweep if run else None
         if sweep is None:
             self.notify(
                 f"run {run_id} is not part of a sweep; `resnet-tui sweep` and the launch "

@@ -11,7 +11,8 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine import catalog, locate
 from engine.spec import RunSpec, SpecError
-from resnet_tui.launcher import DevicesUnavailable, list_devices, resolve_init, resolve_teachers
+from resnet_tui.runs.launcher import DevicesUnavailable, list_devices
+from resnet_tui.runs.sources import resolve_init, resolve_teachers
 from resnet_tui.sweeps import fold_specs
 
 FOLDER = "imagefolder"
@@ -249,7 +250,7 @@ class LaunchScreen(Screen[None]):
                 + (f"; DDP on {spec.placement}" if spec.processes > 1 else "")
                 + (
                     f"; {len(folds)}-fold cross-validation: {len(folds)} runs queued as one "
-                    "sweep and trained here one after another"
+                    "sweep, trained one after another by a worker of their own"
                     if spec.folds
                     else ""
                 )

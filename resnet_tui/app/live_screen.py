@@ -1,4 +1,4 @@
-"""The base of screens that show runs from the store afresh every second (queue, sweep)."""
+"""The base of screens that show runs from the store afresh as it changes (queue, sweep)."""
 
 from typing import ClassVar
 
@@ -7,12 +7,14 @@ from textual.screen import Screen
 from textual.widgets import DataTable
 
 from resnet_tui.app.history import run_under_cursor
-from resnet_tui.store import RunStore
+from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
+from resnet_tui.runs.store import RunStore
 
 
 class LiveRunsScreen(Screen[None]):
-    """Tables of runs that the app fills from the store once a second, as workers and other
-    shells change it; Enter opens the run under the cursor of the runs table.
+    """Tables of runs filled from the store again whenever the app says runs were added,
+    changed or removed (by workers, other shells, this app); Enter opens the run under the
+    cursor of the runs table.
 
     A screen says which table holds its runs (`RUNS_TABLE`), adds its columns
     (`add_columns`) and fills its tables (`fill_tables`); `shown` keeps the rows in view so
@@ -25,7 +27,7 @@ class LiveRunsScreen(Screen[None]):
         super().__init__()
         self.store = store
         self.shown: list[list[str]] = []
-        # The app may look at the store between the push and the mount: no columns yet.
+        # A message can come between the push and the mount: no columns yet.
         self.has_columns = False
 
     def add_columns(self) -> None:
@@ -41,6 +43,12 @@ class LiveRunsScreen(Screen[None]):
         self.runs_table().focus()
 
     def on_screen_resume(self) -> None:
+        self.refresh_from_store()
+
+    @on(RunsAdded)
+    @on(RunsChanged)
+    @on(RunsRemoved)
+    def runs_changed(self) -> None:
         self.refresh_from_store()
 
     def refresh_from_store(self) -> None:

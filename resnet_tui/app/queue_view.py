@@ -1,8 +1,5 @@
 """The queue screen: the runs waiting for a worker, first in line first, to reorder or cancel."""
 
-import shutil
-from typing import Any
-
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -10,7 +7,9 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.dialogs import ConfirmDialog
 from resnet_tui.app.live_screen import LiveRunsScreen
-from resnet_tui.store import RunStore, waits_in_queue
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.store import RunStore
 
 # (key, heading) of the queue's columns.
 COLUMNS = (
@@ -36,19 +35,19 @@ queue is empty. Start one in another shell:
     resnet-tui worker --devices cuda:0,cuda:1      [dim]# or --devices cpu[/]
 
 The runs it starts show up live here and in the history. (Cross-val folds in the launch \
-form, [b]n[/], queue their fold runs too, and this app trains them one after another.)"""
+form, [b]n[/], queue their fold runs too, with a worker of their own.)"""
 
 
-def queue_cells(place: int, run: dict[str, Any]) -> list[Text]:
+def queue_cells(place: int, run: Run) -> list[Text]:
     """A queued run's row: its place in line, then what it is (Text: names are not markup)."""
     plain = (
         str(place),
-        str(run["id"]),
-        run["name"] or "",
-        str(run["sweep"] or ""),
-        run["arch"] or "",
-        run["dataset"] or "",
-        run["device"] or "",
+        str(run.id),
+        run.name,
+        str(run.sweep or ""),
+        run.arch,
+        run.dataset,
+        run.device,
     )
     return [Text(text) for text in plain]
 
@@ -67,6 +66,7 @@ class QueueScreen(LiveRunsScreen):
 
     def __init__(self, store: RunStore) -> None:
         super().__init__(store)
+        self.queue = RunQueue(store)
         self.title_shown = ""
 
     def compose(self) -> ComposeResult:
@@ -84,10 +84,10 @@ class QueueScreen(LiveRunsScreen):
 
     def fill_tables(self) -> None:
         """The queue as it is now: workers take runs, shells queue more or move them."""
-        queued = self.store.queued_runs()
+        queued = self.queue.waiting()
         rows = [queue_cells(place, run) for place, run in enumerate(queued, start=1)]
         plain = [[str(cell) for cell in row] for row in rows]
-        running = sum(run["status"] == "running" for run in self.store.live_runs())
+        running = sum(run.status == "running" for run in self.store.live_runs())
         waiting = f"{len(queued)} run{'' if len(queued) == 1 else 's'} waiting"
         title = f" {waiting} · {running} running · a worker takes them first to last"
         if title != self.title_shown:
@@ -113,8 +113,8 @@ class QueueScreen(LiveRunsScreen):
         run = self.store.run(run_id)
         if run is None:
             return f"run {run_id} is no longer in the store"
-        if not waits_in_queue(run):
-            return f"run {run_id} has left the queue: a worker took it (it is {run['status']})"
+        if not run.waits_in_queue:
+            return f"run {run_id} has left the queue: a worker took it (it is {run.status})"
         return None
 
     def action_move(self, step: int) -> None:
@@ -122,7 +122,7 @@ class QueueScreen(LiveRunsScreen):
         run_id = self.selected_run_id()
         if run_id is None:
             return
-        if not self.store.move_in_queue(run_id, step):
+        if not self.queue.move(run_id, step):
             gone = self._left_the_queue(run_id)
             if gone:
                 self.notify(gone, severity="warning")
@@ -134,7 +134,7 @@ class QueueScreen(LiveRunsScreen):
         run_id = self.selected_run_id()
         if run_id is None:
             return
-        if self.store.move_to_front(run_id):
+        if self.queue.move_to_front(run_id):
             self.notify(f"run {run_id} goes next")
         else:
             gone = self._left_the_queue(run_id) or f"run {run_id} is not in the queue"
@@ -156,23 +156,20 @@ class QueueScreen(LiveRunsScreen):
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            run = self.store.cancel_queued(run_id)
-            if run is not None:
-                if run["run_dir"]:
-                    shutil.rmtree(run["run_dir"], ignore_errors=True)
+            if self.queue.cancel(run_id) is not None:
                 self.notify(f"cancelled run {run_id}: out of the queue and the store")
             elif (now := self.store.run(run_id)) is not None:  # taken while the dialog was up
                 self.notify(
-                    f"a worker took run {run_id} meanwhile (it is {now['status']}); stop it "
+                    f"a worker took run {run_id} meanwhile (it is {now.status}); stop it "
                     f"from its screen (s) or with `resnet-tui stop {run_id}`",
                     severity="warning",
                 )
             else:
                 self.notify(f"run {run_id} is no longer in the store", severity="warning")
             self.refresh_from_store()
-            self.app.history.reload()
+            self.app.look_at_the_store()
 
-        name = self.store.run(run_id)["name"]
+        name = self.store.run(run_id).name
         self.app.push_screen(
             ConfirmDialog(
                 f"Cancel queued run {run_id} ({name})? It has not trained; it leaves the queue "

@@ -9,7 +9,8 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.history import COLUMNS, run_cells
 from resnet_tui.app.live_screen import LiveRunsScreen
-from resnet_tui.store import STATUSES, RunStore
+from resnet_tui.runs.model import STATUSES
+from resnet_tui.runs.store import RunStore
 from resnet_tui.sweeps import best_per_setting, spread, summary
 
 # More runs than this in one comparison is a tangle of curves, not a comparison.
@@ -64,7 +65,7 @@ class SweepScreen(LiveRunsScreen):
         if plain == self.shown:
             return
         self.shown = plain
-        counts = Counter(run["status"] for run in runs)
+        counts = Counter(run.status for run in runs)
         states = ", ".join(f"{counts[status]} {status}" for status in STATUSES if counts[status])
         self.query_one("#sweep-title", Static).update(
             f" sweep {self.sweep} · {len(runs)} run{'' if len(runs) == 1 else 's'}: "
@@ -85,14 +86,14 @@ class SweepScreen(LiveRunsScreen):
         selected = table.cursor_row
         table.clear()
         for run, cells in zip(runs, rows, strict=True):
-            table.add_row(*cells, key=str(run["id"]))
+            table.add_row(*cells, key=str(run.id))
         if rows:
             table.move_cursor(row=min(selected, len(rows) - 1))
 
     def action_compare(self) -> None:
         """Compare the sweep's runs that have started; of a sweep too big for one chart, the
         best run of each setting (by validation accuracy)."""
-        runs = [run for run in self.store.sweep_runs(self.sweep) if run["status"] != "queued"]
+        runs = [run for run in self.store.sweep_runs(self.sweep) if run.status != "queued"]
         if len(runs) > MOST_COMPARED:
             runs = best_per_setting(runs)
             if len(runs) > MOST_COMPARED:
@@ -114,4 +115,4 @@ class SweepScreen(LiveRunsScreen):
                 severity="warning",
             )
             return
-        self.app.compare_runs([run["id"] for run in runs])
+        self.app.compare_runs([run.id for run in runs])

@@ -12,6 +12,7 @@ from engine.spec import RunSpec, SpecError
 from engine.train import run
 from engine.weights import load_run_model
 from tests.engine.tiny_runs import TINY, trained_run
+from tests.event_log import logged
 
 
 def test_the_loss_is_the_weighted_sum_of_cross_entropy_and_the_tempered_kl():
@@ -90,7 +91,7 @@ def test_a_distilled_run_reports_both_parts_and_at_alpha_zero_trains_as_without_
     ]
     assert all(torch.equal(weights[0][key], weights[1][key]) for key in weights[0])
 
-    events, _ = ev.read_events(tmp_path / "alpha0" / "events.jsonl", 0)
+    events = logged(tmp_path / "alpha0" / "events.jsonl")
     started = events[0]
     assert started["distillation"] == {"teachers": ["run:1"], "alpha": 0.0, "temperature": 4.0}
     ended = [e for e in events if e["type"] == ev.EPOCH_ENDED]
@@ -111,7 +112,7 @@ def test_a_teacher_without_the_students_classes_fails_the_run_with_one_clear_err
     )
     (tmp_path / "student").mkdir()
     assert run(student, tmp_path / "student" / "events.jsonl", tmp_path / "student") == 1
-    events, _ = ev.read_events(tmp_path / "student" / "events.jsonl", 0)
+    events = logged(tmp_path / "student" / "events.jsonl")
     assert events[-1]["type"] == ev.ERROR and events[-1]["kind"] == "bad_input"
     assert "not trained on this run's classes star" in events[-1]["message"]
 
@@ -142,11 +143,11 @@ def test_learning_without_forgetting_keeps_the_old_task_and_reports_it(tmp_path,
     options = {**digits, "classes": ["5", "6", "7", "8", "9"], "init": f"file:{source}"}
     trained_run(tmp_path / "lwf", **options, lwf=0.9, epochs=2)
 
-    events, _ = ev.read_events(tmp_path / "lwf" / "events.jsonl", 0)
+    events = logged(tmp_path / "lwf" / "events.jsonl")
     assert events[0]["distillation"]["old_classes"] == ["0", "1", "2", "3", "4"]
     assert all("train_kd_loss" in e for e in events if e["type"] == ev.EPOCH_ENDED)
     old_task = events[-1]["test"]["old_task"]
-    own, _ = ev.read_events(tmp_path / "source" / "events.jsonl", 0)
+    own = logged(tmp_path / "source" / "events.jsonl")
     assert old_task["dataset"] == "mnist" and old_task["samples"] == own[-1]["test"]["samples"]
     assert old_task["source_top1"] == pytest.approx(own[-1]["test"]["top1"])
     assert old_task["top1"] >= 0.8 * old_task["source_top1"]  # the old task is kept

@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from engine import distributed
-from engine.events import read_events
 from engine.spec import RunSpec, SpecError
+from tests.event_log import logged
 
 ROOT = Path(__file__).resolve().parents[2]
 # 2,048 training images (the 10% held out for validation comes off the dataset's 9,000
@@ -48,7 +48,7 @@ def run_engine(folder: Path, options: dict, timeout: float = 240) -> tuple[int, 
             stderr=subprocess.STDOUT,
             timeout=timeout,
         )
-    events, _ = read_events(folder / "events.jsonl", 0)
+    events = logged(folder / "events.jsonl")
     return finished.returncode, events
 
 
@@ -184,7 +184,7 @@ def test_two_machines_meet_at_the_rendezvous_and_each_keeps_the_whole_run(tmp_pa
         code = engine.wait(timeout=240)
         log.close()
         assert code == 0, (Path(log.name)).read_text()[-3000:]
-    records = [read_events(folder / "events.jsonl", 0)[0] for folder in machines]
+    records = [logged(folder / "events.jsonl") for folder in machines]
     for events in records:
         started = next(event for event in events if event["type"] == "started")
         assert started["processes"] == 2 and started["nodes"] == 2
@@ -199,7 +199,7 @@ def test_two_machines_meet_at_the_rendezvous_and_each_keeps_the_whole_run(tmp_pa
 def test_machines_that_never_meet_are_told_so(tmp_path):
     spec = RunSpec.from_dict({"nnodes": 2, "rdzv_endpoint": "node0:29500"})
     assert distributed.conclude(spec, tmp_path / "events.jsonl", tmp_path, 0.0, 1) == 1
-    error = read_events(tmp_path / "events.jsonl", 0)[0][-1]
+    error = logged(tmp_path / "events.jsonl")[-1]
     assert error["message"] == "the 2 machines did not all meet at node0:29500"
     assert "start the same command on each of the 2 machines" in error["hint"]
 
@@ -214,13 +214,13 @@ def test_a_stop_reaches_every_rank_and_the_run_resumes_on_both(tmp_path):
         engine = subprocess.Popen(engine_command(folder), cwd=ROOT, stdout=log, stderr=log)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            events, _ = read_events(events_path, 0) if events_path.exists() else ([], 0)
+            events = logged(events_path)
             if any(event["type"] == "progress" for event in events):
                 break
             time.sleep(0.2)
         engine.send_signal(signal.SIGINT)  # what `resnet-tui stop` sends the run's process
         assert engine.wait(timeout=60) == 3
-    events, _ = read_events(events_path, 0)
+    events = logged(events_path)
     started = next(event for event in events if event["type"] == "started")
     assert started["pid"] == engine.pid  # the supervisor: the process a stop is sent to
     assert events[-1]["type"] == "finished" and events[-1]["status"] == "stopped"
@@ -231,7 +231,7 @@ def test_a_stop_reaches_every_rank_and_the_run_resumes_on_both(tmp_path):
         [*engine_command(folder), "--resume"], cwd=ROOT, capture_output=True, timeout=240
     )
     assert resumed.returncode == 0, resumed.stderr.decode()[-3000:]
-    events, _ = read_events(events_path, 0)
+    events = logged(events_path)
     assert events[-1]["type"] == "finished" and events[-1]["status"] == "completed"
     assert [e["epoch"] for e in epochs_of(events)] == list(range(1, 4))
     restarted = [e for e in events if e["type"] == "started"][-1]

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from engine.events import EventWriter, read_events
+from engine.events import EventWriter
 from engine.freeze import parse_policy, parts_of, trainable_parts
 from engine.models import build_model
 from engine.spec import RunSpec
 from engine.stopping import StopRequest
 from engine.train import GRADUAL_THAW_LR_SCALE, Trainer
+from tests.event_log import logged
 
 PARTS = ["stem", "stage1", "stage2", "stage3", "head"]
 TINY = {"arch": "resnet8", "width": 4, "limit": 128, "image_size": 16, "device": "cpu"}
@@ -55,7 +56,7 @@ def test_frozen_parts_stay_bit_identical_and_trainable_ones_move(tmp_path, polic
         p.numel() for name in training for module in parts[name] for p in module.parameters()
     )
     assert sum(p.numel() for p in run.model.parameters() if p.requires_grad) == expected
-    events, _ = read_events(tmp_path / "events.jsonl", 0)
+    events = logged(tmp_path / "events.jsonl")
     policy_event = next(e for e in events if e["type"] == "policy")
     assert policy_event["training"] == training
     assert policy_event["trainable_parameters"] == expected

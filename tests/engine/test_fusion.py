@@ -11,6 +11,7 @@ from engine.fusion import WISE_ALPHAS, run_fusion
 from engine.spec import FusionSpec
 from engine.weights import load_run_model
 from tests.engine.tiny_runs import trained_run
+from tests.event_log import logged
 
 # Zeros and ones of the real MNIST: tiny networks tell them apart in one epoch, so a
 # member that hurts a soup shows in its validation accuracy.
@@ -31,7 +32,7 @@ def fuse(tmp_path, kind: str, members: list[dict], **options) -> list[dict]:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
     code = run_fusion(FusionSpec(kind, members, **options), folder / "events.jsonl", folder)
-    events, _ = ev.read_events(folder / "events.jsonl", 0)
+    events = logged(folder / "events.jsonl")
     assert code == 0, events[-1]
     return events
 
@@ -60,7 +61,7 @@ def runs(tmp_path_factory, shared_mnist_root):
 
 def test_an_ensemble_of_one_run_matches_the_run(tmp_path, runs):
     events = fuse(tmp_path, "ensemble", [member(runs / "tuned1", 2)])
-    own, _ = ev.read_events(runs / "tuned1" / "events.jsonl", 0)
+    own = logged(runs / "tuned1" / "events.jsonl")
     assert finished(events)["test"]["top1"] == finished(own)["test"]["top1"]
     assert finished(events)["test"]["confusion"] == finished(own)["test"]["confusion"]
     assert finished(events)["best_val_acc"] == pytest.approx(finished(own)["best_val_acc"])
@@ -70,7 +71,7 @@ def test_an_ensemble_weighs_its_members_and_takes_any_architecture(tmp_path, run
     only_first = fuse(
         tmp_path, "ensemble", [member(runs / "cnn", 4), member(runs / "tuned1", 2)], weights=[1, 0]
     )
-    own, _ = ev.read_events(runs / "cnn" / "events.jsonl", 0)
+    own = logged(runs / "cnn" / "events.jsonl")
     assert finished(only_first)["test"]["confusion"] == finished(own)["test"]["confusion"]
     steps = [e for e in only_first if e["type"] == ev.FUSION]
     assert [s["candidate"] for s in steps] == ["run 4", "run 2", "ensemble"]
@@ -157,6 +158,6 @@ def test_a_soup_of_different_networks_is_refused(tmp_path, runs):
     folder.mkdir()
     members = [member(runs / "tuned1", 2), member(runs / "cnn", 4)]
     code = run_fusion(FusionSpec("soup", members), folder / "events.jsonl", folder)
-    events, _ = ev.read_events(folder / "events.jsonl", 0)
+    events = logged(folder / "events.jsonl")
     assert code == 1 and events[-1]["type"] == ev.ERROR and events[-1]["kind"] == "bad_input"
     assert "run 4 is not the same network as run 2" in events[-1]["message"]

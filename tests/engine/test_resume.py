@@ -11,6 +11,7 @@ from engine import events as ev
 from engine.spec import RunSpec
 from engine.train import Trainer, device_lost, run
 from tests.engine.tiny_runs import trained_run
+from tests.event_log import logged
 
 TINY = {"arch": "resnet8", "width": 4, "limit": 128, "image_size": 16, "device": "cpu"}
 
@@ -62,8 +63,8 @@ def test_a_killed_and_resumed_run_ends_bit_for_bit_as_an_uninterrupted_one(
             run(spec, broken / "events.jsonl", broken)
     assert run(spec, broken / "events.jsonl", broken, resume=True) == 0
 
-    whole_events, _ = ev.read_events(whole / "events.jsonl", 0)
-    broken_events, _ = ev.read_events(broken / "events.jsonl", 0)
+    whole_events = logged(whole / "events.jsonl")
+    broken_events = logged(broken / "events.jsonl")
     assert epoch_results(broken_events) == epoch_results(whole_events)
     restarted = [e for e in broken_events if e["type"] == ev.STARTED]
     assert [e["resumed_from_epoch"] for e in restarted] == [0, killed_after]
@@ -81,7 +82,7 @@ def test_a_killed_and_resumed_run_ends_bit_for_bit_as_an_uninterrupted_one(
 def test_resuming_without_a_checkpoint_fails_with_what_to_do(tmp_path):
     spec = RunSpec.from_dict({**TINY, "epochs": 1})
     assert run(spec, tmp_path / "events.jsonl", tmp_path, resume=True) == 1
-    events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
+    events = logged(tmp_path / "events.jsonl")
     assert events[-1]["type"] == ev.ERROR
     assert "no checkpoint to resume from" in events[-1]["message"]
     assert "launch it again" in events[-1]["hint"]
@@ -103,7 +104,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_fails_clearly_and_the_run_res
     with monkeypatch.context() as patch:
         patch.setattr(torch, "save", full_after_the_first)
         assert run(spec, tmp_path / "events.jsonl", tmp_path) == 1
-    events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
+    events = logged(tmp_path / "events.jsonl")
     assert events[-1]["type"] == ev.ERROR and events[-1]["kind"] == "disk_full"
     assert "the previous checkpoint is kept" in events[-1]["message"]
     assert "resume" in events[-1]["hint"]
@@ -111,7 +112,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint_fails_clearly_and_the_run_res
     assert last["epoch"] == 1 and not list((tmp_path / "checkpoints").glob("*.tmp"))
 
     assert run(spec, tmp_path / "events.jsonl", tmp_path, resume=True) == 0
-    events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
+    events = logged(tmp_path / "events.jsonl")
     assert events[-1]["type"] == ev.FINISHED and events[-1]["status"] == "completed"
 
 
@@ -136,8 +137,8 @@ def test_a_run_resumes_after_its_starting_weights_and_teacher_are_deleted(tmp_pa
 
     shutil.rmtree(source)  # `resnet-tui rm 1`, say
     assert run(RunSpec.from_json(spec.to_json()), broken / "events.jsonl", broken, resume=True) == 0
-    whole_events, _ = ev.read_events(whole / "events.jsonl", 0)
-    broken_events, _ = ev.read_events(broken / "events.jsonl", 0)
+    whole_events = logged(whole / "events.jsonl")
+    broken_events = logged(broken / "events.jsonl")
     assert epoch_results(broken_events) == epoch_results(whole_events)
 
 
@@ -158,7 +159,7 @@ def test_a_device_lost_mid_run_fails_it_as_device_lost_and_it_resumes_elsewhere(
     with monkeypatch.context() as patch:
         patch.setattr(Trainer, "train_epoch", fail_in_epoch_2)
         assert run(spec, tmp_path / "events.jsonl", tmp_path) == 1
-    events, _ = ev.read_events(tmp_path / "events.jsonl", 0)
+    events = logged(tmp_path / "events.jsonl")
     error = events[-1]
     assert error["type"] == ev.ERROR and error["kind"] == "device_lost"
     assert "unspecified launch failure" in error["message"]

@@ -1,7 +1,6 @@
 """The Textual app driven by Pilot: launch a real tiny run, watch it, find it, stop, quit."""
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -18,9 +17,12 @@ from resnet_tui.app.dialogs import FuseDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.app.run_view import RunScreen
-from resnet_tui.follower import EventFollower
-from resnet_tui.launcher import launch, process_alive, start_queued
-from resnet_tui.store import RunStore
+from resnet_tui.runs.launcher import launch, start_queued
+from resnet_tui.runs.ownership import Owners, ProcessName, process_alive
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.store import RunStore
+from tests.event_log import logged
+from tests.resnet_tui.pilot import app_store, wait_for, wait_for_the_app
 
 TINY = {"arch": "resnet8", "width": 4, "limit": 256, "image_size": 16, "epochs": 2}
 SIZE = (120, 40)
@@ -28,21 +30,18 @@ SIZE = (120, 40)
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RESNET_TUI_DATA", str(tmp_path / "data"))
-    opened = RunStore(tmp_path / "runs.db")
-    yield opened
+    return app_store(tmp_path, monkeypatch)
 
 
-async def wait_for(pilot, condition, timeout: float = 120) -> None:
+async def wait_for_status(
+    pilot, store: RunStore, run_id: int, status: str, timeout: float = 120
+) -> None:
+    """Wait for a run to reach `status`; fail at once, saying how, where it ends otherwise."""
     deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
+    while (run := store.run(run_id)).status != status:
+        assert run.live, f"run {run_id} ended {run.status}, not {status}: {run.error}"
+        assert time.monotonic() < deadline, f"run {run_id} is still {run.status}"
         await pilot.pause(0.2)
-
-
-def run_status(store: RunStore, run_id: int) -> str:
-    return store.run(run_id)["status"]
 
 
 async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(store):
@@ -69,7 +68,7 @@ async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(s
         await pilot.pause()
         assert isinstance(app.screen, RunScreen)
         run_id = app.screen.run_id
-        await wait_for(pilot, lambda: run_status(store, run_id) == "completed")
+        await wait_for_status(pilot, store, run_id, "completed")
         await wait_for(
             pilot, lambda: "completed" in str(app.screen.query_one("#settings").render())
         )
@@ -122,10 +121,12 @@ async def test_a_run_that_starts_as_the_app_closes_is_left_to_run(store, tmp_pat
     app = ResnetApp(store)
     async with app.run_test(size=SIZE):
         pass
+    revision, live = app.revision, dict(app.live)
     RunStore(tmp_path / "runs.db").update(run_id, status="running", pid=os.getpid())
     app.look_at_the_store()
-    app.poll_runs()
-    assert app.followers == {}
+    assert app.live == live and app.live_run_ids() == []  # nothing taken up as it closes
+    assert app.revision == revision
+    assert RunStore(tmp_path / "runs.db").run(run_id).status == "running"
 
 
 async def test_sort_and_filter_the_history(store):
@@ -155,9 +156,9 @@ async def launch_and_stop_after_an_epoch(pilot, store: RunStore, spec: RunSpec) 
     pilot.app.start_run(spec)
     await pilot.pause()
     run_id = pilot.app.screen.run_id
-    await wait_for(pilot, lambda: store.run(run_id)["epochs_done"] >= 1)
+    await wait_for(pilot, lambda: store.run(run_id).epochs_done >= 1)
     await pilot.press("s", "y")
-    await wait_for(pilot, lambda: run_status(store, run_id) == "stopped")
+    await wait_for_status(pilot, store, run_id, "stopped")
     return run_id
 
 
@@ -165,7 +166,7 @@ async def test_stop_a_live_run_from_its_screen(store):
     spec = RunSpec.from_dict({**TINY, "epochs": 100, "limit": None})
     async with ResnetApp(store).run_test(size=SIZE) as pilot:
         run_id = await launch_and_stop_after_an_epoch(pilot, store, spec)
-        assert (Path(store.run(run_id)["run_dir"]) / "checkpoints" / "last.pt").exists()
+        assert (store.run(run_id).folder / "checkpoints" / "last.pt").exists()
 
 
 async def test_a_stopped_run_resumes_from_the_history_and_completes(store):
@@ -173,18 +174,20 @@ async def test_a_stopped_run_resumes_from_the_history_and_completes(store):
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         run_id = await launch_and_stop_after_an_epoch(pilot, store, spec)
-        done = store.run(run_id)["epochs_done"]
+        done = store.run(run_id).epochs_done
         assert done < 3
         await pilot.press("escape")
         assert isinstance(app.screen, HistoryScreen)
         await pilot.press("u")
         await pilot.pause()
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == run_id
-        await wait_for(pilot, lambda: run_status(store, run_id) == "completed")
-        await wait_for(pilot, lambda: run_id not in app.followers)
-        val = app.screen.query_one("#acc-chart").series["val"]
+        await wait_for_status(pilot, store, run_id, "completed")
+        chart = app.screen.query_one("#acc-chart")
+        # the screen has read the run to its end, and charted it since
+        await wait_for(pilot, lambda: app.screen.state.ended and not chart.dirty, timeout=30)
+        val = chart.series["val"]
         assert [epoch for epoch, _ in val] == [1, 2, 3]
-        assert store.run(run_id)["epochs_done"] == 3
+        assert store.run(run_id).epochs_done == 3
 
 
 async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_form(store):
@@ -194,7 +197,7 @@ async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_for
             app.start_run(RunSpec.from_dict({**TINY, "seed": seed}))
             await pilot.pause()
             run = app.screen.run_id
-            await wait_for(pilot, lambda run=run: run_status(store, run) == "completed")
+            await wait_for_status(pilot, store, run, "completed")
             await pilot.press("escape")
         assert app.screen.selected_run_id() == 1  # the cursor stays where it was
         await pilot.press("space", "up", "space", "f")
@@ -203,14 +206,14 @@ async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_for
         await pilot.click("#ensemble")
         await pilot.pause()
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == 3
-        await wait_for(pilot, lambda: run_status(store, 3) == "completed")
+        await wait_for_status(pilot, store, 3, "completed")
         await wait_for(
             pilot, lambda: "completed" in str(app.screen.query_one("#settings").render())
         )
         assert "ensemble of runs 1, 2" in str(app.screen.query_one("#settings").render())
         log = "\n".join(line.text for line in app.screen.query_one("RichLog").lines)
         assert "ensemble       val acc" in log and "run 1          val acc" in log
-        assert store.run(3)["kind"] == "ensemble" and json.loads(store.run(3)["parents"]) == [1, 2]
+        assert store.run(3).kind == "ensemble" and store.run(3).parents == (1, 2)
 
         await pilot.press("escape", "n")
         form = app.screen
@@ -237,12 +240,11 @@ async def test_several_live_runs_are_tabs_and_show_their_device_load(store):
     spec = RunSpec.from_dict({**TINY, "epochs": 1000, "device": "cpu"})
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
-        first, first_process = launch(store, spec)
-        app.followers[first] = EventFollower(store, first)
+        first, first_process = launch(store, spec)  # started outside the app
         app.start_run(spec)
         await pilot.pause()
         second = app.screen.run_id
-        assert app.screen.tab_run_ids == [first, second]
+        await wait_for_the_app(pilot, lambda: app.screen.tab_run_ids == [first, second])
         assert app.screen.query_one("#run-tabs").display
         await wait_for(pilot, lambda: "CPU" in str(app.screen.query_one("#load").content))
         assert "engine" in str(app.screen.query_one("#load").content)
@@ -251,9 +253,11 @@ async def test_several_live_runs_are_tabs_and_show_their_device_load(store):
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == first
         assert f"[reverse] {first} " in str(app.screen.query_one("#run-tabs").content)
         for run_id in (first, second):
-            os.kill(store.run(run_id)["pid"], signal.SIGTERM)
-        await wait_for(pilot, lambda: not app.followers)
-        await wait_for(pilot, lambda: "●" not in str(app.screen.query_one("#run-tabs").content))
+            os.kill(store.run(run_id).pid, signal.SIGTERM)  # its supervisor stops it
+        await wait_for_the_app(pilot, lambda: not app.live_run_ids())
+        await wait_for_the_app(
+            pilot, lambda: "●" not in str(app.screen.query_one("#run-tabs").content)
+        )
     first_process.wait(timeout=60)
 
 
@@ -276,12 +280,14 @@ async def test_a_run_started_detached_before_the_app_opened_shows_up_live(store,
     run_id = _start_detached(tmp_path, epochs=2)
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
-        assert run_id in app.followers
+        assert run_id in app.live_run_ids()
         await pilot.press("enter")
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == run_id
-        await wait_for(pilot, lambda: run_status(store, run_id) == "completed")
+        await wait_for_status(pilot, store, run_id, "completed")
         await wait_for(
-            pilot, lambda: len(app.screen.query_one("#acc-chart").series.get("val", [])) == 2
+            pilot,
+            lambda: len(app.screen.query_one("#acc-chart").series.get("val", [])) == 2,
+            timeout=30,
         )
 
 
@@ -290,22 +296,33 @@ async def test_queued_runs_wait_and_a_run_a_worker_starts_shows_up_live(store):
         store.create_run(RunSpec.from_dict({**TINY, "device": "cpu", "seed": seed}))
         for seed in (0, 1)
     )
-    store.enqueue([first, second])
+    queue = RunQueue(store)
+    queue.enqueue([first, second])
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(1.5)  # several polls and a look for new runs
-        assert store.run(first)["status"] == "queued"  # waiting, not taken for dead
-        assert first not in app.followers
-        run = store.take_next_queued(os.getpid())  # what `resnet-tui worker` does
-        start_queued(store, run, "cpu")
-        await wait_for(pilot, lambda: first in app.followers)
-        await wait_for(pilot, lambda: run_status(store, first) == "completed")
+        await pilot.pause(1.5)  # several looks at the store
+        assert store.run(first).status == "queued"  # waiting, not taken for dead
+        assert first not in app.live_run_ids()
+        run = queue.take_next(os.getpid())  # what `resnet-tui worker` does
+        supervisor = start_queued(store, run, "cpu")
         table = app.history.query_one("DataTable")
-        assert "completed" in str(table.get_row(str(first))[3])
+        await wait_for(pilot, lambda: first in app.live_run_ids(), timeout=30)
+        await wait_for_status(pilot, store, first, "completed")
+        await wait_for(pilot, lambda: "completed" in str(table.get_row(str(first))[3]), timeout=30)
         await pilot.pause()
         # the column grew from "queued" to hold "completed", not cut to "comple"
         assert table.columns["status"].content_width >= len("completed")
-        assert [r["id"] for r in store.queued_runs()] == [second]
+        assert [r.id for r in queue.waiting()] == [second]
+    assert supervisor.wait(timeout=60) == 0
+
+
+def engine_of(folder: Path, timeout: float = 30) -> ProcessName:
+    """The engine a run's supervisor started, once it names one."""
+    deadline = time.monotonic() + timeout
+    while (owners := Owners.read(folder)) is None or owners.engine is None:
+        assert time.monotonic() < deadline, "the supervisor named no engine"
+        time.sleep(0.1)
+    return owners.engine
 
 
 @pytest.mark.parametrize("choice", ["leave", "stop"])
@@ -313,22 +330,21 @@ async def test_quit_with_a_live_run_leaves_it_running_or_stops_it(store, choice)
     spec = RunSpec.from_dict({**TINY, "epochs": 100, "limit": None})
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
-        run_id, process = launch(store, spec)
-        app.followers[run_id] = EventFollower(store, run_id)
-        pid = store.run(run_id)["pid"]
+        run_id, process = launch(store, spec)  # its supervisor, whose pid the run has
+        pid, folder = store.run(run_id).pid, store.run(run_id).folder
+        assert pid == process.pid
         await pilot.press("q")
         assert isinstance(app.screen, QuitDialog)
         await pilot.click(f"#{choice}")
     if choice == "leave":
         time.sleep(1)
         assert process.poll() is None and process_alive(pid)
+        assert engine_of(folder).alive()
         os.kill(pid, signal.SIGTERM)
     process.wait(timeout=120)
-    reopened = RunStore(store.path)
-    EventFollower(reopened, run_id).finish_if_dead(pid_alive=False)
-    assert reopened.run(run_id)["status"] == "stopped"
-    events = (Path(reopened.run(run_id)["run_dir"]) / "events.jsonl").read_text().splitlines()
-    assert json.loads(events[-1])["status"] == "stopped"
+    reopened = RunStore(store.path)  # the app closed its store as it quit
+    assert reopened.run(run_id).status == "stopped"  # as the supervisor recorded it
+    assert logged(reopened.run(run_id).events_path)[-1]["status"] == "stopped"
 
 
 async def test_rename_tag_and_note_a_run(store):
@@ -344,7 +360,7 @@ async def test_rename_tag_and_note_a_run(store):
         await pilot.click("#save")
         await pilot.pause()
         run = store.run(run_id)
-        assert (run["name"], run["tags"], run["notes"]) == (
+        assert (run.name, run.tags, run.notes) == (
             "baseline",
             "quick, shapes",
             "the default run",

@@ -1,8 +1,7 @@
 """The queue and sweep screens and cross-validation from the launch form, driven by Pilot."""
 
 import os
-import time
-from pathlib import Path
+import re
 
 import pytest
 
@@ -13,34 +12,38 @@ from resnet_tui.app.dialogs import ConfirmDialog, QuitDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.app.queue_view import QueueScreen
 from resnet_tui.app.sweep_view import SweepScreen
-from resnet_tui.store import RunStore
+from resnet_tui.runs.launcher import setting_of
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.store import RunStore
+from tests.resnet_tui.pilot import app_store, wait_for, wait_for_the_app
 
 SIZE = (120, 40)
 
 
 @pytest.fixture
 def store(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("RESNET_TUI_DATA", str(tmp_path / "data"))
-    return RunStore(tmp_path / "runs.db")
+    return app_store(tmp_path, monkeypatch)
 
 
-async def wait_for(pilot, condition, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        await pilot.pause(0.2)
+def sweep_run(store: RunStore, name: str) -> int:
+    """A run of a sweep, made as `resnet-tui sweep` or `--folds` makes it: with its setting
+    (its name, less ` fold k/K` for a fold), which is kept from then on."""
+    spec = RunSpec(name=name)
+    fold = re.search(r" fold (\d+)/(\d+)$", name)
+    if fold:
+        spec.folds, spec.fold = int(fold[2]), int(fold[1]) - 1
+    return store.create_run(spec, setting=setting_of(spec))
 
 
 def queued(store: RunStore, names: list[str]) -> list[int]:
     """Runs queued as one sweep, as `resnet-tui sweep` makes them (none trains)."""
-    ids = [store.create_run(RunSpec(name=name)) for name in names]
-    store.enqueue(ids)
+    ids = [sweep_run(store, name) for name in names]
+    RunQueue(store).enqueue(ids)
     return ids
 
 
 def queue_order(store: RunStore) -> list[int]:
-    return [run["id"] for run in store.queued_runs()]
+    return [run.id for run in RunQueue(store).waiting()]
 
 
 def shown_order(screen: QueueScreen) -> list[tuple[str, str]]:
@@ -75,7 +78,7 @@ async def test_the_queue_screen_reorders_runs_and_follows_a_worker_taking_them(s
         await pilot.press("shift+down")
         assert queue_order(store) == [third, second, first]
 
-        store.take_next_queued(os.getpid())  # a worker elsewhere takes the first in line
+        RunQueue(store).take_next(os.getpid())  # a worker elsewhere takes the first in line
         await wait_for(pilot, lambda: len(shown_order(screen)) == 2, timeout=5)
         assert shown_order(screen) == [("1", str(second)), ("2", str(first))]
         assert "1 running" in str(screen.query_one("#queue-title").render())
@@ -85,7 +88,7 @@ async def test_the_queue_screen_reorders_runs_and_follows_a_worker_taking_them(s
 
 async def test_cancelling_a_queued_run_removes_it_and_a_run_taken_meanwhile_stays(store):
     first, second = queued(store, ["a", "b"])
-    folder = Path(store.run(first)["run_dir"])
+    folder = store.run(first).folder
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("w", "d")
@@ -96,13 +99,14 @@ async def test_cancelling_a_queued_run_removes_it_and_a_run_taken_meanwhile_stay
         assert store.run(first) is None and not folder.exists()
         screen = app.screen
         assert shown_order(screen) == [("1", str(second))]
-        assert str(first) not in app.history.query_one("DataTable").rows
+        history = app.history.query_one("DataTable")
+        await wait_for_the_app(pilot, lambda: str(first) not in history.rows)
 
         await pilot.press("d")
         assert isinstance(app.screen, ConfirmDialog)
-        store.take_next_queued(os.getpid())  # a worker takes it while the question is open
+        RunQueue(store).take_next(os.getpid())  # a worker takes it while the question is open
         await pilot.press("y")
-        assert store.run(second)["status"] == "running"  # not deleted under the worker
+        assert store.run(second).status == "running"  # not deleted under the worker
         assert "a worker took run 2 meanwhile (it is running)" in notices(app)
         assert shown_order(screen) == []
         assert screen.query_one("#queue-empty").display
@@ -120,7 +124,7 @@ async def test_a_sweep_shows_in_the_history_and_its_screen_gives_mean_and_spread
             test_acc=test,
             seconds=60.0,
         )
-    last = store.create_run(RunSpec(name="lr=0.01 fold 2/2"))
+    last = sweep_run(store, "lr=0.01 fold 2/2")
     store.update(last, sweep=1, status="running", pid=os.getpid())
     alone = store.create_run(RunSpec(name="not swept"))
     store.update(alone, status="completed")
@@ -155,11 +159,11 @@ async def test_a_sweep_shows_in_the_history_and_its_screen_gives_mean_and_spread
 async def test_a_sweep_too_big_for_one_chart_compares_the_best_run_of_each_setting(store):
     settings, best = 11, []
     for setting in range(settings):
-        ids = [store.create_run(RunSpec(name=f"seed={setting} fold {k}/2")) for k in (1, 2)]
+        ids = [sweep_run(store, f"seed={setting} fold {k}/2") for k in (1, 2)]
         for run_id, val in zip(ids, (0.5, 0.5 + (-0.1 if setting % 2 else 0.1)), strict=True):
             store.update(run_id, status="completed", sweep=1, best_val_acc=val, test_acc=0.9)
         best.append(ids[0] if setting % 2 else ids[1])
-    many = [store.create_run(RunSpec(name=f"seed={seed}")) for seed in range(21)]
+    many = [sweep_run(store, f"seed={seed}") for seed in range(21)]
     for run_id in many:
         store.update(run_id, status="completed", sweep=2, best_val_acc=0.5)
     app = ResnetApp(store)
@@ -202,6 +206,9 @@ async def test_the_form_takes_folds_and_several_devices_with_the_cli_messages(st
 
 
 async def test_folds_launched_from_the_form_train_one_after_another_then_summarise(store):
+    """The form queues the folds as one sweep and starts a worker of their own, detached:
+    it trains them one after another whether or not the app stays open (closing it leaves
+    the worker training the rest), and the sweep's screen fills in as they end."""
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
@@ -211,36 +218,63 @@ async def test_folds_launched_from_the_form_train_one_after_another_then_summari
         await pilot.pause()
         await pilot.press("ctrl+l")
         await wait_for(pilot, lambda: isinstance(app.screen, SweepScreen), timeout=10)
-        screen = app.screen
-        assert screen.sweep == 1
-        assert [run["name"] for run in store.sweep_runs(1)] == [
+        assert app.screen.sweep == 1
+        assert [run.name for run in store.sweep_runs(1)] == [
             "resnet8 on shapes fold 1/2",
             "resnet8 on shapes fold 2/2",
         ]
-        await wait_for(pilot, lambda: store.run(1)["status"] == "running")
-        assert store.run(2)["status"] == "queued"  # one after another
-        await pilot.press("q")
-        assert isinstance(app.screen, QuitDialog)
-        said = " ".join(str(label.render()) for label in app.screen.query("Label"))
-        assert "1 fold run waits in the queue" in said and "--devices cpu" in said
-        await pilot.press("escape")
+        [worker] = app.started_here  # the sweep's worker, started by the form
+        try:
+            await wait_for(pilot, lambda: store.run(1).status == "running")
+            assert store.run(2).status == "queued"  # one after another
+            await pilot.press("q")
+            assert isinstance(app.screen, QuitDialog)
+            said = " ".join(str(label.render()) for label in app.screen.query("Label"))
+            assert "1 run is still training. It goes on without the app" in said
+            await pilot.click("#leave")
+        except BaseException:
+            worker.kill()
+            raise
+    try:
+        await _the_worker_trains_the_rest_and_the_sweep_fills_in(RunStore(store.path), worker)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+
+
+async def _the_worker_trains_the_rest_and_the_sweep_fills_in(store: RunStore, worker) -> None:
+    """After the app that launched the folds closed: its worker goes on with them, on the
+    device the form gave, and a new app finds the sweep's screen filling in."""
+    assert worker.poll() is None  # closing the app left the worker training the rest
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        app.open_sweep(1)
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, SweepScreen)
         most_at_once = 0
 
         def both_done() -> bool:
             nonlocal most_at_once
             runs = store.sweep_runs(1)
-            most_at_once = max(most_at_once, sum(run["status"] == "running" for run in runs))
-            return all(run["status"] == "completed" for run in runs)
+            most_at_once = max(most_at_once, sum(run.status == "running" for run in runs))
+            return all(run.status == "completed" for run in runs)
 
         await wait_for(pilot, both_done)
         assert most_at_once == 1
+        first, second = store.sweep_runs(1)
+        assert second.started_at >= first.ended_at  # the second fold began after the first
         settings = screen.query_one("#sweep-settings")
-        await wait_for(pilot, lambda: str(settings.get_row_at(0)[2]) == "2", timeout=5)
+        await wait_for(pilot, lambda: str(settings.get_row_at(0)[2]) == "2", timeout=30)
         assert " ± " in str(settings.get_row_at(0)[3])
-        await wait_for(pilot, lambda: "sweep 1 done, 2 of 2 folds completed" in notices(app))
+        # the worker is done with the sweep once both folds are (the app trains nothing)
+        assert worker.wait(timeout=30) == 0
+        said = (store.runs_dir / "sweep-1-worker.log").read_text()
+        assert "2 queued runs; running on cpu" in said
+        for run in (first, second):
+            assert f"run {run.id} ({run.name}) completed" in said
         await pilot.press("escape")
         assert isinstance(app.screen, HistoryScreen)
-        assert not app.cross_validations
 
 
 async def test_the_store_is_looked_at_between_a_screens_push_and_its_mount(store):

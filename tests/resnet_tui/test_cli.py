@@ -380,7 +380,7 @@ def test_the_bare_command_refuses_a_bad_store_in_one_line(tmp_path):
 
 def test_a_live_engine_that_writes_nothing_shows_as_stalled_not_crashed(tmp_path):
     from engine.spec import RunSpec
-    from resnet_tui.store import RunStore
+    from resnet_tui.runs.store import RunStore
 
     hung = subprocess.Popen(["sleep", "60"])  # an engine that lives but says nothing
     try:

@@ -4,12 +4,15 @@ import json
 
 import pytest
 
+from engine import events as ev
 from engine.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
 from resnet_tui.app.compare_view import CompareScreen
 from resnet_tui.compare import comparison, differing_settings, smooth
-from resnet_tui.store import RunStore
+from resnet_tui.runs.follower import RunFollower
+from resnet_tui.runs.store import RunStore
 from tests.resnet_tui.command import cli
+from tests.runs.made_events import write_log
 
 
 def test_only_the_settings_that_differ_are_kept():
@@ -29,23 +32,24 @@ def store_with_runs(tmp_path):
     for lr, acc in ((0.1, 0.8), (0.01, 0.9)):
         run_id = store.create_run(RunSpec(lr=lr))
         events = [
-            {
-                "seq": epoch,
-                "t": 1.0,
-                "type": "epoch_ended",
-                "epoch": epoch,
-                "epochs": 2,
-                "train_loss": 1 / epoch,
-                "train_acc": acc / 2,
-                "val_loss": 1 / epoch,
-                "val_acc": acc * epoch / 2,
-                "lr": {"weights": lr},
-                "seconds": 1.0,
-                "elapsed": float(epoch),
-            }
+            ev.EpochEnded(
+                seq=epoch,
+                t=1.0,
+                epoch=epoch,
+                epochs=2,
+                train_loss=1 / epoch,
+                train_acc=acc / 2,
+                val_loss=1 / epoch,
+                val_acc=acc * epoch / 2,
+                lr={"weights": lr},
+                seconds=1.0,
+                elapsed=float(epoch),
+            )
             for epoch in (1, 2)
         ]
-        store.apply(run_id, events, 100)
+        run = store.run(run_id)
+        write_log(run.events_path, events)
+        assert RunFollower(store, run).poll() == events
         store.update(run_id, status="completed", test_acc=acc)
     return store
 
@@ -83,4 +87,4 @@ async def test_mark_two_runs_and_compare_their_curves(store_with_runs):
         await pilot.press("g", "l")
         assert app.screen.smoothing and chart.log_scale
         table = app.screen.query_one("#differences")
-        assert table.get_row_at(0)[0] == "lr"
+        assert str(table.get_row_at(0)[0]) == "lr"  # cells are Text: names print as written

@@ -1,16 +1,17 @@
 """Fault injection: killed engines, shared stores and racing migrations lose nothing.
 
 Each kill trial stops the engine of one run with SIGKILL at a random moment after a
-checkpoint, lets the CLI notice, checks that the store holds exactly what the events file
-held before the kill (by replaying the file into a fresh store and comparing), and resumes
-the run, which in the end has exactly one row per epoch. Two engines and two viewers share one
-store for 15 s; four processes migrate one old store at once. The results go into the table
-the suite prints last (tests/conftest.py).
+checkpoint, waits for its supervisor to mark the run crashed, checks that the store holds
+exactly what the events file held before the kill (by replaying the file into a fresh store
+and comparing), and resumes the run, which in the end has exactly one row per epoch. Two
+engines and two viewers share one store for 15 s; four processes migrate one old store at
+once. The results go into the table the suite prints last (tests/conftest.py).
 """
 
 import json
 import os
 import random
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -20,11 +21,14 @@ from pathlib import Path
 
 from engine import events as ev
 from engine.spec import RunSpec
-from resnet_tui.follower import EventFollower
-from resnet_tui.launcher import launch
-from resnet_tui.store import SCHEMA_VERSION, RunStore
+from resnet_tui.runs.follower import RunFollower
+from resnet_tui.runs.launcher import launch
+from resnet_tui.runs.ownership import Owners
+from resnet_tui.runs.schema import SCHEMA_VERSION
+from resnet_tui.runs.store import RunStore
 from tests.conftest import record_fault
 from tests.engine.tiny_runs import TINY as TINY_SPEC
+from tests.event_log import logged
 from tests.resnet_tui.command import cli, runs_json
 from tests.resnet_tui.old_stores import back_to_version_one
 from tests.resnet_tui.test_cli import TINY
@@ -32,6 +36,8 @@ from tests.resnet_tui.test_cli import TINY
 TRIALS = 6
 EPOCHS = 1000  # more than the trials get through: the run is stopped after the last one
 KILLED = "engine killed (SIGKILL) at a random moment"
+# How long a supervisor may take to record its engine's death (it looks four times a second).
+CRASH_NOTICED_S = 30
 
 
 def the_run(cwd: Path) -> dict:
@@ -47,13 +53,18 @@ def wait_until(condition, timeout: float = 120) -> None:
 
 
 def engine_of(db: Path) -> int | None:
-    """The process id of the store's one run once it is running (None before)."""
+    """The process id of the engine of the store's one run once it is running and its
+    supervisor has started the engine (None before). The row's pid is the supervisor's; the
+    engine's is in the run folder's supervisor.json."""
     try:
         with sqlite3.connect(db) as connection:
-            row = connection.execute("SELECT status, pid FROM runs").fetchone()
+            row = connection.execute("SELECT status, run_dir FROM runs").fetchone()
     except sqlite3.OperationalError:  # the table is still being made
         return None
-    return row[1] if row and row[0] == "running" else None
+    if not row or row[0] != "running" or not row[1]:
+        return None
+    owners = Owners.read(Path(row[1]))
+    return owners.engine.pid if owners is not None and owners.engine is not None else None
 
 
 def metric_rows(db: Path, run_id: int) -> list[tuple]:
@@ -66,18 +77,24 @@ def metric_rows(db: Path, run_id: int) -> list[tuple]:
 
 
 def replayed_rows(events_file: Path, scratch: Path) -> tuple[list[tuple], int]:
-    """The metric rows and last sequence number a store gets from the whole file at once."""
-    store = RunStore(scratch)
+    """The metric rows and last sequence number a store gets from the whole file at once:
+    a run of a fresh store in the folder `scratch`, given a copy of the file and followed
+    in one poll."""
+    scratch.mkdir()
+    store = RunStore(scratch / "runs.db")
     run_id = store.create_run(RunSpec())
-    events, offset = ev.read_events(events_file, 0)
-    store.apply(run_id, events, offset)
-    last_seq = store.run(run_id)["last_seq"]
+    run = store.run(run_id)
+    assert run is not None
+    shutil.copyfile(events_file, run.events_path)
+    RunFollower(store, run).poll()
+    replayed = store.run(run_id)
+    assert replayed is not None
     store.close()
-    return metric_rows(scratch, run_id), last_seq
+    return metric_rows(scratch / "runs.db", run_id), replayed.last_seq
 
 
 def checkpoints_written(events_file: Path) -> int:
-    events, _ = ev.read_events(events_file, 0)
+    events = logged(events_file)
     return sum(e["type"] == ev.CHECKPOINT for e in events)
 
 
@@ -92,13 +109,17 @@ def test_kill_9_at_random_moments_loses_nothing_and_the_run_resumes_each_time(tm
         time.sleep(rng.uniform(0.0, 1.0))  # somewhere in the next epoch, or at its end
         run = the_run(tmp_path)
         assert run["status"] == "running", f"trial {trial}: {run['status']}"
-        os.kill(run["pid"], signal.SIGKILL)
-        pid = run["pid"]
+        pid = engine_of(tmp_path / "runs.db")  # the supervisor's child, not the row's pid
+        assert pid is not None and pid != run["pid"], f"trial {trial}"
+        os.kill(pid, signal.SIGKILL)
         wait_until(lambda pid=pid: not Path(f"/proc/{pid}").exists() or _zombie(pid))
 
-        run = the_run(tmp_path)  # the CLI looks: the engine is gone without a final event
+        # The engine is gone without a final event: its supervisor marks the run crashed.
+        wait_until(lambda: the_run(tmp_path)["status"] != "running", CRASH_NOTICED_S)
+        run = the_run(tmp_path)
         assert run["status"] == "crashed", f"trial {trial}: {run['status']}"
-        expected, last_seq = replayed_rows(events_file, tmp_path / f"replay{trial}.db")
+        assert run["error"]["kind"] == "crashed", f"trial {trial}: {run['error']}"
+        expected, last_seq = replayed_rows(events_file, tmp_path / f"replay{trial}")
         kept = metric_rows(tmp_path / "runs.db", run_id)
         lost = len(set(expected) - set(kept)) + len(kept) - len(set(kept))
         resumed = cli("resume", str(run_id), "--detach", cwd=tmp_path)
@@ -125,12 +146,12 @@ def _zombie(pid: int) -> bool:
 
 VIEWER = """
 import sys, time
-from resnet_tui.follower import refresh_live_runs
-from resnet_tui.store import SCHEMA_VERSION, RunStore
+from resnet_tui.runs.follower import catch_up
+from resnet_tui.runs.store import RunStore
 store = RunStore(sys.argv[1])
 deadline = time.time() + float(sys.argv[2])
 while time.time() < deadline:
-    refresh_live_runs(store)
+    catch_up(store)
     store.list_runs(limit=50)
     time.sleep(0.02)
 """
@@ -158,7 +179,7 @@ def test_two_engines_and_two_viewers_share_one_store_without_locks_or_lost_rows(
     last_seqs = {run["id"]: run["last_seq"] for run in runs_json(tmp_path)}
     for index, run_id in enumerate(run_ids):
         events_file = tmp_path / "runs" / str(run_id) / "events.jsonl"
-        expected, last_seq = replayed_rows(events_file, tmp_path / f"replay{index}.db")
+        expected, last_seq = replayed_rows(events_file, tmp_path / f"replay{index}")
         kept = metric_rows(tmp_path / "runs.db", run_id)
         lost = len(set(expected) - set(kept)) + len(kept) - len(set(kept))
         viewer_ok = viewers[index].returncode == 0 and "locked" not in outputs[index]
@@ -170,7 +191,7 @@ def test_two_engines_and_two_viewers_share_one_store_without_locks_or_lost_rows(
 
 OPENER = """
 import sys
-from resnet_tui.store import SCHEMA_VERSION, RunStore
+from resnet_tui.runs.store import RunStore
 RunStore(sys.argv[1]).close()
 """
 
@@ -192,26 +213,29 @@ def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path):
     store = RunStore(path)
     assert store.connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     [run] = store.list_runs()
-    assert run["name"] == "kept" and run["teachers"] == "[]" and run["sweep"] is None
+    assert run.name == "kept" and run.teachers == () and run.sweep is None
 
 
 def test_a_stop_sent_the_moment_a_run_starts_stops_it_cleanly(tmp_path):
-    """SIGINT and SIGTERM sent before the engine has caught them wait (the launcher starts it
-    with them blocked) and stop the run with a checkpoint, rather than killing it."""
+    """SIGINT and SIGTERM sent before the supervisor and its engine have caught them wait
+    (each is started with them blocked) and stop the run with a checkpoint, rather than
+    killing it: the supervisor lives to pass the stop on, and the engine ends the run with a
+    final `stopped` event (a killed engine writes none, and its run is crashed)."""
     store = RunStore(tmp_path / "runs.db")
     spec = RunSpec.from_dict({**TINY_SPEC, "epochs": 50})
     for signum, after_s in [(signal.SIGINT, 0.0), (signal.SIGTERM, 0.03)]:
-        run_id, process = launch(store, spec)
+        run_id, supervisor = launch(store, spec)
         time.sleep(after_s)  # 0.03 s: the interpreter is starting, no handler of ours yet
-        process.send_signal(signum)
-        process.wait(timeout=120)
-        follower = EventFollower(store, run_id)
-        follower.poll()
-        run = follower.finish_if_dead(pid_alive=False)
-        survived = process.returncode == 3 and run["status"] == "stopped"
+        supervisor.send_signal(signum)
+        supervisor.wait(timeout=120)
+        run = store.run(run_id)
+        assert run is not None
+        last = logged(run.events_path)[-1]
+        engine_stopped = last["type"] == ev.FINISHED and last["status"] == "stopped"
+        survived = supervisor.returncode == 0 and engine_stopped and run.status == "stopped"
         record_fault("SIGINT or SIGTERM the moment the engine starts", survived)
-        assert survived, (process.returncode, run["status"], run["error"])
-        assert (Path(run["run_dir"]) / "checkpoints" / "last.pt").is_file()
+        assert survived, (supervisor.returncode, run.status, run.error, last)
+        assert (run.folder / "checkpoints" / "last.pt").is_file()
 
 
 def test_a_hang_up_of_a_foreground_run_does_not_reach_the_engine(tmp_path):

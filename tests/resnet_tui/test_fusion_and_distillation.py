@@ -1,16 +1,17 @@
 """Runs made from runs, from the user's side: teachers, ensembles, soups and WiSE-FT."""
 
 import json
-from pathlib import Path
 
 import pytest
 
 from engine.spec import FusionSpec, RunSpec, SpecError
-from resnet_tui import launcher
-from resnet_tui.store import RunStore
+from resnet_tui.runs import launcher, sources
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.store import RunStore
 from tests.resnet_tui.command import cli, runs_json
 from tests.resnet_tui.old_stores import back_to_version_one
 from tests.resnet_tui.test_cli import TINY
+from tests.runs.made_events import started
 
 SHAPES = ["circle", "square", "triangle"]
 
@@ -31,9 +32,10 @@ def finished_run(
     """A run row as a finished engine leaves it (the checkpoint is an empty stand-in)."""
     spec = RunSpec.from_dict({"arch": "resnet8", **options})
     run_id = store.create_run(spec, kind=kind)
-    store.update(run_id, status=status, engine_info=json.dumps({"classes": classes or SHAPES}))
+    engine_info = json.dumps(started(1, classes=classes or SHAPES).to_dict())
+    store.update(run_id, status=status, engine_info=engine_info)
     if checkpoint:
-        folder = Path(store.run(run_id)["run_dir"]) / "checkpoints"
+        folder = store.run(run_id).folder / "checkpoints"
         folder.mkdir()
         (folder / "best.pt").touch()
     return run_id
@@ -104,12 +106,10 @@ def test_teachers_are_checked_before_the_student_starts(store):
     for source, message in cases.items():
         spec = RunSpec.from_dict({"classes": SHAPES, "teacher": [source]})
         with pytest.raises(SpecError, match=message):
-            launcher.resolve_teachers(store, spec)
+            sources.resolve_teachers(store, spec)
     spec = RunSpec.from_dict({"classes": ["square", "circle"], "teacher": [f"run:{teacher}"]})
-    assert launcher.resolve_teachers(store, spec) == [teacher]
-    assert spec.teacher_checkpoints == [
-        str(Path(store.run(teacher)["run_dir"]) / "checkpoints" / "best.pt")
-    ]
+    assert sources.resolve_teachers(store, spec) == [teacher]
+    assert spec.teacher_checkpoints == [str(store.run(teacher).folder / "checkpoints" / "best.pt")]
 
 
 def test_a_version_one_store_gains_the_new_columns_and_keeps_its_runs(tmp_path):
@@ -122,9 +122,9 @@ def test_a_version_one_store_gains_the_new_columns_and_keeps_its_runs(tmp_path):
         db.execute("INSERT INTO runs (name, status, kind) VALUES ('old', 'completed', 'train')")
     store = RunStore(path)
     [run] = store.list_runs()
-    assert run["name"] == "old" and run["teachers"] == "[]" and run["recipe"] is None
-    assert run["last_event_at"] is None and run["sweep"] is None
-    assert run["queue_position"] is None and store.queued_runs() == []
+    assert run.name == "old" and run.teachers == () and run.recipe is None
+    assert run.last_event_at is None and run.sweep is None
+    assert run.queue_position is None and RunQueue(store).waiting() == []
 
 
 def test_distil_ensemble_and_soup_from_the_command_line(tmp_path):

@@ -3,16 +3,20 @@
 Update them after a deliberate change of the look with `pytest --snapshot-update`.
 """
 
-import json
 import time
-from pathlib import Path
 
 import pytest
 
+from engine import events as ev
 from engine.spec import RunSpec
+from resnet_tui import sweeps
 from resnet_tui.app.app import ResnetApp
-from resnet_tui.app.run_view import MetricChart
-from resnet_tui.store import RunStore
+from resnet_tui.app.charts import MetricChart
+from resnet_tui.runs import launcher
+from resnet_tui.runs.follower import RunFollower
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.store import RunStore
+from tests.runs.made_events import started, write_log
 
 SIZES = [(80, 24), (160, 48)]
 CREATED = 1_790_000_000.0  # a fixed moment, so the "started" column never changes
@@ -41,61 +45,60 @@ def store(tmp_path, monkeypatch):
             seconds=61.0 * epochs,
             created_at=CREATED + run_id * 60,
         )
-    events_file = Path(opened.run(1)["run_dir"]) / "events.jsonl"
-    events_file.write_text("".join(json.dumps(e) + "\n" for e in finished_events(0.31)))
+    write_log(opened.run(1).events_path, finished_events(0.31))
+    assert ev.read_events(opened.run(1).events_path).rejected == []  # all by the contract
     yield opened
     time.tzset()
 
 
-def finished_events(accuracy_per_epoch: float) -> list[dict]:
+def finished_events(accuracy_per_epoch: float) -> list[ev.Event]:
     """The events of a finished three-epoch run, as the engine would have written them."""
-    events = [
-        {
-            "seq": 1,
-            "t": CREATED,
-            "type": "started",
-            "device": "cpu",
-            "device_name": "CPU",
-            "parameters": 269722,
-            "sizes": {"train": 9000, "val": 1000, "test": 2000},
-            "steps_per_epoch": 10,
-            "epochs": 3,
-        },
+    events: list[ev.Event] = [
+        started(
+            1,
+            t=CREATED,
+            device="cpu",
+            device_name="CPU",
+            parameters=269722,
+            trainable_parameters=269722,
+            sizes={"train": 9000, "val": 1000, "test": 2000},
+            classes=["circle", "square", "triangle"],
+            steps_per_epoch=10,
+            epochs=3,
+        ),
     ]
     seq = 1
     for epoch in (1, 2, 3):
         for step in (5, 10):
             seq += 1
             events.append(
-                {
-                    "seq": seq,
-                    "t": CREATED,
-                    "type": "progress",
-                    "epoch": epoch,
-                    "step": step,
-                    "steps": 10,
-                    "global_step": (epoch - 1) * 10 + step,
-                    "loss": 2.0 / (epoch + step / 10),
-                    "samples_per_s": 900.0,
-                    "lr": 0.005,
-                }
+                ev.Progress(
+                    seq=seq,
+                    t=CREATED,
+                    epoch=epoch,
+                    step=step,
+                    steps=10,
+                    global_step=(epoch - 1) * 10 + step,
+                    loss=2.0 / (epoch + step / 10),
+                    samples_per_s=900.0,
+                    lr=0.005,
+                )
             )
         seq += 1
         events.append(
-            {
-                "seq": seq,
-                "t": CREATED,
-                "type": "epoch_ended",
-                "epoch": epoch,
-                "epochs": 3,
-                "train_loss": 1.5 / epoch,
-                "train_acc": 0.3 * epoch,
-                "val_loss": 1.4 / epoch,
-                "val_acc": accuracy_per_epoch * epoch,
-                "lr": {},
-                "seconds": 10.0,
-                "elapsed": 10.0 * epoch,
-            }
+            ev.EpochEnded(
+                seq=seq,
+                t=CREATED,
+                epoch=epoch,
+                epochs=3,
+                train_loss=1.5 / epoch,
+                train_acc=0.3 * epoch,
+                val_loss=1.4 / epoch,
+                val_acc=accuracy_per_epoch * epoch,
+                lr={},
+                seconds=10.0,
+                elapsed=10.0 * epoch,
+            )
         )
     test = {
         "top1": 3 * accuracy_per_epoch - 0.01,
@@ -109,15 +112,14 @@ def finished_events(accuracy_per_epoch: float) -> list[dict]:
         "per_class_accuracy": {"circle": 0.96, "square": 0.944, "triangle": 0.959},
     }
     events.append(
-        {
-            "seq": seq + 1,
-            "t": CREATED + 30,
-            "type": "finished",
-            "status": "completed",
-            "best_val_acc": 3 * accuracy_per_epoch,
-            "test": test,
-            "seconds": 30.0,
-        }
+        ev.Finished(
+            seq=seq + 1,
+            t=CREATED + 30,
+            status="completed",
+            best_val_acc=3 * accuracy_per_epoch,
+            test=test,
+            seconds=30.0,
+        )
     )
     return events
 
@@ -159,8 +161,9 @@ def test_run_view(snap_compare, store, size):
 
 
 def test_compare(snap_compare, store):
-    store.apply(1, finished_events(0.31), offset=0)
-    store.apply(2, finished_events(0.28), offset=0)
+    write_log(store.run(2).events_path, finished_events(0.28))
+    for run_id, accuracy in ((1, 0.31), (2, 0.28)):  # run 1's file was written by the fixture
+        assert RunFollower(store, store.run(run_id)).poll() == finished_events(accuracy)
 
     async def compare(pilot):
         await pilot.press("down", "down", "space", "down", "space", "c")
@@ -173,8 +176,9 @@ def test_compare(snap_compare, store):
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_queue(snap_compare, store, size):
     swept = [store.create_run(RunSpec(name=f"lr={lr}", lr=lr)) for lr in (0.1, 0.01, 0.001)]
-    store.enqueue(swept)
-    store.enqueue([store.create_run(RunSpec(arch="resnet20", dataset="mnist"))], sweep=False)
+    queue = RunQueue(store)
+    queue.enqueue(swept)
+    queue.enqueue([store.create_run(RunSpec(arch="resnet20", dataset="mnist"))], sweep=False)
 
     async def open_queue(pilot):
         await pilot.press("w")
@@ -187,9 +191,14 @@ def test_queue(snap_compare, store, size):
 def test_sweep(snap_compare, store, size):
     results = [(0.912, 0.905, "completed"), (0.934, 0.921, "completed"), (None, None, "failed")]
     results += [(0.871, 0.866, "completed"), (None, None, "queued"), (None, None, "queued")]
-    names = [f"lr={lr} fold {k}/3" for lr in (0.1, 0.01) for k in (1, 2, 3)]
-    ids = [store.create_run(RunSpec(name=name, epochs=8)) for name in names]
-    store.enqueue(ids)
+    # the folds of two settings, made and queued as a sweep makes them: "lr=0.1 fold 1/3", ...
+    specs = [
+        spec
+        for lr in (0.1, 0.01)
+        for spec in sweeps.fold_specs(RunSpec(name=f"lr={lr}", epochs=8, folds=3))
+    ]
+    ids, sweep = launcher.queue(store, specs)
+    assert sweep == 1 and store.run(ids[1]).name == "lr=0.1 fold 2/3"
     for run_id, (val, test, status) in zip(ids, results, strict=True):
         done = status != "queued"
         store.update(
@@ -199,7 +208,7 @@ def test_sweep(snap_compare, store, size):
             test_acc=test,
             epochs_done=8 if val else 0,
             seconds=300.0 + run_id if val else None,
-            queue_position=None if done else store.run(run_id)["queue_position"],
+            queue_position=None if done else store.run(run_id).queue_position,
         )
 
     async def open_sweep(pilot):

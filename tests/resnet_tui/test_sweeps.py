@@ -8,8 +8,11 @@ import pytest
 
 from engine import catalog
 from engine.spec import RunSpec, SpecError
-from resnet_tui.store import RunStore
-from resnet_tui.sweeps import MOST_RUNS_IN_A_SWEEP, Worker, summary, sweep_specs
+from resnet_tui.runs.launcher import queue
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.store import RunStore
+from resnet_tui.runs.worker import Worker
+from resnet_tui.sweeps import MOST_RUNS_IN_A_SWEEP, summary, sweep_specs
 from tests.conftest import record_fault
 from tests.resnet_tui.command import cli, runs_json
 from tests.resnet_tui.test_cli import BAD_INPUT, TINY
@@ -101,16 +104,15 @@ def test_bad_queue_commands_get_one_line_and_exit_code_2(tmp_path, args, message
 
 
 def test_two_workers_never_take_the_same_run(tmp_path, tiny_spec_options):
-
     store = RunStore(tmp_path / "runs.db")
     ids = [store.create_run(RunSpec.from_dict(tiny_spec_options)) for _ in range(40)]
-    store.enqueue(ids)
+    RunQueue(store).enqueue(ids)
     taken: list[list[int]] = [[], []]
 
     def take_all(mine: list[int], pid: int) -> None:
-        own = RunStore(tmp_path / "runs.db")  # a worker of its own, on its own connection
-        while (run := own.take_next_queued(pid)) is not None:
-            mine.append(run["id"])
+        own = RunQueue(RunStore(tmp_path / "runs.db"))  # a worker's own connection
+        while (run := own.take_next(pid)) is not None:
+            mine.append(run.id)
 
     workers = [threading.Thread(target=take_all, args=(taken[i], 1000 + i)) for i in (0, 1)]
     for thread in workers:
@@ -118,18 +120,17 @@ def test_two_workers_never_take_the_same_run(tmp_path, tiny_spec_options):
     for thread in workers:
         thread.join()
     assert sorted(taken[0] + taken[1]) == ids
-    assert store.queued_runs() == []
+    assert RunQueue(store).waiting() == []
 
 
 def test_a_worker_leaves_runs_queued_when_told_to_stop(tmp_path, tiny_spec_options):
-
     store = RunStore(tmp_path / "runs.db")
     ids = [store.create_run(RunSpec.from_dict(tiny_spec_options)) for _ in range(2)]
-    store.enqueue(ids)
+    RunQueue(store).enqueue(ids)
     worker = Worker(store, ["cpu"], report=lambda line: None)
     worker.stopping = True
     assert worker.step() is False
-    assert [run["id"] for run in store.queued_runs()] == ids
+    assert [run.id for run in RunQueue(store).waiting()] == ids
 
 
 def test_folds_validate_on_disjoint_parts_that_cover_the_training_data():
@@ -151,7 +152,7 @@ def test_folds_validate_on_disjoint_parts_that_cover_the_training_data():
     assert len(everything) == len(bundles[0].train) + len(bundles[0].val) == size
 
 
-def test_a_sweep_with_folds_is_summarised_per_setting():
+def test_a_sweep_with_folds_is_summarised_per_setting(tmp_path):
     specs = sweep_specs({"lr": "0.1,0.01", "folds": 2})
     assert [s.name for s in specs] == [
         "lr=0.1 fold 1/2",
@@ -160,11 +161,12 @@ def test_a_sweep_with_folds_is_summarised_per_setting():
         "lr=0.01 fold 2/2",
     ]
     assert [s.fold for s in specs] == [0, 1, 0, 1]
-    runs = [
-        {"name": s.name, "status": "completed", "best_val_acc": acc, "test_acc": acc, "seconds": 10}
-        for s, acc in zip(specs, (0.5, 0.7, 0.2, 0.4), strict=True)
-    ]
-    rows = summary(runs)
+    store = RunStore(tmp_path / "runs.db")
+    ids, sweep = queue(store, specs)  # as `resnet-tui sweep` makes them, each with its setting
+    assert sweep is not None
+    for run_id, acc in zip(ids, (0.5, 0.7, 0.2, 0.4), strict=True):
+        store.update(run_id, status="completed", best_val_acc=acc, test_acc=acc, seconds=10)
+    rows = summary(store.sweep_runs(sweep))
     assert [row["setting"] for row in rows] == ["lr=0.1", "lr=0.01"]
     assert rows[0]["test_acc"]["mean"] == pytest.approx(0.6)
     assert rows[0]["test_acc"]["std"] == pytest.approx(0.1414, abs=1e-3)

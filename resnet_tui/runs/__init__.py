@@ -1,0 +1,1 @@
+"""Everything about runs without a UI: the store, their state, supervisors, the queue."""

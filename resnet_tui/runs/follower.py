@@ -1,0 +1,91 @@
+"""Following a run's events file into the store, and catching up runs nobody supervises.
+
+The supervisor follows its run with a `RunFollower`. A viewer never writes a run its
+supervisor owns; where a supervisor is gone (killed, or the run is from an older
+resnet-tui), the next viewer catches the run up from its events file with the same code, and
+marks it crashed once its engine is gone too. Both are idempotent on (run, seq).
+"""
+
+import socket
+import time
+
+from engine import events as ev
+from resnet_tui.runs import ownership
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.state import RunState
+from resnet_tui.runs.store import RunStore
+
+
+class RunFollower:
+    """Tails one run's events.jsonl from the offset stored with the run, folding what it
+    reads into `state` (which starts from everything before that offset) and recording it."""
+
+    def __init__(self, store: RunStore, run: Run) -> None:
+        self.store = store
+        self.run_id = run.id
+        self.path = run.events_path
+        before = ev.read_events(self.path, 0, end=run.events_offset)
+        self.state = RunState().apply_all(before.events)
+        self.offset = before.offset
+        self.rejected: list[tuple[int, str]] = []  # lines skipped by the last poll, and why
+
+    def poll(self) -> list[ev.Event]:
+        """Record what the engine wrote since the last poll; return the new events. Lines
+        that are not events of the contract are skipped, and listed in `rejected`."""
+        read = ev.read_events(self.path, self.offset)
+        self.rejected = read.rejected
+        if read.offset == self.offset:
+            return []
+        self.state.apply_all(read.events)
+        self.store.record(self.run_id, self.state, read.events, read.offset)
+        self.offset = read.offset
+        return read.events
+
+
+def unsupervised_and_dead(run: Run) -> bool | None:
+    """Of a running run of this machine: None while its supervisor owns it; else whether
+    its engine is gone (then nothing will ever end it but a viewer)."""
+    if ownership.supervised(run.folder):
+        return None
+    engine = ownership.engine_alive(run.folder)
+    if engine is None:  # no supervisor ever named an engine: an older run, or one starting
+        engine = ownership.process_alive(run.pid)
+    return not engine
+
+
+def catch_up(store: RunStore, followers: dict[int, RunFollower] | None = None) -> None:
+    """Bring every running run of this machine that no supervisor owns up to date with its
+    events file, and mark it crashed where its engine is gone without a final event.
+
+    A viewer that catches up again and again (the app, twice a second) passes its own
+    `followers` to keep, so each look reads only what is new in a file.
+    """
+    kept = {} if followers is None else followers
+    unowned = set()
+    for run in store.live_runs():
+        if run.status != "running" or run.host not in (None, socket.gethostname()):
+            continue
+        dead = unsupervised_and_dead(run)
+        if dead is None:
+            continue
+        unowned.add(run.id)
+        follower = kept.get(run.id)
+        if follower is None:
+            follower = kept[run.id] = RunFollower(store, run)
+        follower.poll()
+        after = store.run(run.id)
+        if dead and after is not None and after.live:
+            store.record_end(run.id, _lost(after), status="crashed")
+    for run_id in set(kept) - unowned:
+        del kept[run_id]
+
+
+def _lost(run: Run) -> ev.Error:
+    return ev.Error(
+        seq=1,
+        t=time.time(),
+        kind="crashed",
+        message="the run's engine and supervisor are gone without a final event",
+        hint=f"see engine.log in {run.run_dir}; `resnet-tui resume {run.id}` goes on from "
+        "the last checkpoint",
+    )

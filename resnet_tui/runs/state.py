@@ -1,0 +1,199 @@
+"""Everything known about a run from its events, as one value folded event by event.
+
+`RunState.apply` takes the events of a log in any order and any number of times: each fact
+keeps the event with the highest sequence number that set it, so a log applied in one go, in
+pieces, with lines repeated or swapped gives the same state. It does no I/O: the supervisor
+folds events into it to keep `runs.db` current, and the CLI and the app fold the same
+events for their live views.
+"""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine import events as ev
+
+# The events that say where a run is in its life: the newest of them gives its status.
+Lifecycle = ev.Started | ev.Finished | ev.Error
+
+
+@dataclass
+class RunState:
+    """A run as its events tell it. Fields hold what was seen; properties derive the rest."""
+
+    last_seq: int = 0
+    last_event_at: float | None = None
+    first_started_at: float | None = None
+    started: ev.Started | None = None
+    lifecycle: Lifecycle | None = None
+    finished: ev.Finished | None = None
+    epoch_started: ev.EpochStarted | None = None
+    progress: ev.Progress | None = None
+    epochs_ended: dict[int, ev.EpochEnded] = field(default_factory=dict)
+    # The sequence number of each resumed start, and the epoch it went on from: what the run
+    # wrote before that start, past that epoch, was done again.
+    restarts: dict[int, int] = field(default_factory=dict)
+    step_losses: dict[int, ev.Progress] = field(default_factory=dict)
+    policies: dict[int, ev.Policy] = field(default_factory=dict)
+    fusion_steps: dict[int, ev.Fusion] = field(default_factory=dict)
+    logs: dict[int, ev.Log] = field(default_factory=dict)
+    checkpoints: dict[str, ev.Checkpoint] = field(default_factory=dict)
+
+    def apply(self, event: ev.Event) -> "RunState":
+        """Fold one event in (in place); returns the state, for chaining."""
+        self.last_seq = max(self.last_seq, event.seq)
+        self.last_event_at = max(self.last_event_at or event.t, event.t)
+        if isinstance(event, (ev.Started, ev.Finished, ev.Error)):
+            self.lifecycle = _newer(self.lifecycle, event)
+        if isinstance(event, ev.Started):
+            self.started = _newer(self.started, event)
+            if event.resumed_from_epoch:
+                self.restarts[event.seq] = event.resumed_from_epoch
+            else:
+                first = self.first_started_at
+                self.first_started_at = event.t if first is None else min(first, event.t)
+        elif isinstance(event, ev.Finished):
+            self.finished = _newer(self.finished, event)
+        elif isinstance(event, ev.EpochStarted):
+            self.epoch_started = _newer(self.epoch_started, event)
+        elif isinstance(event, ev.Progress):
+            self.progress = _newer(self.progress, event)
+            self.step_losses[event.seq] = event
+        elif isinstance(event, ev.EpochEnded):
+            self.epochs_ended[event.epoch] = _newer(self.epochs_ended.get(event.epoch), event)
+        elif isinstance(event, ev.Policy):
+            self.policies[event.seq] = event
+        elif isinstance(event, ev.Fusion):
+            self.fusion_steps[event.seq] = event
+        elif isinstance(event, ev.Log):
+            self.logs[event.seq] = event
+        elif isinstance(event, ev.Checkpoint):
+            self.checkpoints[event.name] = _newer(self.checkpoints.get(event.name), event)
+        return self
+
+    def apply_all(self, events: list[ev.Event]) -> "RunState":
+        for event in events:
+            self.apply(event)
+        return self
+
+    # What was done again after a resume does not count
+
+    def superseded(self, seq: int, epoch: int | None) -> bool:
+        """Whether what event `seq` said of `epoch` was undone by a later resumed start."""
+        if epoch is None:
+            return False
+        return any(seq < start and epoch > since for start, since in self.restarts.items())
+
+    @property
+    def epochs(self) -> list[ev.EpochEnded]:
+        """The ended epochs that count, in order (one per epoch)."""
+        return [
+            self.epochs_ended[epoch]
+            for epoch in sorted(self.epochs_ended)
+            if not self.superseded(self.epochs_ended[epoch].seq, epoch)
+        ]
+
+    @property
+    def step_loss_points(self) -> list[ev.Progress]:
+        """The progress reports that count, in order."""
+        return [
+            self.step_losses[seq]
+            for seq in sorted(self.step_losses)
+            if not self.superseded(seq, self.step_losses[seq].epoch)
+        ]
+
+    # The run's life
+
+    @property
+    def status(self) -> str | None:
+        """`running`, `completed`, `stopped` or `failed`; None before the engine started."""
+        if isinstance(self.lifecycle, ev.Started):
+            return "running"
+        if isinstance(self.lifecycle, ev.Finished):
+            return self.lifecycle.status
+        if isinstance(self.lifecycle, ev.Error):
+            return "failed"
+        return None
+
+    @property
+    def ended(self) -> bool:
+        return isinstance(self.lifecycle, (ev.Finished, ev.Error))
+
+    @property
+    def ended_by_finish(self) -> ev.Finished | None:
+        """The `finished` event, where it is the run's newest start or end."""
+        return self.lifecycle if isinstance(self.lifecycle, ev.Finished) else None
+
+    @property
+    def error(self) -> ev.Error | None:
+        return self.lifecycle if isinstance(self.lifecycle, ev.Error) else None
+
+    @property
+    def ended_at(self) -> float | None:
+        return self.lifecycle.t if self.ended and self.lifecycle else None
+
+    @property
+    def epochs_planned(self) -> int | None:
+        return self.started.epochs if self.started else None
+
+    @property
+    def epochs_done(self) -> int:
+        done = [epoch.epoch for epoch in self.epochs]
+        resumed = self.started.resumed_from_epoch if self.started else 0
+        return max([*done, resumed])
+
+    @property
+    def best_val_acc(self) -> float | None:
+        """The run's best validation accuracy: as its end reported it, else the best epoch."""
+        end = self.ended_by_finish
+        if end is not None and end.best_val_acc is not None and end.best_val_acc >= 0:
+            return end.best_val_acc
+        seen = [epoch.val_acc for epoch in self.epochs]
+        if self.started and self.started.best_val_acc is not None:
+            seen.append(self.started.best_val_acc)
+        return max(seen, default=None)
+
+    @property
+    def seconds(self) -> float | None:
+        """Training time so far (the whole of it once finished)."""
+        end = self.ended_by_finish
+        if end is not None and end.seconds is not None:
+            return end.seconds
+        epochs = self.epochs
+        return epochs[-1].elapsed if epochs else None
+
+    @property
+    def test(self) -> dict[str, Any] | None:
+        """The test report of a completed run."""
+        end = self.ended_by_finish
+        return end.test if end is not None else None
+
+    # Where it is now, and how fast it goes
+
+    @property
+    def position(self) -> float:
+        """How far through its epochs the run is, in epochs (2.5: half way through the 3rd)."""
+        done = float(self.epochs_done)
+        progress = self.progress
+        if progress is None or self.superseded(progress.seq, progress.epoch):
+            return done
+        return max(done, progress.epoch - 1 + progress.step / max(progress.steps, 1))
+
+    @property
+    def samples_per_s(self) -> float | None:
+        return self.progress.samples_per_s if self.progress else None
+
+    @property
+    def eta_s(self) -> float | None:
+        """Seconds left at the pace of the epochs so far, while it trains; None otherwise."""
+        if self.status != "running" or not self.started or not self.started.epochs:
+            return None
+        epochs = self.epochs
+        if not epochs or self.progress is None:
+            return None
+        per_epoch = sum(epoch.seconds for epoch in epochs) / len(epochs)
+        return max(0.0, (self.started.epochs - self.position) * per_epoch)
+
+
+def _newer(held: Any, event: Any) -> Any:
+    """Of the event held and a new one, the one with the higher sequence number."""
+    return event if held is None or event.seq > held.seq else held

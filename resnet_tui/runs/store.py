@@ -1,0 +1,375 @@
+"""The run store: every run and its metrics in one SQLite file (`runs.db`), and every write.
+
+WAL journal and a busy timeout let supervisors and viewers share the file. Everyday reads
+and writes are parameterised SQL on the standard library's sqlite3 (sqlite-utils, which
+builds the tables in schema.py, loads numpy: a quarter of a second no start should pay).
+Rows come out as `Run` values. Every change bumps the store's revision, so a viewer asks
+for what changed since it last looked (`changes_since`) instead of reading everything.
+"""
+
+import json
+import os
+import shutil
+import socket
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from engine import events as ev
+from engine.spec import RunSpec
+from resnet_tui.runs import metrics, queries
+from resnet_tui.runs.model import LIVE_STATUSES, Run
+from resnet_tui.runs.schema import MIGRATIONS, SCHEMA_VERSION
+from resnet_tui.runs.state import RunState
+
+BUSY_TIMEOUT_S = 30
+
+# The columns of `runs` that code may set, and sort by.
+RUN_COLUMNS = (
+    *("id", "name", "kind", "status", "created_at", "started_at", "ended_at", "arch"),
+    *("dataset", "init", "freeze", "device", "spec", "pid", "host", "run_dir"),
+    *("events_offset", "last_seq", "epochs", "epochs_done", "best_val_acc", "test_acc"),
+    *("test_top5", "seconds", "engine_info", "test_report", "error", "notes", "tags"),
+    *("recipe", "last_event_at", "sweep", "queue_position", "setting", "fold"),
+)
+SORTABLE = RUN_COLUMNS
+
+
+class StoreError(Exception):
+    """A store that cannot be used; the message says which file and what to do."""
+
+
+@dataclass
+class StoreChanges:
+    """What changed in the store since a revision: runs added or changed, runs deleted."""
+
+    runs: list[Run]
+    deleted: list[int]
+    revision: int
+
+
+def _writable(path: Path) -> bool:
+    """Writable for us, and not marked read-only (which root could otherwise ignore)."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+
+
+def default_db_path() -> Path:
+    """$RESNET_TUI_DB, else runs.db in the working directory."""
+    return Path(os.environ.get("RESNET_TUI_DB") or "runs.db")
+
+
+class RunStore:
+    """The runs of one `runs.db`, with their folders in `runs/` beside it."""
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path = Path(path) if path else default_db_path()
+        self.runs_dir = self.path.parent / "runs"
+        if self.path.is_dir():
+            raise StoreError(f"{self.path} is a folder; --db wants a runs.db file")
+        creating = not self.path.exists()
+        if creating and not os.access(self.path.parent if str(self.path.parent) else ".", os.W_OK):
+            raise StoreError(
+                f"cannot create {self.path}: its folder is not writable; choose another --db"
+            )
+        if not creating and not _writable(self.path):
+            raise StoreError(f"{self.path} is read-only; make it writable or choose another --db")
+        try:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            connection.execute("PRAGMA journal_mode = WAL")
+            connection.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent on a crash
+        except sqlite3.DatabaseError as error:
+            raise StoreError(
+                f"{self.path} is not a resnet-tui run store ({error}); choose another --db"
+            ) from None
+        if creating:
+            os.chmod(self.path, 0o600)
+        if version > SCHEMA_VERSION:
+            connection.close()
+            raise StoreError(
+                f"{self.path} was written by a newer resnet-tui (schema {version}, this one "
+                f"knows {SCHEMA_VERSION}); upgrade resnet-tui to open it"
+            )
+        connection.row_factory = sqlite3.Row
+        self.connection = connection
+        if version < SCHEMA_VERSION:
+            self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring the schema forward under a write lock, so two processes migrate it once."""
+        with self.write_transaction() as connection:
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            for index in range(version, SCHEMA_VERSION):
+                MIGRATIONS[index](connection)
+            connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def write_transaction(self) -> Iterator[sqlite3.Connection]:
+        """One atomic write: takes the write lock at once (waiting up to the busy timeout)."""
+        connection = self.connection
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def query(self, sql: str, args: Iterable[Any] = ()) -> list[dict[str, Any]]:
+        return [dict(row) for row in self.connection.execute(sql, list(args))]
+
+    def runs_where(self, condition: str = "", args: Iterable[Any] = ()) -> list[Run]:
+        """The runs matching an SQL condition (with its ORDER BY and LIMIT), as `Run`s."""
+        rows = self.connection.execute(f"{queries.SELECT_RUNS} {condition}", list(args))
+        return [Run.from_row(row) for row in rows]
+
+    # Writing runs
+
+    def create_run(
+        self,
+        spec: RunSpec,
+        status: str = "queued",
+        parents: list[int] | None = None,
+        teachers: list[int] | None = None,
+        kind: str = "train",
+        recipe: str | None = None,
+        setting: str | None = None,
+    ) -> int:
+        """Add a run for `spec` and make its folder; returns the run id.
+
+        `parents` are the runs its weights come from (its lineage: the `--init` run, or the
+        members of an ensemble or soup), `teachers` the runs it was distilled from. A fused
+        run (`kind` ensemble, soup or wise-ft) keeps how it was made in `recipe`. A run of
+        a sweep is made with its `setting` (what its folds share); its fold is the spec's.
+        """
+        record = {
+            "name": spec.display_name,
+            "kind": kind,
+            "status": status,
+            "created_at": time.time(),
+            "arch": spec.arch,
+            "dataset": spec.dataset,
+            "init": spec.init,
+            "freeze": spec.freeze,
+            "device": spec.placement,
+            "spec": spec.to_json(),
+            "epochs": spec.epochs,
+            "host": socket.gethostname(),
+            "recipe": recipe,
+            "setting": setting,
+            "fold": spec.fold,
+        }
+        with self.write_transaction() as connection:
+            record["revision"] = next_revision(connection)
+            columns = ", ".join(record)
+            marks = ", ".join("?" for _ in record)
+            cursor = connection.execute(
+                f"INSERT INTO runs ({columns}) VALUES ({marks})", list(record.values())
+            )
+            run_id = cursor.lastrowid
+            assert run_id is not None
+            for role, sources in (("parent", parents or []), ("teacher", teachers or [])):
+                connection.executemany(
+                    "INSERT INTO run_sources VALUES (?, ?, ?, ?)",
+                    [(run_id, source, role, position) for position, source in enumerate(sources)],
+                )
+            run_dir = self.runs_dir / str(run_id)
+            self.runs_dir.mkdir(mode=0o700, exist_ok=True)
+            run_dir.mkdir(mode=0o700, exist_ok=True)
+            connection.execute(
+                "UPDATE runs SET run_dir = ? WHERE id = ?", [str(run_dir.resolve()), run_id]
+            )
+        return run_id
+
+    def update(self, run_id: int, **values: Any) -> None:
+        """Set columns of one run (column names come from code, never from users)."""
+        unknown = set(values) - set(RUN_COLUMNS)
+        if unknown:
+            raise ValueError(f"no run columns {sorted(unknown)}")
+        assignments = "".join(f"{column} = ?, " for column in values)
+        with self.write_transaction() as connection:
+            connection.execute(
+                f"UPDATE runs SET {assignments}revision = ? WHERE id = ?",
+                [*values.values(), next_revision(connection), run_id],
+            )
+
+    def edit(self, run_id: int, name: str, tags: str, notes: str) -> None:
+        """A user's rename, tags and notes for a run."""
+        self.update(run_id, name=name, tags=tags, notes=notes)
+
+    def delete_runs(self, run_ids: Iterable[int]) -> None:
+        """Take runs out of the store, with their metrics, lineage rows and folders."""
+        ids = list(run_ids)
+        folders = [run.folder for run in self.runs_where(queries.id_in(ids), ids)]
+        with self.write_transaction() as connection:
+            self.delete_in(connection, ids)
+        for folder in folders:
+            self.remove_folder(folder)
+
+    def remove_folder(self, folder: Path) -> None:
+        """Remove a run's folder, if it lies in this store's `runs/` (a folder named by a
+        damaged or forged row is never touched)."""
+        runs_dir = self.runs_dir.resolve()
+        if folder.resolve().parent == runs_dir and folder.name.isdigit():
+            shutil.rmtree(folder, ignore_errors=True)
+
+    @staticmethod
+    def delete_in(connection: sqlite3.Connection, ids: list[int]) -> None:
+        """Delete runs inside the caller's write transaction (their folders stay)."""
+        marks = ", ".join("?" for _ in ids)
+        revision = next_revision(connection)
+        connection.execute(f"DELETE FROM metrics WHERE run_id IN ({marks})", ids)
+        connection.execute(f"DELETE FROM run_sources WHERE run_id IN ({marks})", ids)
+        connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
+        connection.executemany(
+            "INSERT OR REPLACE INTO deleted_runs VALUES (?, ?)", [(i, revision) for i in ids]
+        )
+
+    def record(self, run_id: int, state: RunState, fresh: list[Any], offset: int) -> None:
+        """Keep a run's row as its events tell it: the metric rows of the `fresh` events (read
+        up to byte `offset` of its events file) and the summary columns of `state`, all the
+        events so far, in one transaction.
+
+        Idempotent on (run, seq): events applied twice add nothing, and a follower that is
+        behind another never takes the summary back. The status changes only with a batch
+        that holds a start or an end, so a run marked crashed stays so until it starts again.
+        """
+        with self.write_transaction() as connection:
+            run = self.run(run_id)
+            if run is None:
+                return
+            metrics.write_rows(connection, run_id, state, fresh)
+            changes: dict[str, Any] = {"events_offset": max(offset, run.events_offset)}
+            if state.last_seq >= run.last_seq:
+                changes.update(metrics.summary_columns(state, run.recipe))
+            if any(metrics.is_lifecycle(event) for event in fresh):
+                changes.update(metrics.lifecycle_columns(state))
+            assignments = "".join(f"{column} = ?, " for column in changes)
+            connection.execute(
+                f"UPDATE runs SET {assignments}revision = ? WHERE id = ?",
+                [*changes.values(), next_revision(connection), run_id],
+            )
+
+    def mark_launched(self, run_id: int, pid: int) -> None:
+        """A run whose supervisor (`pid`) just started: running from now on."""
+        self.update(
+            run_id,
+            status="running",
+            pid=pid,
+            host=socket.gethostname(),
+            ended_at=None,
+            error=None,
+            last_event_at=time.time(),
+        )
+
+    def record_end(self, run_id: int, error: ev.Error, status: str = "failed") -> None:
+        """A run's end that its events do not tell: the engine died (`crashed`) or never
+        started (`failed`)."""
+        self.update(run_id, status=status, ended_at=error.t, error=json.dumps(error.to_dict()))
+
+    # Reading runs
+
+    def run(self, run_id: int) -> Run | None:
+        runs = self.runs_where("WHERE id = ?", [run_id])
+        return runs[0] if runs else None
+
+    def list_runs(
+        self,
+        status: str | None = None,
+        arch: str | None = None,
+        dataset: str | None = None,
+        sort: str = "id",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+        text: str | None = None,
+    ) -> list[Run]:
+        """Runs matching the filters, sorted in SQL (only known column names are accepted).
+
+        `text` keeps runs with it in their id, name, status, arch, dataset, init or policy;
+        `from:N` keeps the runs made from run N, and `sweep:N` the runs of sweep N.
+        """
+        if sort not in SORTABLE:
+            raise ValueError(f"cannot sort by '{sort}'; choose one of {', '.join(SORTABLE)}")
+        where, args = queries.filters(status, arch, dataset, text)
+        direction = "DESC" if descending else "ASC"
+        if sort == "id":  # never NULL; sorted by the primary key alone, SQLite needs no sort
+            order = f" ORDER BY id {direction}"
+        else:
+            order = f" ORDER BY {sort} IS NULL, {sort} {direction}, id {direction}"
+        if limit is not None:
+            order += " LIMIT ? OFFSET ?"
+            args += [limit, offset]
+        return self.runs_where(where + order, args)
+
+    def count_runs(
+        self,
+        status: str | None = None,
+        arch: str | None = None,
+        dataset: str | None = None,
+        text: str | None = None,
+    ) -> int:
+        where, args = queries.filters(status, arch, dataset, text)
+        return self.connection.execute("SELECT count(*) FROM runs" + where, args).fetchone()[0]
+
+    def lineage(self, run_id: int) -> list[Run]:
+        """The runs `run_id` started from, nearest first, following each first parent."""
+        chain: list[Run] = []
+        run = self.run(run_id)
+        while run is not None and run.parents:
+            parent = self.run(run.parents[0])
+            if parent is None or any(r.id == parent.id for r in chain):
+                break
+            chain.append(parent)
+            run = parent
+        return chain
+
+    def live_runs(self) -> list[Run]:
+        marks = ", ".join("?" for _ in LIVE_STATUSES)
+        return self.runs_where(f"WHERE status IN ({marks}) ORDER BY id", LIVE_STATUSES)
+
+    def sweep_runs(self, sweep: int) -> list[Run]:
+        """The runs of one sweep, in the order they were made."""
+        return self.runs_where("WHERE sweep = ? ORDER BY id", [sweep])
+
+    def revision(self) -> int:
+        return self.connection.execute("SELECT value FROM store_revision").fetchone()[0]
+
+    def changes_since(self, revision: int) -> StoreChanges:
+        """The runs made or changed, and the ids of runs deleted, after `revision`: one
+        consistent look (a read transaction), through the revision indexes."""
+        self.connection.execute("BEGIN")
+        try:
+            now = self.revision()
+            if now == revision:
+                return StoreChanges([], [], now)
+            runs = self.runs_where("WHERE revision > ? ORDER BY id", [revision])
+            deleted = self.connection.execute(
+                "SELECT run_id FROM deleted_runs WHERE revision > ?", [revision]
+            )
+            return StoreChanges(runs, [row[0] for row in deleted], now)
+        finally:
+            self.connection.execute("COMMIT")
+
+    # Metrics
+
+    def epoch_table(self, run_id: int) -> list[dict[str, Any]]:
+        """One row per epoch: train/val loss and accuracy, learning rate, seconds."""
+        return metrics.epoch_table(self.connection, run_id)
+
+    def metric_series(self, run_id: int, split: str, name: str) -> list[tuple[int, float]]:
+        return metrics.series(self.connection, run_id, split, name)
+
+
+def next_revision(connection: sqlite3.Connection) -> int:
+    """A new revision number for a change (inside its write transaction)."""
+    row = connection.execute("UPDATE store_revision SET value = value + 1 RETURNING value")
+    return row.fetchone()[0]

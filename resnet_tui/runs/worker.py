@@ -1,0 +1,149 @@
+"""The worker that runs the queue: one run (or N) per device at a time, each under its own
+supervisor, until the queue (or the sweep it was given) is empty.
+
+`resnet-tui worker` runs it in the foreground; `run --folds` runs one for its folds; the app
+starts one detached for the folds it launches, so closing the app stops nothing.
+"""
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from engine import events as ev
+from engine.spec import SpecError, normalise_device
+from resnet_tui.runs.launcher import start_queued, stop
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.store import RunStore
+
+POLL_INTERVAL_S = 0.5
+
+
+@dataclass
+class Slot:
+    """A place a run can train: a device, and the run it holds (its supervisor's process)."""
+
+    device: str
+    run_id: int | None = None
+    supervisor: subprocess.Popen[bytes] | None = None
+
+
+class Worker:
+    """Runs the store's queue on `devices`, `per_device` runs at a time on each, until the
+    queue is empty (or, with `wait`, for as long as it lives). Queue state is in the store,
+    so several workers (on other devices) can share one queue and none takes a run twice.
+
+    A worker given `among` (the runs of one sweep) runs only those, and takes no more once
+    the user stopped one of them: the rest wait in the queue.
+    """
+
+    def __init__(
+        self,
+        store: RunStore,
+        devices: list[str],
+        per_device: int = 1,
+        wait: bool = False,
+        report: Callable[[str], None] = print,
+        among: list[int] | None = None,
+    ) -> None:
+        if per_device < 1:
+            raise SpecError("--per-device must be 1 or more")
+        names = [normalise_device(name) for name in devices if name.strip()]
+        if not names:
+            raise SpecError("--devices needs at least one device, e.g. cuda:0,cuda:1 or cpu")
+        if len(set(names)) < len(names):
+            raise SpecError("--devices names a device twice; use --per-device for more runs")
+        self.store = store
+        self.queue = RunQueue(store)
+        self.slots = [Slot(name) for name in names for _ in range(per_device)]
+        self.wait = wait
+        self.report = report
+        self.stopping = False
+        self.among = among
+        self.finished: list[int] = []
+
+    def step(self) -> bool:
+        """End the runs whose supervisors are done and start queued runs on free slots;
+        False once there is nothing left to do."""
+        for slot in self.slots:
+            if slot.supervisor is not None and slot.supervisor.poll() is not None:
+                self._ended(slot)
+        if not self.stopping:
+            for slot in self.slots:
+                if slot.run_id is None and not self._start_next(slot):
+                    break
+        busy = any(slot.run_id is not None for slot in self.slots)
+        return busy or (self.wait and not self.stopping)
+
+    def run(self) -> None:
+        while self.step():
+            time.sleep(POLL_INTERVAL_S)
+
+    def stop_running(self) -> None:
+        """Take no more runs, and ask the running ones to stop."""
+        self.stopping = True
+        for slot in self.slots:
+            run = self.store.run(slot.run_id) if slot.run_id is not None else None
+            if run is not None:
+                stop(run)
+
+    def _start_next(self, slot: Slot) -> bool:
+        run = self.queue.take_next(os.getpid(), self.among)
+        if run is None:
+            return False
+        try:
+            slot.supervisor = start_queued(self.store, run, slot.device)
+        except (OSError, SpecError) as error:
+            failure = ev.Error(
+                seq=1,
+                t=time.time(),
+                kind="bad_input",
+                message=f"the run could not start: {error}",
+                hint="check it with `resnet-tui show`, then launch it again",
+            )
+            self.store.record_end(run.id, failure)
+            self.report(f"run {run.id} could not start: {error}")
+            return True
+        slot.run_id = run.id
+        self.report(f"run {run.id} ({run.name}) started on {slot.device}")
+        return True
+
+    def _ended(self, slot: Slot) -> None:
+        assert slot.run_id is not None
+        run = self.store.run(slot.run_id)
+        self.finished.append(slot.run_id)
+        self.report(_outcome(run))
+        if self.among is not None and run is not None and run.status == "stopped":
+            self.stopping = True
+            self.report("a run was stopped, so the others wait in the queue")
+        slot.run_id, slot.supervisor = None, None
+
+
+def _outcome(run: Run | None) -> str:
+    if run is None:
+        return "a run was deleted while it trained"
+    line = f"run {run.id} ({run.name}) {run.status}"
+    if run.test_acc is not None:
+        line += f": test accuracy {100 * run.test_acc:.1f}%"
+    return line
+
+
+def start_sweep_worker(store: RunStore, sweep: int, device: str) -> subprocess.Popen[bytes]:
+    """A worker for one sweep's runs on `device`, detached like a supervisor (closing the
+    app or the shell stops nothing), its output in `runs/sweep-N-worker.log`."""
+    command = [sys.executable, "-m", "resnet_tui", "worker", "--devices", device]
+    command += ["--sweep", str(sweep), "--db", str(Path(store.path).resolve())]
+    store.runs_dir.mkdir(mode=0o700, exist_ok=True)
+    with open(store.runs_dir / f"sweep-{sweep}-worker.log", "ab") as output:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
+        )
