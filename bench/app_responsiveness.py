@@ -200,8 +200,10 @@ def main() -> None:
         row(f"{args.runs} live runs, {args.rate:.0f} events/s each", loaded),
         "",
         f"Under load the runs wrote {written:,} events and the app's store took in {ingested:,} "
-        "of them (the app follows at 4 Hz, so up to a quarter second's worth may be unread "
-        "when the engines are killed).",
+        "of them. The stand-in engines have no supervisor, so the app catches their runs up "
+        "itself, twice a second, the worst case for its thread (a real run's supervisor "
+        "writes the store, and the app only reads); up to half a second's worth may be "
+        "unread when the engines are killed.",
         "",
         "What keeps key presses quick: the app runs Python's garbage collector itself "
         "(`resnet_tui/app/garbage.py`), since a full pass took 70-120 ms here and came "
