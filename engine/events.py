@@ -44,8 +44,10 @@ USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing"
 HEARTBEAT_S = 30.0
 STALL_AFTER_S = 6 * HEARTBEAT_S
 
-# SQLite keeps integers in 64 bits; a larger one in a line is damage, not a count.
+# SQLite keeps integers in 64 bits; a larger one in a line is damage, not a count. A log's
+# sequence numbers stay far below that, so that a forged one cannot stop the next event.
 _LARGEST_INTEGER = 2**63 - 1
+_LARGEST_SEQ = 2**53
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -232,7 +234,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
         Error,
     )
 }
-TERMINAL_TYPES = (FINISHED, ERROR)
 
 
 class BadEvent(ValueError):
@@ -240,6 +241,8 @@ class BadEvent(ValueError):
 
 
 Check = Callable[[Any], bool]
+NONE = type(None)
+_ABSENT = object()
 
 
 @cache
@@ -282,10 +285,6 @@ def _check(hint: Any) -> Check:
     raise TypeError(f"no check for {hint!r}")
 
 
-NONE = type(None)
-_ABSENT = object()
-
-
 def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
@@ -311,8 +310,10 @@ def event_from_dict(values: Any) -> Event:
                 f"not {_type_name(value)}"
             )
         given[name] = value
-    if given["seq"] < 1:
-        raise BadEvent(f"{_a(kind.TYPE)} event numbered {given['seq']}; events count from 1")
+    if not 1 <= given["seq"] <= _LARGEST_SEQ:
+        raise BadEvent(
+            f"{_a(kind.TYPE)} event numbered {given['seq']}; events count from 1 to {_LARGEST_SEQ}"
+        )
     return kind(**given)
 
 
@@ -332,6 +333,8 @@ def parse_event(line: str | bytes) -> Event:
         values = json.loads(line)
     except ValueError:
         raise BadEvent("a line that is not JSON") from None
+    except RecursionError:
+        raise BadEvent("a line nested too deep to be an event") from None
     return event_from_dict(values)
 
 
@@ -358,18 +361,20 @@ def read_events(path: str | Path, offset: int = 0, end: int | None = None) -> Ev
             data = file.read() if end is None else file.read(max(0, end - offset))
     except FileNotFoundError:
         return EventsRead([], offset, [])
-    end = data.rfind(b"\n") + 1
+    except OSError as error:  # a folder, a file we may not read: nothing to take from it
+        return EventsRead([], offset, [(offset, f"the log cannot be read: {error.strerror}")])
+    whole = data.rfind(b"\n") + 1
     events: list[Event] = []
     rejected: list[tuple[int, str]] = []
     position = offset
-    for line in data[:end].split(b"\n")[:-1]:
+    for line in data[:whole].split(b"\n")[:-1]:
         if line.strip():
             try:
                 events.append(parse_event(line))
             except BadEvent as error:
                 rejected.append((position, str(error)))
         position += len(line) + 1
-    return EventsRead(events, offset + end, rejected)
+    return EventsRead(events, offset + whole, rejected)
 
 
 class EventWriter:

@@ -133,6 +133,11 @@ def say_error(message: str) -> None:
     errors.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
 
 
+def say(line: str) -> None:
+    """Print a line as written: run names in it are never read as markup."""
+    console.print(line, markup=False, highlight=False)
+
+
 def fail(message: str) -> typer.Exit:
     """Print one line saying what is wrong, and exit with code 2."""
     say_error(message)
@@ -294,7 +299,7 @@ def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> N
         start_sweep_worker(store, sweep, spec.device)
         print(json.dumps({"sweep": sweep, "runs": run_ids}) if as_json else sweep)
         return
-    report = (lambda line: None) if as_json else console.print
+    report = (lambda line: None) if as_json else say
     worker = Worker(store, [spec.device], report=report, among=run_ids)
     try:
         worker.run()
@@ -316,7 +321,7 @@ def _print_summary(store: RunStore, sweep: int, as_json: bool) -> None:
     )
     for row in rows:
         table.add_row(
-            row["setting"],
+            Text(row["setting"]),
             f"{row['completed']}/{row['runs']}",
             spread(row["best_val_acc"]),
             spread(row["test_acc"]),
@@ -536,7 +541,10 @@ def show_run(
     if not run.trained:
         _show_fusion(store, run, candidates)
         return
-    console.print(_spec_table(run))
+    try:
+        console.print(_spec_table(run))
+    except SpecError as error:  # a damaged row: say so, and show the rest
+        say_error(f"run {run.id}'s spec in {store.path} cannot be read: {error}")
     info = run.engine_info
     if info:
         console.print(
@@ -564,18 +572,29 @@ def _epoch_table(epochs: list[dict[str, Any]]) -> Table:
         table.add_column(column, justify="right")
     for row in epochs:
         lr = next((v for k, v in row.items() if k.startswith("lr/")), None)
-        parts = [f"{row.get(f'train_{name}_loss', 0):.4f}" for name in ("ce", "kd")]
+        parts = [_number(row.get(f"train_{name}_loss"), ".4f") for name in ("ce", "kd")]
         table.add_row(
             str(row["epoch"]),
-            f"{row.get('train_loss', 0):.4f}",
+            _number(row.get("train_loss"), ".4f"),
             *(parts if distilled else []),
             percent(row.get("train_acc")),
-            f"{row.get('val_loss', 0):.4f}",
+            _number(row.get("val_loss"), ".4f"),
             percent(row.get("val_acc")),
-            "-" if lr is None else f"{lr:.2e}",
-            f"{row.get('seconds', 0):.1f}",
+            _number(lr, ".2e"),
+            _number(row.get("seconds"), ".1f"),
         )
     return table
+
+
+def _ended_how(run: Run) -> str:
+    """`failed (out_of_memory)`, or `crashed` where the kind says no more than the status."""
+    kind = run.error.kind if run.error else ""
+    return run.status if kind in ("", run.status) else f"{run.status} ({kind})"
+
+
+def _number(value: float | None, form: str) -> str:
+    """A metric of the epoch table; `-` where there is none (SQLite keeps a NaN as none)."""
+    return "-" if value is None else format(value, form)
 
 
 def _show_outcome(run: Run) -> None:
@@ -583,9 +602,7 @@ def _show_outcome(run: Run) -> None:
     if run.test_report:
         console.print(test_report_view(run.test_report))
     if run.error is not None:
-        console.print(
-            Text.assemble((f"{run.status} ({run.error.kind}):", "red"), " ", run_error(run))
-        )
+        console.print(Text.assemble((f"{_ended_how(run)}:", "red"), " ", run_error(run)))
     console.print(Text(f"folder: {run.run_dir}", style="dim"))
 
 
@@ -623,7 +640,12 @@ def _run_names(store: RunStore, run_ids: list[int]) -> str:
 
 def _show_fusion(store: RunStore, run: Run, candidates: list[ev.Fusion]) -> None:
     """The rest of `show` for an ensemble or soup: what it fused, and what it chose."""
-    fusion = run.fusion
+    try:
+        fusion = run.fusion
+    except SpecError as error:  # a damaged row: say so, and show the rest
+        say_error(f"run {run.id}'s recipe in {store.path} cannot be read: {error}")
+        _show_outcome(run)
+        return
     members = [member["run"] for member in fusion.members]
     title = fusion_title({**(run.recipe or {}), "members": members})
     console.print(f"{title}: `resnet-tui {launcher.fusion_command(fusion)}`", highlight=False)
@@ -659,7 +681,7 @@ def compare_runs(
     table = Table(box=None, header_style="bold")
     table.add_column("")
     for run in result["runs"]:
-        table.add_column(f"{run['id']} {run['name']}", justify="right")
+        table.add_column(Text(f"{run['id']} {run['name']}"), justify="right")
     rows = table_rows(result)
     for index, row in enumerate(rows):
         table.add_row(*row, end_section=index == len(result["settings"]) - 1)
@@ -836,13 +858,17 @@ def remove_runs(
         if not typer.confirm(f"Delete run {names} and its files?"):
             raise typer.Exit(1)
     queue = RunQueue(store)
-    taken = [run for run in runs if run.waits_in_queue and queue.cancel(run.id) is None]
-    gone = [run for run in runs if run not in taken]
-    store.delete_runs(run.id for run in gone if not run.waits_in_queue)
-    console.print(f"deleted {len(gone)} run{'s' if len(gone) != 1 else ''}")
-    if taken:
-        names = ", ".join(str(run.id) for run in taken)
-        raise fail(f"a worker took run {names} meanwhile; stop it with `resnet-tui stop {names}`")
+    cancelled = [run.id for run in runs if run.waits_in_queue and queue.cancel(run.id)]
+    deleted = [run.id for run in store.delete_runs(r.id for r in runs if not r.waits_in_queue)]
+    gone = len(cancelled) + len(deleted)
+    console.print(f"deleted {gone} run{'s' if gone != 1 else ''}")
+    started = [str(run.id) for run in runs if run.id not in cancelled + deleted]
+    if started:
+        names = ", ".join(started)
+        raise fail(
+            f"run {names} started meanwhile (a worker or a resume); stop it with "
+            f"`resnet-tui stop {names}`, then delete it"
+        )
 
 
 def _sweep(db: Path | None, as_json: bool, **options: Any) -> None:
@@ -915,7 +941,7 @@ def run_worker(
         if not store.sweep_runs(sweep):
             raise fail(f"no sweep {sweep} in {store.path}; `resnet-tui runs --json` shows sweeps")
     try:
-        worker = Worker(store, devices.split(","), per_device, wait, console.print, among)
+        worker = Worker(store, devices.split(","), per_device, wait, say, among)
     except SpecError as error:
         raise fail(str(error)) from None
     waiting = len(RunQueue(store).waiting()) if among is None else len(among)
@@ -977,15 +1003,47 @@ def show_queue(
 @app.command("stop")
 def stop_runs(
     run_ids: Annotated[list[int], typer.Argument(help="Ids of the runs to stop.")],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Return once the runs have stopped (default), or at once.",
+        ),
+    ] = True,
     db: DbOption = None,
 ) -> None:
-    """Stop running runs cleanly: each finishes its step and keeps its last checkpoint."""
+    """Stop running runs cleanly: each finishes its step and keeps its last checkpoint, so
+    `resnet-tui resume` can go on from it. Ctrl-C while waiting leaves them stopping."""
     store = open_store(db)
-    for run_id in run_ids:
-        run = _get_run(store, run_id)
-        if not launcher.stop(run):
-            raise fail(f"run {run_id} is not running (it is {run.status})")
-        console.print(f"asked run {run_id} to stop")
+    catch_up(store)
+    runs = [_get_run(store, run_id) for run_id in run_ids]
+    for run in runs:
+        if run.status != "running":
+            raise fail(f"run {run.id} is not running (it is {run.status})")
+    asked = []
+    for run in runs:
+        if launcher.stop(run):
+            asked.append(run.id)
+            console.print(f"asked run {run.id} to stop after its step")
+        else:
+            say_error(f"run {run.id} has no process left to stop; `resnet-tui runs` marks it")
+    left = list(asked) if wait else []
+    while left:
+        time.sleep(POLL_INTERVAL_S)
+        catch_up(store)
+        for run_id in list(left):
+            now = store.run(run_id)
+            if now is None or not now.live:
+                left.remove(run_id)
+                how = f"{now.status} after {_count(now.epochs_done, 'epoch')}" if now else "gone"
+                console.print(f"run {run_id} {how}")
+    if len(asked) < len(runs):
+        raise typer.Exit(1)
+
+
+def _count(number: int, thing: str) -> str:
+    """`1 epoch`, `3 epochs`."""
+    return f"{number} {thing}{'' if number == 1 else 's'}"
 
 
 @app.command("archs")

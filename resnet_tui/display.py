@@ -107,8 +107,8 @@ def fusion_line(event: ev.Fusion) -> str:
 
 def fusion_title(fusion: dict[str, Any]) -> str:
     """What a fused run is made of, from its `started` event or its recipe."""
-    members = ", ".join(str(m) for m in fusion["members"])
-    kind = fusion["kind"]
+    members = ", ".join(str(m) for m in fusion.get("members", []))
+    kind = fusion.get("kind", "fusion")
     if kind == "wise-ft":
         alpha = fusion.get("alpha")
         return f"WiSE-FT of run {members} (alpha {'auto' if alpha is None else alpha})"
@@ -262,7 +262,8 @@ class RunProgress:
             )
         elif run.status == "stopped":
             self.console.print(
-                f"[yellow]stopped[/] run {self.run_id} after {run.epochs_done} epochs; "
+                f"[yellow]stopped[/] run {self.run_id} after {run.epochs_done} "
+                f"epoch{'' if run.epochs_done == 1 else 's'}; "
                 "its last checkpoint is kept"
             )
         elif run.status == "crashed":

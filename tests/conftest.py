@@ -7,6 +7,12 @@ import signal
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests: no per-example deadline, so a busy machine (CI, 2 cores) never fails one
+# for being slow rather than wrong.
+settings.register_profile("resnet-tui", deadline=None)
+settings.load_profile("resnet-tui")
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 # The fault-injection tests' tally, fault -> [trials, survived, rows lost]; the suite prints

@@ -16,6 +16,7 @@ from subprocess import Popen
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
+from textual.markup import escape
 from textual.screen import ModalScreen, Screen
 
 from engine.events import STALL_AFTER_S
@@ -122,7 +123,13 @@ class ResnetApp(App[None]):
         for run_id in removed:
             self.live.pop(run_id, None)
         self._note_endings(changes.runs)
-        changed += [run for run in self.live.values() if self._stall_changed(run)]
+        # A stalled run changes nothing in the store, but how long it has been silent does.
+        seen = {run.id for run in changed}
+        changed += [
+            run
+            for run in self.live.values()
+            if self._stall_changed(run) or (run.id in self.stalled and run.id not in seen)
+        ]
         for message in (
             RunsRemoved(removed) if removed else None,
             RunsAdded(added) if added else None,
@@ -183,17 +190,27 @@ class ResnetApp(App[None]):
     def open_run(self, run_id: int) -> None:
         from resnet_tui.app.run_view import RunScreen
 
+        if self.store.run(run_id) is None:
+            self.notify(f"run {run_id} was deleted", severity="warning")
+            self.look_at_the_store()
+            return
         self.push_screen(RunScreen(self.store, run_id))
 
     def switch_run(self, run_id: int) -> None:
         """Show another run in place of the run screen in view."""
         from resnet_tui.app.run_view import RunScreen
 
-        self.switch_screen(RunScreen(self.store, run_id))
+        if self.store.run(run_id) is not None:
+            self.switch_screen(RunScreen(self.store, run_id))
 
     def compare_runs(self, run_ids: list[int]) -> None:
         from resnet_tui.app.compare_view import CompareScreen
 
+        gone = [str(run_id) for run_id in run_ids if self.store.run(run_id) is None]
+        if gone:
+            self.notify(f"run {', '.join(gone)} was deleted meanwhile", severity="warning")
+            self.look_at_the_store()
+            return
         self.push_screen(CompareScreen(self.store, run_ids))
 
     def start_run(self, spec: RunSpec) -> None:
@@ -296,13 +313,20 @@ class ResnetApp(App[None]):
             return
 
         def answered(yes: bool | None) -> None:
-            if yes:
-                self.store.delete_runs([run_id])
+            if not yes:
+                return
+            if self.store.delete_runs([run_id]) or self.store.run(run_id) is None:
                 self.notify(f"deleted run {run_id}")
-                self.look_at_the_store()
+            else:
+                self.notify(
+                    f"run {run_id} started meanwhile (a resume or a worker); stop it first",
+                    severity="warning",
+                )
+            self.look_at_the_store()
 
         self.push_screen(
-            ConfirmDialog(f"Delete run {run_id} ({run.name}) and its files?", "Delete"), answered
+            ConfirmDialog(f"Delete run {run_id} ({escape(run.name)}) and its files?", "Delete"),
+            answered,
         )
 
     def edit_run(self, run_id: int) -> None:

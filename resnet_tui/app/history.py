@@ -127,25 +127,27 @@ class HistoryScreen(Screen[None]):
         self.reload()
         table.focus()
 
-    def reload(self) -> None:
-        """Read the first page again, keeping the cursor on the same run where it can."""
+    def reload(self, as_many: bool = False) -> None:
+        """Read the first page again (`as_many` as were loaded, where the runs changed under
+        the user's eyes), keeping the cursor on the same run where it can."""
         table = self.query_one(DataTable)
         selected = self.selected_run_id()
+        rows = max(PAGE_SIZE, self.loaded) if as_many else PAGE_SIZE
         table.clear()
         self.sort_values.clear()
         self.loaded = 0
         self.total = self.store.count_runs(text=self.filter_text or None)
-        self._load_page()
+        self._load_page(rows)
         if selected is not None and str(selected) in table.rows:
             table.move_cursor(row=table.get_row_index(str(selected)))
         self._show_summary()
 
-    def _load_page(self) -> None:
+    def _load_page(self, rows: int = PAGE_SIZE) -> None:
         table = self.query_one(DataTable)
         runs = self.store.list_runs(
             sort=self.sort,
             descending=self.descending,
-            limit=PAGE_SIZE,
+            limit=rows,
             offset=self.loaded,
             text=self.filter_text or None,
         )
@@ -178,11 +180,11 @@ class HistoryScreen(Screen[None]):
 
     def on_runs_added(self, message: RunsAdded) -> None:
         """Runs made by any process: read the rows again, the cursor on its run."""
-        self.reload()
+        self.reload(as_many=True)
 
     def on_runs_removed(self, message: RunsRemoved) -> None:
         self.marked = [run_id for run_id in self.marked if run_id not in message.run_ids]
-        self.reload()
+        self.reload(as_many=True)
 
     def on_runs_changed(self, message: RunsChanged) -> None:
         """Update the rows of runs that changed in place; read the rows again where a change
@@ -193,7 +195,7 @@ class HistoryScreen(Screen[None]):
         if moved or (
             self.filter_text and self.store.count_runs(text=self.filter_text) != self.total
         ):
-            self.reload()
+            self.reload(as_many=True)
             return
         for run in shown:
             self.update_row(run)

@@ -3,6 +3,7 @@
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.dialogs import ConfirmDialog
@@ -169,7 +170,7 @@ class QueueScreen(LiveRunsScreen):
             self.refresh_from_store()
             self.app.look_at_the_store()
 
-        name = self.store.run(run_id).name
+        name = escape(self.store.run(run_id).name)
         self.app.push_screen(
             ConfirmDialog(
                 f"Cancel queued run {run_id} ({name})? It has not trained; it leaves the queue "

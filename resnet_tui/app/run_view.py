@@ -25,6 +25,7 @@ from textual.widgets import (
 )
 
 from engine import events as ev
+from engine.spec import SpecError
 from resnet_tui.app.charts import MetricChart
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
 from resnet_tui.device_load import load_reader
@@ -92,6 +93,7 @@ class RunScreen(Screen[None]):
         self.load_reader: Any = None
         self.tab_run_ids = [run_id]
         self.composed = False
+        self.deleted = False  # the run was deleted while the screen was open
         self.epoch_rows: dict[int, int] = {}  # epoch -> seq of the event its row shows
         self.lines_shown: dict[str, str] = {}  # what `set_line` last showed, by selector
 
@@ -136,15 +138,28 @@ class RunScreen(Screen[None]):
     @on(RunsRemoved)
     def runs_came_or_went(self, message: RunsAdded | RunsRemoved) -> None:
         if isinstance(message, RunsRemoved) and self.run_id in message.run_ids:
+            self.deleted = True
             self.notify(f"run {self.run_id} was deleted", severity="warning")
-            self.app.pop_screen()
+            if self.is_current:
+                self.app.pop_screen()
             return
         self.show_run_tabs()
 
+    def on_screen_resume(self) -> None:
+        """Back on this screen (from a dialog or the form): if its run went meanwhile, go."""
+        if self.deleted:
+            self.app.pop_screen()
+
     def on_runs_changed(self, message: RunsChanged) -> None:
         for run in message.of([self.run_id]):
+            ended = self.run.live and not run.live
             self.run = run
             self.show_settings()
+            if ended and run.error is not None and not self.state.ended:
+                # An end the engine could not write (it was killed): the supervisor's word.
+                self.query_one(RichLog).write(
+                    f"[red]{escape(run.status)}: {escape(run.error.line)}[/]"
+                )
         self.show_run_tabs()
 
     def show_run_tabs(self) -> None:
@@ -201,7 +216,7 @@ class RunScreen(Screen[None]):
         lineage = lineage_text(self.store, run)
         if not run.trained:
             recipe = run.recipe or {}
-            members = [member["run"] for member in recipe.get("members", [])]
+            members = [m["run"] for m in recipe.get("members", []) if isinstance(m, dict)]
             self.query_one("#settings", Static).update(
                 f"{title} · {escape(fusion_title({**recipe, 'members': members}))} · "
                 f"{escape(run.dataset)} · device {recipe.get('device', 'auto')}{lineage}"
@@ -209,10 +224,13 @@ class RunScreen(Screen[None]):
             return
         spec = run.spec_values
         epochs = spec.get("epochs", run.epochs)
-        lr = run.spec.peak_lr if spec.get("lr") is None else spec["lr"]
+        try:
+            lr = f"{run.spec.peak_lr:g}"
+        except SpecError:  # a damaged spec in the store: show what can be shown
+            lr = "?"
         self.query_one("#settings", Static).update(
             f"{title} · {run.arch} on {escape(run.dataset)} · weights {escape(run.init)} · "
-            f"policy {run.freeze} · {spec.get('optimizer')} lr {lr:g} · batch "
+            f"policy {run.freeze} · {spec.get('optimizer')} lr {lr} · batch "
             f"{spec.get('batch_size')} · {epochs} epoch{'s' if epochs != 1 else ''} · "
             f"device {escape(device_chosen(run.device, run.engine_info))}{lineage}"
         )
@@ -254,7 +272,7 @@ class RunScreen(Screen[None]):
 
     def started(self, event: ev.Started) -> None:
         log = self.query_one(RichLog)
-        if self.load_reader is None and self.run.host in (None, socket.gethostname()):
+        if self.run.host in (None, socket.gethostname()):  # the latest start's engine
             self.load_reader = load_reader(event.device, event.pid, event.device_uuid)
         fusion = event.fusion
         epoch_bar = self.query_one("#epoch-bar", ProgressBar)
@@ -331,7 +349,7 @@ class RunScreen(Screen[None]):
         if progress is not None and not state.superseded(progress.seq, progress.epoch):
             in_epoch = progress.step if state.ended or state.position > state.epochs_done else 0
             self.query_one("#step-bar", ProgressBar).update(progress=in_epoch)
-            eta = state.eta_s
+            eta = state.eta_s if self.run.status == "running" else None
             self.set_line(
                 "#speed",
                 f"{progress.samples_per_s:,.0f} img/s · lr {progress.lr:.2e}"

@@ -25,7 +25,7 @@ class RunFollower:
         self.run_id = run.id
         self.path = run.events_path
         before = ev.read_events(self.path, 0, end=run.events_offset)
-        self.state = RunState().apply_all(before.events)
+        self.state = RunState(keep_steps=False).apply_all(before.events)
         self.offset = before.offset
         self.rejected: list[tuple[int, str]] = []  # lines skipped by the last poll, and why
 
@@ -42,13 +42,12 @@ class RunFollower:
         return read.events
 
 
-def unsupervised_and_dead(run: Run) -> bool | None:
-    """Of a running run of this machine: None while its supervisor owns it; else whether
-    its engine is gone (then nothing will ever end it but a viewer)."""
-    if ownership.supervised(run.folder):
-        return None
+def engine_gone(run: Run) -> bool:
+    """Whether the engine of a run no supervisor owns is gone: as the owner file names it,
+    or, for a run of an older resnet-tui (or one whose supervisor died first thing), its
+    recorded process."""
     engine = ownership.engine_alive(run.folder)
-    if engine is None:  # no supervisor ever named an engine: an older run, or one starting
+    if engine is None:
         engine = ownership.process_alive(run.pid)
     return not engine
 
@@ -57,27 +56,45 @@ def catch_up(store: RunStore, followers: dict[int, RunFollower] | None = None) -
     """Bring every running run of this machine that no supervisor owns up to date with its
     events file, and mark it crashed where its engine is gone without a final event.
 
-    A viewer that catches up again and again (the app, twice a second) passes its own
-    `followers` to keep, so each look reads only what is new in a file.
+    Each run is caught up holding its lock, as a supervisor would, so a resume cannot start
+    it meanwhile; a run whose lock is held is its owner's. A run whose folder cannot be read
+    is left as it is, and the others are still caught up. A viewer that catches up again
+    and again (the app, twice a second) passes its own `followers` to keep, so each look
+    reads only what is new in a file.
     """
     kept = {} if followers is None else followers
     unowned = set()
     for run in store.live_runs():
         if run.status != "running" or run.host not in (None, socket.gethostname()):
             continue
-        dead = unsupervised_and_dead(run)
-        if dead is None:
+        try:
+            lock = ownership.take_run(run.folder, patience=0)
+        except ownership.RunBusy:
+            continue
+        except OSError:
+            if not run.folder.is_dir() and engine_gone(run):
+                store.record_end(run.id, _folder_gone(run), status="crashed")
             continue
         unowned.add(run.id)
-        follower = kept.get(run.id)
-        if follower is None:
-            follower = kept[run.id] = RunFollower(store, run)
-        follower.poll()
-        after = store.run(run.id)
-        if dead and after is not None and after.live:
-            store.record_end(run.id, _lost(after), status="crashed")
+        try:
+            _catch_up_one(store, kept, run)
+        except OSError:
+            pass
+        finally:
+            ownership.release(lock)
     for run_id in set(kept) - unowned:
         del kept[run_id]
+
+
+def _catch_up_one(store: RunStore, kept: dict[int, RunFollower], run: Run) -> None:
+    dead = engine_gone(run)
+    follower = kept.get(run.id)
+    if follower is None:
+        follower = kept[run.id] = RunFollower(store, run)
+    follower.poll()
+    after = store.run(run.id)
+    if dead and after is not None and after.live:
+        store.record_end(run.id, _lost(after), status="crashed")
 
 
 def _lost(run: Run) -> ev.Error:
@@ -87,5 +104,15 @@ def _lost(run: Run) -> ev.Error:
         kind="crashed",
         message="the run's engine and supervisor are gone without a final event",
         hint=f"see engine.log in {run.run_dir}; `resnet-tui resume {run.id}` goes on from "
-        "the last checkpoint",
+        "its last checkpoint, where it saved one",
+    )
+
+
+def _folder_gone(run: Run) -> ev.Error:
+    return ev.Error(
+        seq=1,
+        t=time.time(),
+        kind="crashed",
+        message=f"the run's folder {run.run_dir} is gone, and its engine with it",
+        hint="its metrics up to its last event are kept here; launch it again to train more",
     )

@@ -14,20 +14,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from engine import events as ev
 from engine.spec import FusionSpec, RunSpec, SpecError, normalise_device
 from resnet_tui.runs import ownership
+from resnet_tui.runs.files import write_atomically
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.schema import FOLD_SUFFIX
 from resnet_tui.runs.sources import resolve_init, resolve_teachers
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.supervisor import start_supervisor
-
-
-def write_atomically(path: Path, text: str) -> None:
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def supervise(
@@ -91,8 +87,29 @@ def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]
     run_id = store.create_run(spec, parents=parents, teachers=teachers)
     run = store.run(run_id)
     assert run is not None
-    write_atomically(run.folder / "spec.json", spec.to_json())
-    return run_id, supervise(store, run)
+    return run_id, _start_new(store, run, {"spec.json": spec.to_json()})
+
+
+def _start_new(
+    store: RunStore, run: Run, files: dict[str, str], fusion: bool = False
+) -> subprocess.Popen[bytes]:
+    """Write a new run's files and start its supervisor. Where that fails (a full disk, no
+    process to spare), the run is recorded `failed` with the reason, never left half-made,
+    and SpecError says what happened."""
+    try:
+        for name, text in files.items():
+            write_atomically(run.folder / name, text)
+        return supervise(store, run, fusion=fusion)
+    except OSError as error:
+        failure = ev.Error(
+            seq=1,
+            t=time.time(),
+            kind="internal",
+            message=f"the run could not start: {error}",
+            hint="free disk space or processes, then launch it again",
+        )
+        store.record_end(run.id, failure)
+        raise SpecError(f"run {run.id} could not start: {error}") from None
 
 
 def queue(store: RunStore, specs: list[RunSpec]) -> tuple[list[int], int | None]:
@@ -110,7 +127,7 @@ def queue(store: RunStore, specs: list[RunSpec]) -> tuple[list[int], int | None]
     for spec, parents, teachers in resolved:
         setting = setting_of(spec) if sweep else None
         run_id = store.create_run(spec, parents=parents, teachers=teachers, setting=setting)
-        write_atomically(store.runs_dir / str(run_id) / "spec.json", spec.to_json())
+        write_atomically(store.folder_of(run_id) / "spec.json", spec.to_json())
         run_ids.append(run_id)
     return run_ids, RunQueue(store).enqueue(run_ids, sweep=sweep)
 
@@ -169,7 +186,7 @@ def check_resumable(run: Run) -> None:
     if run.status not in RESUMABLE_STATUSES:
         advice = {
             "completed": f"to train on, start a new run from it: --init run:{run.id}",
-            "running": "it is still running; follow it in the app",
+            "running": f"follow it with `resnet-tui show {run.id}` or in the app",
             "queued": "it has not started yet",
         }.get(run.status, "")
         raise SpecError(f"run {run.id} is {run.status}, so there is nothing to resume; {advice}")
@@ -185,7 +202,7 @@ def stop(run: Run) -> bool:
     False where nothing of it is running."""
     if run.status != "running":
         return False
-    if ownership.Owners.read(run.folder) is None:  # a run of an older resnet-tui
+    if not (run.folder / ownership.LOCK_FILE).exists():  # a run of an older resnet-tui
         return _stop_by_pid(run.pid)
     return ownership.signal_run(run.folder)
 
@@ -321,9 +338,8 @@ def fuse(
     run_id = store.create_run(spec, parents=run_ids, kind=fusion.kind, recipe=fusion.to_json())
     run = store.run(run_id)
     assert run is not None
-    write_atomically(run.folder / "spec.json", spec.to_json())
-    write_atomically(run.folder / "fusion.json", fusion.to_json())
-    return run_id, supervise(store, run, fusion=True)
+    files = {"spec.json": spec.to_json(), "fusion.json": fusion.to_json()}
+    return run_id, _start_new(store, run, files, fusion=True)
 
 
 class DevicesUnavailable(Exception):

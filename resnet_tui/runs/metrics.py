@@ -9,7 +9,7 @@ import sqlite3
 from typing import Any
 
 from engine import events as ev
-from resnet_tui.runs.state import RunState
+from resnet_tui.runs.state import Lifecycle, RunState
 
 # (run_id, seq, epoch, step, split, name, value)
 MetricRow = tuple[int, int, int | None, int | None, str, str, float]
@@ -64,7 +64,7 @@ def write_rows(
 
 def is_lifecycle(event: ev.Event) -> bool:
     """A start or an end: the events that change a run's status."""
-    return isinstance(event, (ev.Started, ev.Finished, ev.Error))
+    return isinstance(event, Lifecycle)
 
 
 def summary_columns(state: RunState, recipe: dict[str, Any] | None) -> dict[str, Any]:

@@ -13,8 +13,6 @@ from engine.spec import FusionSpec, RunSpec
 
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
 LIVE_STATUSES = ("queued", "running")
-# `kind` of a run: trained, or made from others by the engine's fusion.
-FUSION_KINDS = ("ensemble", "soup", "wise-ft")
 
 
 @dataclass(frozen=True)

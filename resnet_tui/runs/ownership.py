@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from resnet_tui.runs.files import write_atomically
+
 LOCK_FILE = "supervisor.lock"
 OWNER_FILE = "supervisor.json"
 # A look at the lock holds it for a moment; whoever wants it waits this long before deciding
@@ -91,20 +93,29 @@ class Owners:
     engine: ProcessName | None = None
 
     def write(self, run_dir: Path) -> None:
-        temporary = run_dir / (OWNER_FILE + ".tmp")
-        temporary.write_text(json.dumps(asdict(self)), encoding="utf-8")
-        os.replace(temporary, run_dir / OWNER_FILE)
+        write_atomically(run_dir / OWNER_FILE, json.dumps(asdict(self)))
 
     @classmethod
     def read(cls, run_dir: Path) -> "Owners | None":
+        """The owner file's names; None where it is missing or not what a supervisor writes
+        (whole numbers, and nothing else, for each id and start time)."""
         try:
             values = json.loads((run_dir / OWNER_FILE).read_text(encoding="utf-8"))
-            engine = values.get("engine")
-            return cls(
-                ProcessName(**values["supervisor"]), ProcessName(**engine) if engine else None
-            )
+            supervisor = _name(values["supervisor"])
+            engine = _name(values["engine"]) if values.get("engine") else None
         except (OSError, ValueError, TypeError, KeyError, AttributeError):
             return None
+        return cls(supervisor, engine) if supervisor else None
+
+
+def _name(values: object) -> ProcessName | None:
+    """A process name from the owner file, where its fields are whole numbers."""
+    if not isinstance(values, dict) or set(values) != {"pid", "started"}:
+        return None
+    pid, started = values["pid"], values["started"]
+    if any(type(number) is not int or number < 0 for number in (pid, started)):
+        return None
+    return ProcessName(pid, started) if 0 < pid < 2**31 else None
 
 
 def take_run(run_dir: Path, patience: float = LOCK_PATIENCE_S) -> int:
@@ -151,20 +162,21 @@ def engine_alive(run_dir: Path) -> bool | None:
 
 def signal_run(run_dir: Path, signum: int = signal.SIGINT) -> bool:
     """Ask the process that runs the run to stop: its supervisor while it lives (it passes
-    the signal on to its engine), else an engine that outlived its supervisor. False where
-    neither is there. A process is signalled only as the one the owner file names."""
+    the signal on to its engine), else an engine that outlived its supervisor. A process is
+    signalled only as the one the owner file names, and only while it is that process. A
+    supervisor being handed the run (by a launcher or a worker) gets a moment to say who it
+    is; False where nothing of the run is there after that."""
     deadline = time.monotonic() + LOCK_PATIENCE_S
-    while supervised(run_dir):
+    while True:
         owners = Owners.read(run_dir)
-        if owners is not None and owners.supervisor.signal(signum):
-            return True
-        if time.monotonic() >= deadline:  # held, but by a launcher that never handed over
-            break
-        time.sleep(0.05)  # a supervisor just started writes the owner file first thing
-    owners = Owners.read(run_dir)
-    if owners is not None and owners.engine is not None:
-        return owners.engine.signal(signum)
-    return False
+        if owners is not None:
+            if supervised(run_dir) and owners.supervisor.signal(signum):
+                return True
+            if not supervised(run_dir) and owners.engine and owners.engine.signal(signum):
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
 
 
 def release(fd: int) -> None:

@@ -18,15 +18,19 @@ Lifecycle = ev.Started | ev.Finished | ev.Error
 
 @dataclass
 class RunState:
-    """A run as its events tell it. Fields hold what was seen; properties derive the rest."""
+    """A run as its events tell it. Fields hold what was seen; properties derive the rest.
 
+    `keep_steps` keeps every progress report, for a chart of the step loss; the supervisor,
+    which writes each to the store as it comes, keeps none (a long run makes millions).
+    """
+
+    keep_steps: bool = True
     last_seq: int = 0
     last_event_at: float | None = None
     first_started_at: float | None = None
     started: ev.Started | None = None
     lifecycle: Lifecycle | None = None
     finished: ev.Finished | None = None
-    epoch_started: ev.EpochStarted | None = None
     progress: ev.Progress | None = None
     epochs_ended: dict[int, ev.EpochEnded] = field(default_factory=dict)
     # The sequence number of each resumed start, and the epoch it went on from: what the run
@@ -35,14 +39,12 @@ class RunState:
     step_losses: dict[int, ev.Progress] = field(default_factory=dict)
     policies: dict[int, ev.Policy] = field(default_factory=dict)
     fusion_steps: dict[int, ev.Fusion] = field(default_factory=dict)
-    logs: dict[int, ev.Log] = field(default_factory=dict)
-    checkpoints: dict[str, ev.Checkpoint] = field(default_factory=dict)
 
     def apply(self, event: ev.Event) -> "RunState":
         """Fold one event in (in place); returns the state, for chaining."""
         self.last_seq = max(self.last_seq, event.seq)
         self.last_event_at = max(self.last_event_at or event.t, event.t)
-        if isinstance(event, (ev.Started, ev.Finished, ev.Error)):
+        if isinstance(event, Lifecycle):
             self.lifecycle = _newer(self.lifecycle, event)
         if isinstance(event, ev.Started):
             self.started = _newer(self.started, event)
@@ -53,21 +55,16 @@ class RunState:
                 self.first_started_at = event.t if first is None else min(first, event.t)
         elif isinstance(event, ev.Finished):
             self.finished = _newer(self.finished, event)
-        elif isinstance(event, ev.EpochStarted):
-            self.epoch_started = _newer(self.epoch_started, event)
         elif isinstance(event, ev.Progress):
             self.progress = _newer(self.progress, event)
-            self.step_losses[event.seq] = event
+            if self.keep_steps:
+                self.step_losses[event.seq] = event
         elif isinstance(event, ev.EpochEnded):
             self.epochs_ended[event.epoch] = _newer(self.epochs_ended.get(event.epoch), event)
         elif isinstance(event, ev.Policy):
             self.policies[event.seq] = event
         elif isinstance(event, ev.Fusion):
             self.fusion_steps[event.seq] = event
-        elif isinstance(event, ev.Log):
-            self.logs[event.seq] = event
-        elif isinstance(event, ev.Checkpoint):
-            self.checkpoints[event.name] = _newer(self.checkpoints.get(event.name), event)
         return self
 
     def apply_all(self, events: list[ev.Event]) -> "RunState":

@@ -23,6 +23,7 @@ from engine import events as ev
 from engine.spec import RunSpec
 from resnet_tui.runs import metrics, queries
 from resnet_tui.runs.model import LIVE_STATUSES, Run
+from resnet_tui.runs.ownership import LOCK_FILE, supervised
 from resnet_tui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 from resnet_tui.runs.state import RunState
 
@@ -169,6 +170,12 @@ class RunStore:
         }
         with self.write_transaction() as connection:
             record["revision"] = next_revision(connection)
+            # Ids are never given twice, not even the id of a deleted run: a departing
+            # supervisor, an open screen or a folder left behind may still name it.
+            record["id"] = connection.execute(
+                "SELECT max(coalesce((SELECT max(id) FROM runs), 0), "
+                "coalesce((SELECT max(run_id) FROM deleted_runs), 0)) + 1"
+            ).fetchone()[0]
             columns = ", ".join(record)
             marks = ", ".join("?" for _ in record)
             cursor = connection.execute(
@@ -181,9 +188,10 @@ class RunStore:
                     "INSERT INTO run_sources VALUES (?, ?, ?, ?)",
                     [(run_id, source, role, position) for position, source in enumerate(sources)],
                 )
-            run_dir = self.runs_dir / str(run_id)
+            run_dir = self.folder_of(run_id)
             self.runs_dir.mkdir(mode=0o700, exist_ok=True)
             run_dir.mkdir(mode=0o700, exist_ok=True)
+            (run_dir / LOCK_FILE).touch(mode=0o600)  # the run's lock, for whoever runs it
             connection.execute(
                 "UPDATE runs SET run_dir = ? WHERE id = ?", [str(run_dir.resolve()), run_id]
             )
@@ -205,14 +213,24 @@ class RunStore:
         """A user's rename, tags and notes for a run."""
         self.update(run_id, name=name, tags=tags, notes=notes)
 
-    def delete_runs(self, run_ids: Iterable[int]) -> None:
-        """Take runs out of the store, with their metrics, lineage rows and folders."""
+    def delete_runs(self, run_ids: Iterable[int]) -> list[Run]:
+        """Take runs out of the store, with their metrics, lineage rows and folders; returns
+        the runs deleted. A run that is running (its status, or a process holding its lock:
+        one resumed meanwhile, say) is left alone: decided inside the write, so no run can
+        start between the look and the delete."""
         ids = list(run_ids)
-        folders = [run.folder for run in self.runs_where(queries.id_in(ids), ids)]
         with self.write_transaction() as connection:
-            self.delete_in(connection, ids)
-        for folder in folders:
-            self.remove_folder(folder)
+            found = self.runs_where(queries.id_in(ids), ids)
+            gone = [r for r in found if r.status != "running" and not supervised(r.folder)]
+            if gone:
+                self.delete_in(connection, [run.id for run in gone])
+        for run in gone:
+            self.remove_folder(run.folder)
+        return gone
+
+    def folder_of(self, run_id: int) -> Path:
+        """Where a run of this store keeps its files: `runs/<id>/` beside `runs.db`."""
+        return self.runs_dir / str(run_id)
 
     def remove_folder(self, folder: Path) -> None:
         """Remove a run's folder, if it lies in this store's `runs/` (a folder named by a

@@ -97,16 +97,18 @@ def how_it_ended(exit_code: int, run_dir: Path) -> ev.Error:
         except ValueError:
             name = f"signal {-exit_code}"
         what = f"the engine was killed by {name} without a final event"
+        if exit_code == -signal.SIGKILL:
+            what += " (often the kernel's out-of-memory killer)"
     else:
         what = f"the engine exited with code {exit_code} without a final event"
     last = _last_line(run_dir / ENGINE_LOG)
+    resume = "`resnet-tui resume` goes on from its last checkpoint, where it saved one"
     return ev.Error(
         seq=1,
         t=time.time(),
         kind="crashed",
         message=f"{what}{f' ({last})' if last else ''}",
-        hint="see engine.log in the run folder; `resnet-tui resume` goes on from the last "
-        "checkpoint",
+        hint=f"see engine.log in the run folder; {resume}" if last else resume,
     )
 
 
@@ -152,21 +154,32 @@ class Supervisor:
             self.engine.send_signal(signal.SIGINT)
         note(f"run {self.run.id}: engine {self.engine.pid} started")
         while True:
-            follower.poll()
-            for position, reason in follower.rejected:
-                note(f"skipped the line at byte {position} of {follower.path}: {reason}")
             exit_code = self.engine.poll()
-            if exit_code is not None:
+            follow(follower)
+            if exit_code is not None:  # and all it wrote is read
                 break
             time.sleep(POLL_INTERVAL_S)
-        follower.poll()
         after = self.store.run(self.run.id)
         if after is not None and after.live:  # no end in the log: the engine died
             ending = how_it_ended(exit_code, self.run.folder)
             self.store.record_end(self.run.id, ending, status="crashed")
             note(f"run {self.run.id}: {ending.message}")
-        note(f"run {self.run.id}: the engine ended with exit code {exit_code}")
+        else:
+            note(f"run {self.run.id}: the engine ended ({_meaning(exit_code)})")
         return 0
+
+
+def _meaning(exit_code: int) -> str:
+    """What the engine's exit code says (the run's status is in the store)."""
+    known = {0: "completed", 1: "failed", 2: "refused its spec", 3: "stopped"}
+    return f"exit code {exit_code}: {known.get(exit_code, 'unknown')}"
+
+
+def follow(follower: RunFollower) -> None:
+    """Record what the engine wrote since the last look; note the lines skipped."""
+    follower.poll()
+    for position, reason in follower.rejected:
+        note(f"skipped the line at byte {position} of {follower.path}: {reason}")
 
 
 def _failed_to_start(error: OSError) -> ev.Error:

@@ -1,16 +1,19 @@
 """The app while the world changes around it: runs that train on while a dialog is open, runs
 started by other processes, compared runs that train, and folds that outlive the app."""
 
+import os
+import signal
 import time
 
 import pytest
-from textual.widgets import DataTable
+from textual.widgets import DataTable, RichLog
 
 from engine.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
 from resnet_tui.app.dialogs import EditRunDialog
 from resnet_tui.app.history import HistoryScreen
 from resnet_tui.runs.launcher import launch, queue
+from resnet_tui.runs.ownership import Owners
 from resnet_tui.runs.store import RunStore
 from resnet_tui.sweeps import fold_specs, summary
 from tests.resnet_tui.command import cli
@@ -150,3 +153,24 @@ async def test_closing_the_app_mid_cross_validation_leaves_the_folds_training(st
     ends = sorted((run.started_at, run.ended_at) for run in after.sweep_runs(sweep))
     after.close()
     assert ends[0][1] <= ends[1][0]  # one after another
+
+
+async def test_a_run_killed_while_its_screen_is_open_says_why_there(store):
+    run_id, _ = launch(store, RunSpec.from_dict({**TINY, "epochs": 1000, "name": "doomed"}))
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: trained_epochs(store, run_id) >= 1, what="an epoch")
+        app.open_run(run_id)
+        await pilot.pause()
+        screen = app.screen
+        owners = Owners.read(store.run(run_id).folder)
+        os.kill(owners.engine.pid, signal.SIGKILL)
+        log = screen.query_one(RichLog)
+
+        def said() -> str:
+            return "\n".join(line.text for line in log.lines)
+
+        await until(pilot, lambda: "crashed: the engine was killed by SIGKILL" in said())
+        assert screen.sub_title == f"run {run_id} · crashed"
+        speed = screen.query_one("#speed")
+        await until(pilot, lambda: "left" not in str(speed.render()), what="no time left")

@@ -10,7 +10,7 @@ import pytest
 
 from engine import events as ev
 from engine.spec import RunSpec
-from resnet_tui.runs import queries
+from resnet_tui.runs import ownership, queries
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.schema import MIGRATIONS, SCHEMA_VERSION
@@ -281,6 +281,28 @@ def test_deleting_runs_never_removes_a_folder_outside_the_stores_runs(store, tmp
     assert (store.runs_dir / str(run_id)).is_dir()  # its own folder was not named: it stays
 
 
+def test_a_running_run_or_one_whose_lock_is_held_is_not_deleted(store):
+    """Checked inside the delete's write: a run resumed (or taken by a worker) between a
+    user's look and their yes is left to train, folder and all."""
+    running = store.create_run(RunSpec(), status="running")
+    resumed = store.create_run(RunSpec(), status="stopped")
+    lock = ownership.take_run(store.run(resumed).folder)  # a launcher resuming it now
+    try:
+        assert store.delete_runs([running, resumed]) == []
+        assert store.run(running) and store.run(resumed) and store.folder_of(resumed).is_dir()
+    finally:
+        ownership.release(lock)
+    assert [run.id for run in store.delete_runs([running, resumed])] == [resumed]
+
+
+def test_a_deleted_runs_id_is_never_given_again(store):
+    """A departing supervisor or an open screen may still name it."""
+    first, newest = store.create_run(RunSpec()), store.create_run(RunSpec())
+    store.delete_runs([newest])
+    assert store.create_run(RunSpec()) == newest + 1
+    assert first < newest
+
+
 def test_changes_since_a_revision_gives_runs_made_changed_or_deleted_after_it(store):
     start = store.revision()
     nothing = store.changes_since(start)
@@ -306,8 +328,10 @@ def test_changes_since_a_revision_gives_runs_made_changed_or_deleted_after_it(st
     queued = store.changes_since(fed.revision)
     assert [(run.id, run.sweep) for run in queued.runs] == [(first, 1)]
 
+    store.update(second, status="stopped")  # a running run is not deleted (below)
+    stopped = store.changes_since(queued.revision)
     store.delete_runs([second])
-    deleted = store.changes_since(queued.revision)
+    deleted = store.changes_since(stopped.revision)
     assert deleted.runs == [] and deleted.deleted == [second]
     everything = store.changes_since(start)
     assert [run.id for run in everything.runs] == [first] and everything.deleted == [second]
