@@ -10,13 +10,11 @@ know (a newer engine may add some) and rejects a line that lacks one it needs.
 import json
 import os
 import time
-import types
-import typing
-from collections.abc import Callable
-from dataclasses import MISSING, dataclass, fields
-from functools import cache
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, ClassVar, TextIO, Union
+from typing import Any, ClassVar, TextIO
+
+from engine.json_fields import checked_fields, field_names, type_name
 
 # The version of the event format, given in every `started` event; a log without one is
 # version 1.
@@ -44,9 +42,8 @@ USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing"
 HEARTBEAT_S = 30.0
 STALL_AFTER_S = 6 * HEARTBEAT_S
 
-# SQLite keeps integers in 64 bits; a larger one in a line is damage, not a count. A log's
-# sequence numbers stay far below that, so that a forged one cannot stop the next event.
-_LARGEST_INTEGER = 2**63 - 1
+# A log's sequence numbers stay far below SQLite's largest integer, so that a forged one
+# cannot stop the next event from being numbered.
 _LARGEST_SEQ = 2**53
 
 
@@ -240,76 +237,18 @@ class BadEvent(ValueError):
     """A line that is not an event of the contract; the message says why."""
 
 
-Check = Callable[[Any], bool]
-NONE = type(None)
-_ABSENT = object()
-
-
-@cache
-def _fields_of(kind: type[Event]) -> tuple[tuple[str, Any, Check, bool], ...]:
-    """The fields of an event type as (name, type, its check, required), made once a type."""
-    hints = typing.get_type_hints(kind)
-    return tuple(
-        (item.name, hints[item.name], _check(hints[item.name]), item.default is MISSING)
-        for item in fields(kind)
-    )
-
-
-def _check(hint: Any) -> Check:
-    """A check that a value read from JSON is of the annotated type (containers one level
-    deep); `type(v) is` keeps a bool from passing for a number."""
-    if hint is Any:
-        return lambda value: True
-    origin = typing.get_origin(hint)
-    if origin in (Union, types.UnionType):
-        options = [_check(option) for option in typing.get_args(hint) if option is not NONE]
-        nullable = NONE in typing.get_args(hint)
-        return lambda value: (nullable and value is None) or any(c(value) for c in options)
-    if hint is int:
-        return lambda value: type(value) is int and abs(value) <= _LARGEST_INTEGER
-    if hint is float:
-        return lambda value: (
-            type(value) is float or (type(value) is int and abs(value) <= _LARGEST_INTEGER)
-        )
-    if hint in (bool, str):
-        return lambda value: type(value) is hint
-    if origin is dict:
-        item = _check(typing.get_args(hint)[1])
-        return lambda value: (
-            type(value) is dict
-            and all(type(key) is str and item(entry) for key, entry in value.items())
-        )
-    if origin is list:
-        item = _check(typing.get_args(hint)[0])
-        return lambda value: type(value) is list and all(item(entry) for entry in value)
-    raise TypeError(f"no check for {hint!r}")
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
 def event_from_dict(values: Any) -> Event:
     """The typed event a decoded line stands for; raises BadEvent saying what is wrong."""
     if not isinstance(values, dict):
-        raise BadEvent(f"a line holds a JSON {_type_name(values)}, not an object")
+        raise BadEvent(f"a line holds a JSON {type_name(values)}, not an object")
     name = values.get("type")
     kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if kind is None:
         raise BadEvent(f"unknown event type {str(values.get('type'))[:40]!r}")
-    given = {}
-    for name, hint, conforms, required in _fields_of(kind):
-        value = values.get(name, _ABSENT)
-        if value is _ABSENT:
-            if required:
-                raise BadEvent(f"{_a(kind.TYPE)} event without {name!r}")
-            continue
-        if not conforms(value):
-            raise BadEvent(
-                f"{name!r} of {_a(kind.TYPE)} event should be {_hint_name(hint)}, "
-                f"not {_type_name(value)}"
-            )
-        given[name] = value
+    try:
+        given = checked_fields(kind, values, f"{_a(kind.TYPE)} event")
+    except ValueError as error:
+        raise BadEvent(str(error)) from None
     if not 1 <= given["seq"] <= _LARGEST_SEQ:
         raise BadEvent(
             f"{_a(kind.TYPE)} event numbered {given['seq']}; events count from 1 to {_LARGEST_SEQ}"
@@ -319,12 +258,6 @@ def event_from_dict(values: Any) -> Event:
 
 def _a(word: str) -> str:
     return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
-
-
-def _hint_name(hint: Any) -> str:
-    if isinstance(hint, type):
-        return hint.__name__
-    return str(hint).replace("typing.", "").replace("NoneType", "null")
 
 
 def parse_event(line: str | bytes) -> Event:
@@ -401,7 +334,7 @@ class EventWriter:
         (TypeError or BadEvent) rather than written for readers to reject."""
         self.last_emit = time.monotonic()
         kind = EVENT_TYPES[event_type]
-        unknown = set(payload) - {name for name, *_ in _fields_of(kind)}
+        unknown = set(payload) - field_names(kind)
         if unknown:
             raise TypeError(f"a {event_type} event has no fields {sorted(unknown)}")
         values = {"seq": self.seq + 1, "t": round(time.time(), 3), "type": event_type, **payload}

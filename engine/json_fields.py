@@ -1,0 +1,95 @@
+"""Checking a JSON object's values against a dataclass's annotated fields, as read from a file
+that anything may have written: the right JSON types (a bool is no number), containers one
+level deep, and integers that fit in SQLite's 64 bits."""
+
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import MISSING, fields
+from functools import cache
+from typing import Any, Union
+
+# SQLite keeps integers in 64 bits; a larger one read from a file is damage, not a count.
+LARGEST_INTEGER = 2**63 - 1
+
+Check = Callable[[Any], bool]
+NONE = type(None)
+_ABSENT = object()
+
+
+@cache
+def _fields_of(kind: type) -> tuple[tuple[str, Any, Check, bool], ...]:
+    """A dataclass's fields as (name, type, its check, required), made once a class."""
+    hints = typing.get_type_hints(kind)
+    return tuple(
+        (item.name, hints[item.name], _check(hints[item.name]), item.default is MISSING)
+        for item in fields(kind)
+    )
+
+
+def _check(hint: Any) -> Check:
+    """A check that a value read from JSON is of the annotated type (containers one level
+    deep); `type(v) is` keeps a bool from passing for a number."""
+    if hint is Any:
+        return lambda value: True
+    origin = typing.get_origin(hint)
+    if origin in (Union, types.UnionType):
+        options = [_check(option) for option in typing.get_args(hint) if option is not NONE]
+        nullable = NONE in typing.get_args(hint)
+        return lambda value: (nullable and value is None) or any(c(value) for c in options)
+    if hint is int:
+        return lambda value: type(value) is int and abs(value) <= LARGEST_INTEGER
+    if hint is float:
+        return lambda value: (
+            type(value) is float or (type(value) is int and abs(value) <= LARGEST_INTEGER)
+        )
+    if hint in (bool, str):
+        return lambda value: type(value) is hint
+    if origin is dict:
+        item = _check(typing.get_args(hint)[1])
+        return lambda value: (
+            type(value) is dict
+            and all(type(key) is str and item(entry) for key, entry in value.items())
+        )
+    if origin is list:
+        item = _check(typing.get_args(hint)[0])
+        return lambda value: type(value) is list and all(item(entry) for entry in value)
+    raise TypeError(f"no check for {hint!r}")
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def field_names(kind: type) -> set[str]:
+    return {name for name, *_ in _fields_of(kind)}
+
+
+def checked_fields(kind: type, values: dict[str, Any], what: str) -> dict[str, Any]:
+    """The values of `kind`'s fields found in `values`, each checked against its annotation
+    (fields `values` lacks are left to their defaults). Raises ValueError naming the field
+    and `what` it belongs to (`an epoch_ended event`)."""
+    given = {}
+    for name, hint, conforms, required in _fields_of(kind):
+        value = values.get(name, _ABSENT)
+        if value is _ABSENT:
+            if required:
+                raise ValueError(f"{what} without {name!r}")
+            continue
+        if not conforms(value):
+            raise ValueError(
+                f"{name!r} of {what} should be {_hint_name(hint)}, not {type_name(value)}"
+            )
+        given[name] = value
+    return given
+
+
+def type_name(value: Any) -> str:
+    """A JSON value's type, as a message names it."""
+    return "null" if value is None else type(value).__name__
+
+
+def _hint_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return hint.__name__
+    return str(hint).replace("typing.", "").replace("NoneType", "null")
