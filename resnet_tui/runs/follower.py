@@ -7,7 +7,6 @@ marks it crashed once its engine is gone too. Both are idempotent on (run, seq).
 """
 
 import socket
-import time
 
 from engine import events as ev
 from resnet_tui.runs import ownership
@@ -73,7 +72,13 @@ def catch_up(store: RunStore, followers: dict[int, RunFollower] | None = None) -
             continue
         except OSError:
             if not run.folder.is_dir() and engine_gone(run):
-                store.record_end(run.id, _folder_gone(run), status="crashed")
+                store.record_end(
+                    run.id,
+                    "crashed",
+                    "crashed",
+                    f"the run's folder {run.run_dir} is gone, and its engine with it",
+                    "its metrics up to its last event are kept here; launch it again to train more",
+                )
             continue
         unowned.add(run.id)
         try:
@@ -94,25 +99,11 @@ def _catch_up_one(store: RunStore, kept: dict[int, RunFollower], run: Run) -> No
     follower.poll()
     after = store.run(run.id)
     if dead and after is not None and after.live:
-        store.record_end(run.id, _lost(after), status="crashed")
-
-
-def _lost(run: Run) -> ev.Error:
-    return ev.Error(
-        seq=1,
-        t=time.time(),
-        kind="crashed",
-        message="the run's engine and supervisor are gone without a final event",
-        hint=f"see engine.log in {run.run_dir}; `resnet-tui resume {run.id}` goes on from "
-        "its last checkpoint, where it saved one",
-    )
-
-
-def _folder_gone(run: Run) -> ev.Error:
-    return ev.Error(
-        seq=1,
-        t=time.time(),
-        kind="crashed",
-        message=f"the run's folder {run.run_dir} is gone, and its engine with it",
-        hint="its metrics up to its last event are kept here; launch it again to train more",
-    )
+        store.record_end(
+            run.id,
+            "crashed",
+            "crashed",
+            "the run's engine and supervisor are gone without a final event",
+            f"see engine.log in {run.run_dir}; `resnet-tui resume {run.id}` goes on from its "
+            "last checkpoint, where it saved one",
+        )

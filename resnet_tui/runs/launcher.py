@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine import events as ev
 from engine.spec import FusionSpec, RunSpec, SpecError, normalise_device
 from resnet_tui.runs import ownership
 from resnet_tui.runs.files import write_atomically
@@ -101,14 +100,13 @@ def _start_new(
             write_atomically(run.folder / name, text)
         return supervise(store, run, fusion=fusion)
     except OSError as error:
-        failure = ev.Error(
-            seq=1,
-            t=time.time(),
-            kind="internal",
-            message=f"the run could not start: {error}",
-            hint="free disk space or processes, then launch it again",
+        store.record_end(
+            run.id,
+            "failed",
+            "internal",
+            f"the run could not start: {error}",
+            "free disk space or processes, then launch it again",
         )
-        store.record_end(run.id, failure)
         raise SpecError(f"run {run.id} could not start: {error}") from None
 
 

@@ -288,10 +288,13 @@ class RunStore:
             last_event_at=time.time(),
         )
 
-    def record_end(self, run_id: int, error: ev.Error, status: str = "failed") -> None:
+    def record_end(self, run_id: int, status: str, kind: str, message: str, hint: str) -> ev.Error:
         """A run's end that its events do not tell: the engine died (`crashed`) or never
-        started (`failed`)."""
+        started (`failed`), kept as an error of `kind`, as an engine's own would be; returns
+        it."""
+        error = ev.Error(seq=1, t=time.time(), kind=kind, message=message, hint=hint)
         self.update(run_id, status=status, ended_at=error.t, error=json.dumps(error.to_dict()))
+        return error
 
     # Reading runs
 

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine import events as ev
 from engine.stopping import signals_held
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.model import Run
@@ -88,9 +87,9 @@ def start_engine(
         )
 
 
-def how_it_ended(exit_code: int, run_dir: Path) -> ev.Error:
-    """The error of an engine that ended without saying how: its exit code or the signal
-    that killed it, and the last line it printed."""
+def how_it_ended(exit_code: int, run_dir: Path) -> tuple[str, str]:
+    """What went wrong, and what to do, for an engine that ended without saying how: its
+    exit code or the signal that killed it, and the last line it printed."""
     if exit_code < 0:
         try:
             name = signal.Signals(-exit_code).name
@@ -103,13 +102,8 @@ def how_it_ended(exit_code: int, run_dir: Path) -> ev.Error:
         what = f"the engine exited with code {exit_code} without a final event"
     last = _last_line(run_dir / ENGINE_LOG)
     resume = "`resnet-tui resume` goes on from its last checkpoint, where it saved one"
-    return ev.Error(
-        seq=1,
-        t=time.time(),
-        kind="crashed",
-        message=f"{what}{f' ({last})' if last else ''}",
-        hint=f"see engine.log in the run folder; {resume}" if last else resume,
-    )
+    message = f"{what}{f' ({last})' if last else ''}"
+    return message, (f"see engine.log in the run folder; {resume}" if last else resume)
 
 
 def _last_line(path: Path, most: int = 160) -> str:
@@ -147,7 +141,13 @@ class Supervisor:
         try:
             self.engine = start_engine(self.run.folder, self.resume, self.fusion)
         except OSError as error:
-            self.store.record_end(self.run.id, _failed_to_start(error))
+            self.store.record_end(
+                self.run.id,
+                "failed",
+                "internal",
+                f"the engine could not start: {error}",
+                "check that Python and resnet-tui are installed where the run's folder is",
+            )
             return 1
         Owners(me, ProcessName.of(self.engine.pid)).write(self.run.folder)
         if self.stop_asked:
@@ -161,9 +161,9 @@ class Supervisor:
             time.sleep(POLL_INTERVAL_S)
         after = self.store.run(self.run.id)
         if after is not None and after.live:  # no end in the log: the engine died
-            ending = how_it_ended(exit_code, self.run.folder)
-            self.store.record_end(self.run.id, ending, status="crashed")
-            note(f"run {self.run.id}: {ending.message}")
+            message, hint = how_it_ended(exit_code, self.run.folder)
+            self.store.record_end(self.run.id, "crashed", "crashed", message, hint)
+            note(f"run {self.run.id}: {message}")
         else:
             note(f"run {self.run.id}: the engine ended ({_meaning(exit_code)})")
         return 0
@@ -180,16 +180,6 @@ def follow(follower: RunFollower) -> None:
     follower.poll()
     for position, reason in follower.rejected:
         note(f"skipped the line at byte {position} of {follower.path}: {reason}")
-
-
-def _failed_to_start(error: OSError) -> ev.Error:
-    return ev.Error(
-        seq=1,
-        t=time.time(),
-        kind="internal",
-        message=f"the engine could not start: {error}",
-        hint="check that Python and resnet-tui are installed where the run's folder is",
-    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine import events as ev
 from engine.spec import SpecError, normalise_device
 from resnet_tui.runs.launcher import start_queued, stop
 from resnet_tui.runs.model import Run
@@ -98,14 +97,13 @@ class Worker:
         try:
             slot.supervisor = start_queued(self.store, run, slot.device)
         except (OSError, SpecError) as error:
-            failure = ev.Error(
-                seq=1,
-                t=time.time(),
-                kind="bad_input",
-                message=f"the run could not start: {error}",
-                hint="check it with `resnet-tui show`, then launch it again",
+            self.store.record_end(
+                run.id,
+                "failed",
+                "bad_input",
+                f"the run could not start: {error}",
+                "check it with `resnet-tui show`, then launch it again",
             )
-            self.store.record_end(run.id, failure)
             self.report(f"run {run.id} could not start: {error}")
             return True
         slot.run_id = run.id
