@@ -26,8 +26,8 @@ from terminal import Terminal
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import events as ev  # noqa: E402
-from engine.spec import RunSpec  # noqa: E402
+from engine.contract import events as ev  # noqa: E402
+from engine.contract.spec import RunSpec  # noqa: E402
 from resnet_tui.runs.store import RunStore  # noqa: E402
 
 STEPS_PER_EPOCH = 100

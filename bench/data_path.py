@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
-from engine.data import DatasetBundle, TensorSplit, load_dataset, make_batches  # noqa: E402
-from engine.spec import RunSpec  # noqa: E402
+from engine.contract.spec import RunSpec  # noqa: E402
+from engine.data.datasets import DatasetBundle, TensorSplit, load_dataset, make_batches  # noqa: E402
 
 BATCH = 128
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]

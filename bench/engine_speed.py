@@ -6,7 +6,7 @@ Run: .venv/bin/python bench/engine_speed.py --device cpu        (ResNet-8, the d
 Both sides train the same model from the same initial weights on the same CIFAR-size data
 held on the device (random uint8 images, 32x32x3, 10 classes), with the same batch, optimiser
 (AdamW, one-cycle), random crop and flip, and a validation pass after each epoch. The engine
-side is `engine.train.Trainer` as a run uses it: events, metrics, the schedule and a
+side is `engine.train.loop.Trainer` as a run uses it: events, metrics, the schedule and a
 checkpoint every epoch included. An epoch's time on the engine side runs from one
 `epoch_ended` event to the next, so it holds the checkpoint of the epoch before. The first
 epoch is a warm-up (cuDNN autotuning, compilation) and is left out; each later epoch is one
@@ -36,13 +36,13 @@ from torch.nn import functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import events as ev  # noqa: E402
-from engine.data import DatasetBundle, TensorSplit  # noqa: E402
-from engine.events import EventWriter  # noqa: E402
+from engine.contract import events as ev  # noqa: E402
+from engine.contract.events import EventWriter  # noqa: E402
+from engine.contract.spec import RunSpec  # noqa: E402
+from engine.contract.stopping import StopRequest  # noqa: E402
+from engine.data.datasets import DatasetBundle, TensorSplit  # noqa: E402
 from engine.models import build_model  # noqa: E402
-from engine.spec import RunSpec  # noqa: E402
-from engine.stopping import StopRequest  # noqa: E402
-from engine.train import Trainer, lr_factor  # noqa: E402
+from engine.train.loop import Trainer, lr_factor  # noqa: E402
 
 MODES = {
     "fp32": {"amp": "off", "channels_last": False, "compile": False},

@@ -29,7 +29,7 @@ from results import machine, publish
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import events as ev  # noqa: E402
+from engine.contract import events as ev  # noqa: E402
 from resnet_tui.app.app import ResnetApp  # noqa: E402
 from resnet_tui.runs.ownership import Owners  # noqa: E402
 from resnet_tui.runs.store import RunStore  # noqa: E402

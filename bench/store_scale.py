@@ -32,10 +32,10 @@ from startup import time_first_paint
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine import events as ev  # noqa: E402
-from engine.spec import RunSpec  # noqa: E402
-from resnet_tui.app.history import PAGE_SIZE  # noqa: E402
-from resnet_tui.compare import CURVES, comparison  # noqa: E402
+from engine.contract import events as ev  # noqa: E402
+from engine.contract.spec import RunSpec  # noqa: E402
+from resnet_tui.app.screens.history import PAGE_SIZE  # noqa: E402
+from resnet_tui.runs.compare import CURVES, comparison  # noqa: E402
 from resnet_tui.runs.follower import RunFollower  # noqa: E402
 from resnet_tui.runs.state import RunState  # noqa: E402
 from resnet_tui.runs.store import RunStore  # noqa: E402

@@ -1,6 +1,6 @@
 """Command line of the engine: `python -m engine run --spec SPEC.json --events EVENTS.jsonl`.
 
-Argument parsing only; `engine.train.run` does the work, and `engine.fusion.run_fusion` for
+Argument parsing only; `engine.train.loop.run` does the work, and `engine.fusion.run_fusion` for
 `python -m engine fuse --fusion FUSION.json --events EVENTS.jsonl` (ensembles and soups).
 `python -m engine devices` prints the devices torch can see, as JSON, for the user's side
 that never imports torch.
@@ -11,8 +11,8 @@ import json
 import sys
 from pathlib import Path
 
-from engine.spec import FusionSpec, RunSpec, SpecError
-from engine.stopping import StopRequest
+from engine.contract.spec import FusionSpec, RunSpec, SpecError
+from engine.contract.stopping import StopRequest
 
 
 def _devices() -> list[dict[str, object]]:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         rank_args = ["run", "--spec", str(args.spec), "--events", str(args.events)]
         rank_args += ["--run-dir", str(run_dir)] + (["--resume"] if args.resume else [])
         return launch_ranks(spec, rank_args, args.events, run_dir, stop)
-    from engine.train import run as train
+    from engine.train.loop import run as train
 
     return train(spec, args.events, run_dir, stop, args.resume)
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import events as ev
-from engine.events import EventWriter, read_events
-from engine.spec import RunSpec
-from engine.stopping import StopRequest
+from engine.contract import events as ev
+from engine.contract.events import EventWriter, read_events
+from engine.contract.spec import RunSpec
+from engine.contract.stopping import StopRequest
 
 # Ranks agree whether to stop every this many steps (a stop flag summed over the ranks).
 STOP_CHECK_STEPS = 8

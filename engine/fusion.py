@@ -11,16 +11,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine import events as ev
-from engine.data import DatasetBundle, load_dataset, make_batches
-from engine.errors import RunError
-from engine.events import EventWriter
-from engine.files import save_checkpoint, share_file
-from engine.metrics import classification_report
+from engine.contract import events as ev
+from engine.contract.errors import RunError
+from engine.contract.events import EventWriter
+from engine.contract.spec import FusionSpec
+from engine.contract.stopping import StopRequest
+from engine.data.datasets import DatasetBundle, load_dataset, make_batches
 from engine.models import count_parameters
-from engine.spec import FusionSpec
-from engine.stopping import StopRequest
-from engine.train import (
+from engine.train.checkpoints import save_checkpoint, share_file
+from engine.train.loop import (
     amp_dtype,
     autocast,
     pick_device,
@@ -28,7 +27,8 @@ from engine.train import (
     report_failures,
     use_all_cores,
 )
-from engine.weights import InputAdapter, RunModel, head_prefixes, load_run_model, source_of
+from engine.train.metrics import classification_report
+from engine.transfer.weights import InputAdapter, RunModel, head_prefixes, load_run_model, source_of
 
 # BatchNorm statistics of averaged weights are measured again on this many training images
 # (or all of them, if fewer): enough for stable means and variances, a few seconds at most.

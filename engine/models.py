@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engine.catalog import ARCHITECTURES, Architecture
+from engine.contract.catalog import ARCHITECTURES, Architecture
 
 
 class BasicBlock(nn.Module):

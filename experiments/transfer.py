@@ -21,9 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.spec import RunSpec, SpecError
+from engine.contract.spec import RunSpec, SpecError
 from resnet_tui.cli import follow_run
-from resnet_tui.compare import comparison, table_rows
+from resnet_tui.runs.compare import comparison, table_rows
 from resnet_tui.runs.launcher import launch
 from resnet_tui.runs.store import RunStore
 

@@ -20,11 +20,10 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from engine import catalog, locate
-from engine import events as ev
-from engine.spec import FusionSpec, RunSpec, SpecError, spec_options
+from engine.contract import catalog, locate
+from engine.contract import events as ev
+from engine.contract.spec import FusionSpec, RunSpec, SpecError, spec_options
 from resnet_tui import config
-from resnet_tui.compare import comparison, table_rows
 from resnet_tui.display import (
     RunProgress,
     device_chosen,
@@ -39,14 +38,15 @@ from resnet_tui.display import (
     weights_from,
 )
 from resnet_tui.runs import launcher
+from resnet_tui.runs.compare import comparison, table_rows
 from resnet_tui.runs.follower import catch_up
 from resnet_tui.runs.launcher import launch, resume
 from resnet_tui.runs.model import STATUSES, Run
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.state import RunState
 from resnet_tui.runs.store import SORTABLE, RunStore, StoreError
+from resnet_tui.runs.sweeps import fold_specs, spread, summary, sweep_specs
 from resnet_tui.runs.worker import Worker, start_sweep_worker
-from resnet_tui.sweeps import fold_specs, spread, summary, sweep_specs
 
 try:  # Typer 0.20 and later carry their own copy of Click
     from typer._click import exceptions as click_exceptions

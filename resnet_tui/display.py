@@ -14,7 +14,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from engine import events as ev
+from engine.contract import events as ev
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.state import RunState
 

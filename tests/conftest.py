@@ -88,7 +88,7 @@ def draw_shapes_once(monkeypatch):
     its own copy."""
     import torch
 
-    from engine import data
+    from engine.data import datasets as data
 
     original = data.draw_shapes
 

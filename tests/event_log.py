@@ -3,7 +3,7 @@
 from pathlib import Path
 from typing import Any
 
-from engine import events as ev
+from engine.contract import events as ev
 
 
 def logged(path: str | Path) -> list[dict[str, Any]]:

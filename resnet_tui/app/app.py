@@ -19,21 +19,21 @@ from textual.binding import Binding
 from textual.markup import escape
 from textual.screen import ModalScreen, Screen
 
-from engine.events import STALL_AFTER_S
-from engine.spec import FusionSpec, RunSpec, SpecError
+from engine.contract.events import STALL_AFTER_S
+from engine.contract.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, QuitDialog
 from resnet_tui.app.garbage import YOUNG_EVERY_S, GarbageSchedule
-from resnet_tui.app.history import HistoryScreen
-from resnet_tui.app.launch import LaunchScreen
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
-from resnet_tui.app.queue_view import QueueScreen
-from resnet_tui.app.sweep_view import SweepScreen
+from resnet_tui.app.screens.history import HistoryScreen
+from resnet_tui.app.screens.launch import LaunchScreen
+from resnet_tui.app.screens.queue import QueueScreen
+from resnet_tui.app.screens.sweep import SweepScreen
 from resnet_tui.runs.follower import RunFollower, catch_up
 from resnet_tui.runs.launcher import fuse, launch, queue, resume, stop
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.store import RunStore
+from resnet_tui.runs.sweeps import fold_specs
 from resnet_tui.runs.worker import start_sweep_worker
-from resnet_tui.sweeps import fold_specs
 
 # How often the app asks the store what changed: a run started elsewhere shows within a
 # second, well inside the 2 s a user notices.
@@ -188,7 +188,7 @@ class ResnetApp(App[None]):
             self.pop_screen()
 
     def open_run(self, run_id: int) -> None:
-        from resnet_tui.app.run_view import RunScreen
+        from resnet_tui.app.screens.run import RunScreen
 
         if self.store.run(run_id) is None:
             self.notify(f"run {run_id} was deleted", severity="warning")
@@ -198,13 +198,13 @@ class ResnetApp(App[None]):
 
     def switch_run(self, run_id: int) -> None:
         """Show another run in place of the run screen in view."""
-        from resnet_tui.app.run_view import RunScreen
+        from resnet_tui.app.screens.run import RunScreen
 
         if self.store.run(run_id) is not None:
             self.switch_screen(RunScreen(self.store, run_id))
 
     def compare_runs(self, run_ids: list[int]) -> None:
-        from resnet_tui.app.compare_view import CompareScreen
+        from resnet_tui.app.screens.compare import CompareScreen
 
         gone = [str(run_id) for run_id in run_ids if self.store.run(run_id) is None]
         if gone:

@@ -8,7 +8,7 @@ marks it crashed once its engine is gone too. Both are idempotent on (run, seq).
 
 import socket
 
-from engine import events as ev
+from engine.contract import events as ev
 from resnet_tui.runs import ownership
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.state import RunState

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.spec import FusionSpec, RunSpec, SpecError, normalise_device
+from engine.contract.spec import FusionSpec, RunSpec, SpecError, normalise_device
 from resnet_tui.runs import ownership
 from resnet_tui.runs.files import write_atomically
 from resnet_tui.runs.model import Run

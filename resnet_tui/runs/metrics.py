@@ -8,7 +8,7 @@ import json
 import sqlite3
 from typing import Any
 
-from engine import events as ev
+from engine.contract import events as ev
 from resnet_tui.runs.state import Lifecycle, RunState
 
 # (run_id, seq, epoch, step, split, name, value)

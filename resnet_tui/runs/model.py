@@ -8,8 +8,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from engine import events as ev
-from engine.spec import FusionSpec, RunSpec
+from engine.contract import events as ev
+from engine.contract.spec import FusionSpec, RunSpec
 
 STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
 LIVE_STATUSES = ("queued", "running")

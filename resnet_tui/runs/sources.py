@@ -3,8 +3,8 @@ against the store before the run is made."""
 
 from pathlib import Path
 
-from engine import catalog
-from engine.spec import RunSpec, SpecError, dataset_kind
+from engine.contract import catalog
+from engine.contract.spec import RunSpec, SpecError, dataset_kind
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.store import RunStore
 

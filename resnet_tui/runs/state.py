@@ -10,7 +10,7 @@ events for their live views.
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import events as ev
+from engine.contract import events as ev
 
 # The events that say where a run is in its life: the newest of them gives its status.
 Lifecycle = ev.Started | ev.Finished | ev.Error

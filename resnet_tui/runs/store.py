@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine import events as ev
-from engine.spec import RunSpec
+from engine.contract import events as ev
+from engine.contract.spec import RunSpec
 from resnet_tui.runs import metrics, queries
 from resnet_tui.runs.model import LIVE_STATUSES, Run
 from resnet_tui.runs.ownership import LOCK_FILE, supervised

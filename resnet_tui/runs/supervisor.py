@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from engine.stopping import signals_held
+from engine.contract.stopping import signals_held
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.ownership import Owners, ProcessName

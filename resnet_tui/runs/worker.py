@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.spec import SpecError, normalise_device
+from engine.contract.spec import SpecError, normalise_device
 from resnet_tui.runs.launcher import start_queued, stop
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue

@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image
 
-from engine.data import FileBatches, TensorBatches, load_dataset, make_batches
-from engine.errors import RunError
-from engine.locate import DatasetMissing, check_dataset, scan_image_folder
-from engine.spec import RunSpec, SpecError
+from engine.contract.errors import RunError
+from engine.contract.locate import DatasetMissing, check_dataset, scan_image_folder
+from engine.contract.spec import RunSpec, SpecError
+from engine.data.datasets import FileBatches, TensorBatches, load_dataset, make_batches
 
 CPU = torch.device("cpu")
 

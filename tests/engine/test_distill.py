@@ -6,11 +6,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from engine import events as ev
-from engine.distill import Teachers, distillation_loss
-from engine.spec import RunSpec, SpecError
-from engine.train import run
-from engine.weights import load_run_model
+from engine.contract import events as ev
+from engine.contract.spec import RunSpec, SpecError
+from engine.train.loop import run
+from engine.transfer.distill import Teachers, distillation_loss
+from engine.transfer.weights import load_run_model
 from tests.engine.tiny_runs import TINY, trained_run
 from tests.event_log import logged
 

@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from engine import distributed
-from engine.spec import RunSpec, SpecError
+from engine.contract.spec import RunSpec, SpecError
 from tests.event_log import logged
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -3,12 +3,12 @@
 import pytest
 import torch
 
-from engine.events import EventWriter
-from engine.freeze import parse_policy, parts_of, trainable_parts
+from engine.contract.events import EventWriter
+from engine.contract.spec import RunSpec
+from engine.contract.stopping import StopRequest
 from engine.models import build_model
-from engine.spec import RunSpec
-from engine.stopping import StopRequest
-from engine.train import GRADUAL_THAW_LR_SCALE, Trainer
+from engine.train.loop import GRADUAL_THAW_LR_SCALE, Trainer
+from engine.transfer.freeze import parse_policy, parts_of, trainable_parts
 from tests.event_log import logged
 
 PARTS = ["stem", "stage1", "stage2", "stage3", "head"]

@@ -5,11 +5,11 @@ import shutil
 import pytest
 import torch
 
-from engine import events as ev
-from engine.data import load_dataset, make_batches
+from engine.contract import events as ev
+from engine.contract.spec import FusionSpec
+from engine.data.datasets import load_dataset, make_batches
 from engine.fusion import WISE_ALPHAS, run_fusion
-from engine.spec import FusionSpec
-from engine.weights import load_run_model
+from engine.transfer.weights import load_run_model
 from tests.engine.tiny_runs import trained_run
 from tests.event_log import logged
 

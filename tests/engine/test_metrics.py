@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from engine.metrics import classification_report, confusion_matrix, macro_auroc, macro_f1
+from engine.train.metrics import classification_report, confusion_matrix, macro_auroc, macro_f1
 
 
 def test_confusion_matrix_counts_true_rows_and_predicted_columns():

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from engine.catalog import ARCHITECTURES
+from engine.contract.catalog import ARCHITECTURES
 from engine.models import BasicBlock, build_model, count_parameters, model_stages
 
 SMALL_FAMILIES = ("cifar", "cnn")

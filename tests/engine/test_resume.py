@@ -7,9 +7,9 @@ import shutil
 import pytest
 import torch
 
-from engine import events as ev
-from engine.spec import RunSpec
-from engine.train import Trainer, device_lost, run
+from engine.contract import events as ev
+from engine.contract.spec import RunSpec
+from engine.train.loop import Trainer, device_lost, run
 from tests.engine.tiny_runs import trained_run
 from tests.event_log import logged
 

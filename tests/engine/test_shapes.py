@@ -5,9 +5,9 @@ import time
 import torch
 from torch.nn import functional as F
 
-from engine.catalog import DATASETS
+from engine.contract.catalog import DATASETS
+from engine.data.shapes import SHAPE_NAMES, draw_shapes, generate_shapes
 from engine.models import build_model
-from engine.shapes import SHAPE_NAMES, draw_shapes, generate_shapes
 
 
 def test_the_same_seed_draws_the_same_images():

@@ -53,7 +53,9 @@ def resolves(name: str) -> bool:
     return True
 
 
-@pytest.mark.parametrize("module", sorted(ENGINE.glob("*.py")), ids=lambda path: path.name)
+@pytest.mark.parametrize(
+    "module", sorted(ENGINE.rglob("*.py")), ids=lambda path: str(path.relative_to(ENGINE))
+)
 def test_every_torch_name_in_the_engine_exists(module: Path) -> None:
     names = torch_names(module)
     missing = sorted(f"{name} (line {line})" for name, line in names if not resolves(name))

@@ -7,13 +7,13 @@ import pytest
 import torch
 from PIL import Image
 
-from engine import events as ev
-from engine.data import load_dataset, make_batches
-from engine.events import USER_ERROR_KINDS, EventWriter
+from engine.contract import events as ev
+from engine.contract.events import USER_ERROR_KINDS, EventWriter
+from engine.contract.spec import RunSpec
+from engine.contract.stopping import StopRequest
+from engine.data.datasets import load_dataset, make_batches
 from engine.models import build_model
-from engine.spec import RunSpec
-from engine.stopping import StopRequest
-from engine.train import lr_factor, make_optimizer, parameter_groups, run
+from engine.train.loop import lr_factor, make_optimizer, parameter_groups, run
 
 
 def events_of(path) -> list[dict]:

@@ -8,10 +8,10 @@ import torchvision
 from safetensors.torch import save_file
 from torch import nn
 
-from engine.errors import RunError
+from engine.contract.errors import RunError
+from engine.contract.spec import RunSpec
 from engine.models import build_model
-from engine.spec import RunSpec
-from engine.weights import (
+from engine.transfer.weights import (
     IMAGENET_MEAN,
     imagenet_file,
     load_initial_weights,

@@ -2,8 +2,8 @@
 
 from pathlib import Path
 
-from engine.spec import RunSpec
-from engine.train import run
+from engine.contract.spec import RunSpec
+from engine.train.loop import run
 
 TINY = {"arch": "resnet8", "width": 4, "limit": 128, "image_size": 16, "device": "cpu"}
 

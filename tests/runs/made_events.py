@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from engine import events as ev
+from engine.contract import events as ev
 
 
 def started(seq: int, t: float = 100.0, resumed_from_epoch: int = 0, **values: Any) -> ev.Started:

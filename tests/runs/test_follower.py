@@ -4,7 +4,7 @@ import json
 import os
 import shutil
 
-from engine.spec import RunSpec
+from engine.contract.spec import RunSpec
 from resnet_tui.runs import ownership
 from resnet_tui.runs.follower import catch_up
 from resnet_tui.runs.store import RunStore

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from engine import events as ev
+from engine.contract import events as ev
 from resnet_tui.runs.state import RunState
 from tests.runs.made_events import epoch_ended, finished, progress, started, two_epochs
 

@@ -8,15 +8,15 @@ import stat
 
 import pytest
 
-from engine import events as ev
-from engine.spec import RunSpec
+from engine.contract import events as ev
+from engine.contract.spec import RunSpec
 from resnet_tui.runs import ownership, queries
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 from resnet_tui.runs.store import RunStore, StoreError
-from tests.resnet_tui.old_stores import back_to_version_one, back_to_version_three
 from tests.runs.made_events import started, two_epochs, write_log
+from tests.runs.old_stores import back_to_version_one, back_to_version_three
 
 
 @pytest.fixture
@@ -485,7 +485,7 @@ def test_a_read_only_store_is_refused(tmp_path):
 def test_a_running_run_silent_past_the_limit_is_stalled_and_each_event_is_a_sign_of_life(
     store,
 ):
-    from engine.events import STALL_AFTER_S
+    from engine.contract.events import STALL_AFTER_S
 
     run_id = store.create_run(RunSpec(), status="running")
     feed(store, run_id, [ev.Heartbeat(seq=1, t=1000.0)])

@@ -11,13 +11,13 @@ import sys
 import time
 from pathlib import Path
 
-from engine.spec import RunSpec
+from engine.contract.spec import RunSpec
 from resnet_tui.runs import ownership
 from resnet_tui.runs.follower import catch_up
 from resnet_tui.runs.launcher import launch, stop
 from resnet_tui.runs.ownership import Owners, ProcessName
 from resnet_tui.runs.store import RunStore
-from tests.resnet_tui.command import cli
+from tests.cli.command import cli
 
 # Deadlines are generous so that a busy machine never makes these tests flake; how fast the
 # store really follows is measured in bench/run_state_latency.py.

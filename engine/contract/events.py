@@ -1,0 +1,368 @@
+"""The event log: what the engine tells the world, one JSON object a line in events.jsonl.
+
+The torch-free contract between the two processes: one typed definition per event type, the
+`EventWriter` the engine writes them with, and `parse_event` / `read_events`, the only code
+that turns a line back into an event or rejects it with a reason. Every line is
+`{"seq": n, "t": unix_time, "type": ..., ...fields}`; a reader ignores fields it does not
+know (a newer engine may add some) and rejects a line that lacks one it needs.
+"""
+
+import json
+import os
+import time
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+from engine.contract.json_fields import checked_fields, field_names, type_name
+
+# The version of the event format, given in every `started` event; a log without one is
+# version 1.
+EVENTS_VERSION = 1
+
+STARTED = "started"
+EPOCH_STARTED = "epoch_started"
+PROGRESS = "progress"
+EPOCH_ENDED = "epoch_ended"
+POLICY = "policy"
+CHECKPOINT = "checkpoint"
+LOG = "log"
+FUSION = "fusion"
+HEARTBEAT = "heartbeat"
+FINISHED = "finished"
+ERROR = "error"
+
+# Kinds of error that are the user's to fix (bad options, unreadable data, a missing dataset
+# or device): the CLI answers them with exit code 2, as for any other bad input.
+USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing")
+
+# A live engine writes an event at least this often (a `heartbeat` where nothing else
+# happens, as in a long evaluation); a viewer calls a run stalled after STALL_AFTER_S of
+# silence from a process that is still there.
+HEARTBEAT_S = 30.0
+STALL_AFTER_S = 6 * HEARTBEAT_S
+
+# A log's sequence numbers stay far below SQLite's largest integer, so that a forged one
+# cannot stop the next event from being numbered.
+_LARGEST_SEQ = 2**53
+
+
+@dataclass(frozen=True, kw_only=True)
+class Event:
+    """What every event has: its place in the log (`seq`, from 1) and when it was written."""
+
+    TYPE: ClassVar[str] = ""
+    seq: int
+    t: float
+
+    @property
+    def type(self) -> str:
+        return self.TYPE
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as its line holds it."""
+        values = {item.name: getattr(self, item.name) for item in fields(self)}
+        return {"seq": self.seq, "t": self.t, "type": self.TYPE, **values}
+
+
+@dataclass(frozen=True, kw_only=True)
+class Started(Event):
+    """The engine is ready to train (or to fuse, with `fusion`): where, on what, from what."""
+
+    TYPE: ClassVar[str] = STARTED
+    version: int = EVENTS_VERSION
+    device: str
+    device_name: str
+    device_uuid: str | None = None
+    torch_version: str
+    torchvision_version: str
+    threads: int
+    pid: int
+    parameters: int
+    trainable_parameters: int
+    sizes: dict[str, int]
+    classes: list[str]
+    image_size: int
+    amp: str
+    channels_last: bool
+    steps_per_epoch: int
+    epochs: int
+    init: dict[str, Any] | None = None
+    processes: int = 1
+    nodes: int = 1
+    resumed_from_epoch: int = 0
+    best_val_acc: float | None = None
+    distillation: dict[str, Any] | None = None
+    fusion: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochStarted(Event):
+    TYPE: ClassVar[str] = EPOCH_STARTED
+    epoch: int
+    epochs: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Progress(Event):
+    """A few times a second: the step, the running loss and the speed."""
+
+    TYPE: ClassVar[str] = PROGRESS
+    epoch: int
+    step: int
+    steps: int
+    global_step: int
+    loss: float
+    samples_per_s: float
+    lr: float
+    ce_loss: float | None = None
+    kd_loss: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpochEnded(Event):
+    """An epoch's training and validation metrics; `partial` where a stop cut it short."""
+
+    TYPE: ClassVar[str] = EPOCH_ENDED
+    epoch: int
+    epochs: int
+    train_loss: float
+    train_acc: float
+    val_loss: float
+    val_acc: float
+    lr: dict[str, float]
+    seconds: float
+    elapsed: float
+    peak_memory_mb: float | None = None
+    partial: bool = False
+    train_ce_loss: float | None = None
+    train_kd_loss: float | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy(Event):
+    """What the freeze policy just did: which parts train from `epoch`, at what rates."""
+
+    TYPE: ClassVar[str] = POLICY
+    epoch: int
+    policy: str
+    lr: dict[str, float]
+    training: list[str]
+    frozen: list[str]
+    trainable_parameters: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Checkpoint(Event):
+    TYPE: ClassVar[str] = CHECKPOINT
+    path: str
+    name: str
+    epoch: int
+    best: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class Log(Event):
+    TYPE: ClassVar[str] = LOG
+    level: str
+    message: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class Fusion(Event):
+    """A candidate an ensemble or soup weighed, and whether it was kept (None: no choice)."""
+
+    TYPE: ClassVar[str] = FUSION
+    step: int
+    steps: int
+    candidate: str
+    val_acc: float
+    kept: bool | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Heartbeat(Event):
+    """Nothing else to say for a while: the engine is alive."""
+
+    TYPE: ClassVar[str] = HEARTBEAT
+
+
+@dataclass(frozen=True, kw_only=True)
+class Finished(Event):
+    """The run's end: completed or stopped, with the test report of a completed one."""
+
+    TYPE: ClassVar[str] = FINISHED
+    status: str
+    best_val_acc: float | None = None
+    best_epoch: int | None = None
+    test: dict[str, Any] | None = None
+    seconds: float | None = None
+    fusion: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Error(Event):
+    """The run's end by an error: what kind, what went wrong, what to do."""
+
+    TYPE: ClassVar[str] = ERROR
+    kind: str
+    message: str
+    hint: str = ""
+
+    @property
+    def line(self) -> str:
+        """One line: what is wrong, then what to do (`message; hint`)."""
+        return f"{self.message}; {self.hint}" if self.hint else self.message
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    kind.TYPE: kind
+    for kind in (
+        Started,
+        EpochStarted,
+        Progress,
+        EpochEnded,
+        Policy,
+        Checkpoint,
+        Log,
+        Fusion,
+        Heartbeat,
+        Finished,
+        Error,
+    )
+}
+
+
+class BadEvent(ValueError):
+    """A line that is not an event of the contract; the message says why."""
+
+
+def event_from_dict(values: Any) -> Event:
+    """The typed event a decoded line stands for; raises BadEvent saying what is wrong."""
+    if not isinstance(values, dict):
+        raise BadEvent(f"a line holds a JSON {type_name(values)}, not an object")
+    name = values.get("type")
+    kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
+    if kind is None:
+        raise BadEvent(f"unknown event type {str(values.get('type'))[:40]!r}")
+    try:
+        given = checked_fields(kind, values, f"{_a(kind.TYPE)} event")
+    except ValueError as error:
+        raise BadEvent(str(error)) from None
+    if not 1 <= given["seq"] <= _LARGEST_SEQ:
+        raise BadEvent(
+            f"{_a(kind.TYPE)} event numbered {given['seq']}; events count from 1 to {_LARGEST_SEQ}"
+        )
+    return kind(**given)
+
+
+def _a(word: str) -> str:
+    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
+
+
+def parse_event(line: str | bytes) -> Event:
+    """The typed event one line of the log holds; raises BadEvent with the reason."""
+    try:
+        values = json.loads(line)
+    except ValueError:
+        raise BadEvent("a line that is not JSON") from None
+    except RecursionError:
+        raise BadEvent("a line nested too deep to be an event") from None
+    return event_from_dict(values)
+
+
+@dataclass
+class EventsRead:
+    """What one read of the log found: the events, where to read next, the lines rejected
+    (each with its byte offset and why)."""
+
+    events: list[Event]
+    offset: int
+    rejected: list[tuple[int, str]]
+
+
+def read_events(path: str | Path, offset: int = 0, end: int | None = None) -> EventsRead:
+    """Read the complete lines after byte `offset` (up to byte `end`) as events.
+
+    A last line without its newline is being written (or was torn by a crash): it is left for
+    the next read. A complete line that is not an event of the contract is skipped, and
+    listed in `rejected`.
+    """
+    try:
+        with open(path, "rb") as file:
+            file.seek(offset)
+            data = file.read() if end is None else file.read(max(0, end - offset))
+    except FileNotFoundError:
+        return EventsRead([], offset, [])
+    except OSError as error:  # a folder, a file we may not read: nothing to take from it
+        return EventsRead([], offset, [(offset, f"the log cannot be read: {error.strerror}")])
+    whole = data.rfind(b"\n") + 1
+    events: list[Event] = []
+    rejected: list[tuple[int, str]] = []
+    position = offset
+    for line in data[:whole].split(b"\n")[:-1]:
+        if line.strip():
+            try:
+                events.append(parse_event(line))
+            except BadEvent as error:
+                rejected.append((position, str(error)))
+        position += len(line) + 1
+    return EventsRead(events, offset + whole, rejected)
+
+
+class EventWriter:
+    """Appends events to a file, flushed per event; `sync` makes them durable (per epoch)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.seq = _last_seq(self.path)
+        self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open)
+        if self._file.tell() and not _ends_a_line(self.path):
+            # A line torn by a crash stays a line of its own (skipped by readers), rather
+            # than swallowing the first event written now.
+            self._file.write("\n")
+        self.last_emit = time.monotonic()
+
+    def heartbeat(self, interval: float | None = None) -> None:
+        """Write a `heartbeat` if nothing was written for `interval` seconds (HEARTBEAT_S):
+        called from loops that write nothing else for a while, so the engine is seen alive."""
+        if time.monotonic() - self.last_emit >= (HEARTBEAT_S if interval is None else interval):
+            self.emit(HEARTBEAT)
+
+    def emit(self, event_type: str, **payload: Any) -> Event:
+        """Write one event of the contract; a payload that is not one is a bug, raised here
+        (TypeError or BadEvent) rather than written for readers to reject."""
+        self.last_emit = time.monotonic()
+        kind = EVENT_TYPES[event_type]
+        unknown = set(payload) - field_names(kind)
+        if unknown:
+            raise TypeError(f"a {event_type} event has no fields {sorted(unknown)}")
+        values = {"seq": self.seq + 1, "t": round(time.time(), 3), "type": event_type, **payload}
+        line = json.dumps(values, separators=(",", ":"))
+        event = parse_event(line)  # checked as a reader will read it
+        self._file.write(line + "\n")
+        self._file.flush()
+        self.seq += 1
+        return event
+
+    def sync(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if not self._file.closed:
+            self.sync()
+            self._file.close()
+
+
+def _ends_a_line(path: Path) -> bool:
+    with open(path, "rb") as file:
+        file.seek(-1, os.SEEK_END)
+        return file.read(1) == b"\n"
+
+
+def _last_seq(path: Path) -> int:
+    """The highest sequence number already in `path`, so a resumed run continues it."""
+    if not path.exists():
+        return 0
+    return max((event.seq for event in read_events(path).events), default=0)

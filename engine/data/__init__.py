@@ -1,0 +1,1 @@
+"""Datasets and batches: built-in shapes, torchvision datasets and image folders."""

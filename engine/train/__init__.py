@@ -1,0 +1,1 @@
+"""Training one run: the loop, its checkpoints and its test metrics."""

@@ -1,0 +1,1 @@
+"""Transfer learning: where weights start, which parts train, and distillation."""

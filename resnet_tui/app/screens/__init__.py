@@ -1,0 +1,1 @@
+"""The app's screens: history, launch, one run, compare, sweep and queue."""

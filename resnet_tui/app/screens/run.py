@@ -1,0 +1,379 @@
+"""The run screen: one run's settings, progress, device load, live charts, log and test report.
+
+Tabs along the top reach every live run from any other; they show only when there is more
+than the one run in view.
+"""
+
+import socket
+from typing import Any
+
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.markup import escape
+from textual.screen import Screen
+from textual.widgets import (
+    DataTable,
+    Footer,
+    Header,
+    ProgressBar,
+    RichLog,
+    Static,
+    TabbedContent,
+    TabPane,
+)
+
+from engine.contract import events as ev
+from engine.contract.spec import SpecError
+from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
+from resnet_tui.app.widgets.charts import MetricChart
+from resnet_tui.display import (
+    device_chosen,
+    distillation_line,
+    duration,
+    epoch_line,
+    fusion_line,
+    fusion_title,
+    init_lines,
+    loss_parts,
+    percent,
+    policy_line,
+    test_report_view,
+)
+from resnet_tui.runs.device_load import load_reader
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.state import RunState
+from resnet_tui.runs.store import RunStore
+
+FOLLOW_INTERVAL_S = 0.25
+CHART_REFRESH_S = 0.5
+LOAD_REFRESH_S = 1.0
+DETAIL_TABS = ("log-tab", "epochs-tab", "test-tab")
+
+
+def lineage_text(store: RunStore, run: Run) -> str:
+    """` · from run 3 (name) ← run 1 (name)`: the runs this one started from, and the
+    teachers it was distilled from, or nothing."""
+    text = ""
+    chain = store.lineage(run.id)
+    if chain:
+        text += " · from " + " ← ".join(escape(f"run {r.id} ({r.name})") for r in chain)
+    if run.teachers:
+        text += " · distilled from " + ", ".join(f"run {t}" for t in run.teachers)
+    return text
+
+
+class RunScreen(Screen[None]):
+    """One run, live while it trains; Escape goes back to the history.
+
+    The screen reads the run's events file itself (never writing anything) and folds it
+    into a `RunState`, from which the bars, charts and tables are drawn; the store's row,
+    which the supervisor keeps, gives the settings line and status.
+    """
+
+    BINDINGS = [
+        Binding("escape", "app.pop_screen", "Back"),
+        Binding("s", "stop_run", "Stop"),
+        Binding("a", "launch_again", "Again"),
+        Binding("t", "switch_tab", "Tabs"),
+        Binding("right_square_bracket", "next_run(1)", "Next run"),
+        Binding("left_square_bracket", "next_run(-1)", "Previous run", show=False),
+    ]
+
+    def __init__(self, store: RunStore, run_id: int) -> None:
+        super().__init__()
+        self.store = store
+        self.run_id = run_id
+        run = store.run(run_id)
+        assert run is not None
+        self.run = run
+        self.state = RunState()
+        self.read_to = 0  # bytes of the events file read so far
+        self.load_reader: Any = None
+        self.tab_run_ids = [run_id]
+        self.composed = False
+        self.deleted = False  # the run was deleted while the screen was open
+        self.epoch_rows: dict[int, int] = {}  # epoch -> seq of the event its row shows
+        self.lines_shown: dict[str, str] = {}  # what `set_line` last showed, by selector
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static(id="run-tabs")
+        yield Static(id="settings")
+        with Horizontal(id="bars"):
+            yield Static("epochs", classes="bar-label", id="epoch-label")
+            yield ProgressBar(id="epoch-bar", show_eta=False)
+            yield Static("steps", classes="bar-label", id="step-label")
+            yield ProgressBar(id="step-bar", show_eta=False)
+        with Horizontal(id="status-line"):
+            yield Static(id="speed")
+            yield Static(id="load")
+        with Horizontal(id="charts"):
+            yield MetricChart("loss", "loss", id="loss-chart")
+            yield MetricChart("accuracy", "accuracy", id="acc-chart")
+        with TabbedContent(id="log-pane"):
+            with TabPane("Log", id="log-tab"):
+                yield RichLog(id="log", wrap=True, markup=True)
+            with TabPane("Epochs", id="epochs-tab"):
+                yield DataTable(id="epochs", zebra_stripes=True, cursor_type="row")
+            with TabPane("Test", id="test-tab"), VerticalScroll():
+                yield Static("The test report appears when the run completes.", id="test")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.composed = True
+        epochs = self.query_one("#epochs", DataTable)
+        for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "seconds"):
+            epochs.add_column(column)
+        self.show_settings()
+        self.follow()
+        self.redraw()
+        self.show_run_tabs()
+        self.set_interval(FOLLOW_INTERVAL_S, self.follow)
+        self.set_interval(CHART_REFRESH_S, self.redraw)
+        self.set_interval(LOAD_REFRESH_S, self.show_load)
+
+    @on(RunsAdded)
+    @on(RunsRemoved)
+    def runs_came_or_went(self, message: RunsAdded | RunsRemoved) -> None:
+        if isinstance(message, RunsRemoved) and self.run_id in message.run_ids:
+            self.deleted = True
+            self.notify(f"run {self.run_id} was deleted", severity="warning")
+            if self.is_current:
+                self.app.pop_screen()
+            return
+        self.show_run_tabs()
+
+    def on_screen_resume(self) -> None:
+        """Back on this screen (from a dialog or the form): if its run went meanwhile, go."""
+        if self.deleted:
+            self.app.pop_screen()
+
+    def on_runs_changed(self, message: RunsChanged) -> None:
+        for run in message.of([self.run_id]):
+            ended = self.run.live and not run.live
+            self.run = run
+            self.show_settings()
+            if ended and run.error is not None and not self.state.ended:
+                # An end the engine could not write (it was killed): the supervisor's word.
+                self.query_one(RichLog).write(
+                    f"[red]{escape(run.status)}: {escape(run.error.line)}[/]"
+                )
+        self.show_run_tabs()
+
+    def show_run_tabs(self) -> None:
+        """A line of this run and every live run, this one highlighted, each one clickable."""
+        if not self.composed:
+            return
+        self.tab_run_ids = sorted(set(self.app.live_run_ids()) | {self.run_id})
+        labels = []
+        for run_id in self.tab_run_ids:
+            run = self.run if run_id == self.run_id else self.store.run(run_id)
+            if run is None:
+                continue
+            mark = " ●" if run.live else ""
+            label = escape(f" {run_id} {run.name}{mark} ")
+            if run_id == self.run_id:
+                labels.append(f"[reverse]{label}[/]")
+            else:
+                labels.append(f"[@click=screen.show_run({run_id})]{label}[/]")
+        self.set_line("#run-tabs", "runs: " + " ".join(labels))
+        tabs = self.query_one("#run-tabs", Static)
+        if tabs.display != (len(labels) > 1):
+            tabs.display = len(labels) > 1
+
+    def set_line(self, selector: str, text: str) -> None:
+        """Show `text` in a one-line Static, only if it changed: its size stays, so no layout
+        of the screen (the costliest repaint there is, several times a second otherwise)."""
+        if self.lines_shown.get(selector) == text:
+            return
+        self.lines_shown[selector] = text
+        self.query_one(selector, Static).update(text, layout=False)
+
+    def action_show_run(self, run_id: int) -> None:
+        if run_id != self.run_id:
+            self.app.switch_run(run_id)
+
+    def action_next_run(self, step: int) -> None:
+        ids = self.tab_run_ids
+        if len(ids) < 2:
+            self.notify("no other live run")
+            return
+        self.app.switch_run(ids[(ids.index(self.run_id) + step) % len(ids)])
+
+    def show_load(self) -> None:
+        """The load of the run's device, read while the run is live on this machine."""
+        if self.load_reader is None or self.run.status != "running":
+            self.set_line("#load", "")
+            return
+        self.set_line("#load", self.load_reader.sample().describe())
+
+    def show_settings(self) -> None:
+        run = self.run
+        self.sub_title = f"run {run.id} · {run.status}"
+        title = f"[b]run {run.id}: {escape(run.name)}[/] · {run.status}"
+        lineage = lineage_text(self.store, run)
+        if not run.trained:
+            recipe = run.recipe or {}
+            members = [m["run"] for m in recipe.get("members", []) if isinstance(m, dict)]
+            self.query_one("#settings", Static).update(
+                f"{title} · {escape(fusion_title({**recipe, 'members': members}))} · "
+                f"{escape(run.dataset)} · device {recipe.get('device', 'auto')}{lineage}"
+            )
+            return
+        spec = run.spec_values
+        epochs = spec.get("epochs", run.epochs)
+        try:
+            lr = f"{run.spec.peak_lr:g}"
+        except SpecError:  # a damaged spec in the store: show what can be shown
+            lr = "?"
+        self.query_one("#settings", Static).update(
+            f"{title} · {run.arch} on {escape(run.dataset)} · weights {escape(run.init)} · "
+            f"policy {run.freeze} · {spec.get('optimizer')} lr {lr} · batch "
+            f"{spec.get('batch_size')} · {epochs} epoch{'s' if epochs != 1 else ''} · "
+            f"device {escape(device_chosen(run.device, run.engine_info))}{lineage}"
+        )
+
+    def follow(self) -> None:
+        """Read what the engine wrote since the last look; show it."""
+        read = ev.read_events(self.run.events_path, self.read_to)
+        if read.offset == self.read_to or not self.composed:
+            return
+        self.read_to = read.offset
+        self.state.apply_all(read.events)
+        for event in read.events:
+            self.show_event(event)
+        self.sync_epoch_table()
+        for chart in self.query(MetricChart):
+            chart.dirty = True
+
+    def show_event(self, event: ev.Event) -> None:
+        """A new event in the log (and, for a start, the bars and the device's load)."""
+        log = self.query_one(RichLog)
+        if isinstance(event, ev.Started):
+            self.started(event)
+        elif isinstance(event, ev.EpochEnded):
+            log.write(escape(epoch_line(event)))
+        elif isinstance(event, ev.Log):
+            log.write(f"[dim]{escape(event.level)}: {escape(event.message)}[/]")
+        elif isinstance(event, ev.Policy):
+            log.write(f"[cyan]{escape(policy_line(event))}[/]")
+        elif isinstance(event, ev.Fusion):
+            log.write(escape(fusion_line(event)))
+        elif isinstance(event, ev.Finished):
+            best = percent(event.best_val_acc)
+            log.write(f"[b]{escape(event.status)}[/] · best val {best}")
+            if event.test:
+                log.write(f"test accuracy {percent(event.test.get('top1'))} (see the Test tab)")
+                self.query_one("#test", Static).update(test_report_view(event.test))
+        elif isinstance(event, ev.Error):
+            log.write(f"[red]failed ({escape(event.kind)}): {escape(event.line)}[/]")
+
+    def started(self, event: ev.Started) -> None:
+        log = self.query_one(RichLog)
+        if self.run.host in (None, socket.gethostname()):  # the latest start's engine
+            self.load_reader = load_reader(event.device, event.pid, event.device_uuid)
+        fusion = event.fusion
+        epoch_bar = self.query_one("#epoch-bar", ProgressBar)
+        step_bar = self.query_one("#step-bar", ProgressBar)
+        epoch_bar.update(total=fusion["steps"] if fusion else event.epochs, progress=0)
+        step_bar.update(total=event.steps_per_epoch, progress=0)
+        if fusion:  # a fusion weighs candidates; it has no steps
+            self.query_one("#epoch-label", Static).update("candidates")
+            step_bar.display = self.query_one("#step-label").display = False
+        what = fusion_title(fusion) if fusion else f"{event.parameters:,} parameters"
+        log.write(
+            f"started on {escape(event.device)} ({escape(event.device_name)}) · "
+            f"{escape(what)} · {event.sizes.get('train', 0):,} training images"
+        )
+        for line in init_lines(event.init):
+            log.write(escape(line))
+        distilling = distillation_line(event.distillation)
+        if distilling:
+            log.write(escape(distilling))
+        if event.resumed_from_epoch:
+            log.write(f"[b]resumed[/] after epoch {event.resumed_from_epoch}")
+
+    def sync_epoch_table(self) -> None:
+        """The Epochs table as the state has them: a resumed run's epochs done again
+        replace the ones it lost."""
+        table = self.query_one("#epochs", DataTable)
+        wanted = {event.epoch: event for event in self.state.epochs}
+        for epoch, seq in list(self.epoch_rows.items()):
+            if epoch not in wanted or wanted[epoch].seq != seq:
+                table.remove_row(str(epoch))
+                del self.epoch_rows[epoch]
+        for epoch, event in wanted.items():
+            if epoch in self.epoch_rows:
+                continue
+            table.add_row(
+                str(epoch),
+                f"{event.train_loss:.4f}{loss_parts(event)}",
+                percent(event.train_acc),
+                f"{event.val_loss:.4f}",
+                percent(event.val_acc),
+                f"{event.seconds:.1f}",
+                key=str(epoch),
+            )
+            self.epoch_rows[epoch] = event.seq
+
+    def chart_series(self) -> None:
+        """The charts' series, from the state: what a resume undid is left out."""
+        loss: dict[str, list[tuple[float, float]]] = {}
+        accuracy: dict[str, list[tuple[float, float]]] = {}
+        steps = self.state.started.steps_per_epoch if self.state.started else 0
+        if steps:
+            loss["step loss"] = [
+                (point.global_step / steps, point.loss) for point in self.state.step_loss_points
+            ]
+        for event in self.state.epochs:
+            for split, value in (("train", event.train_loss), ("val", event.val_loss)):
+                loss.setdefault(f"{split} loss", []).append((event.epoch, value))
+            for split, value in (("train", event.train_acc), ("val", event.val_acc)):
+                accuracy.setdefault(split, []).append((event.epoch, value))
+            for part, value in (("ce", event.train_ce_loss), ("kd", event.train_kd_loss)):
+                if value is not None:  # a distilled run's loss, in its two parts
+                    loss.setdefault(f"train {part}", []).append((event.epoch, value))
+        self.query_one("#loss-chart", MetricChart).series = loss
+        self.query_one("#acc-chart", MetricChart).series = accuracy
+
+    def redraw(self) -> None:
+        """Bring the bars and the speed up to date, and the chart that waited longest."""
+        state = self.state
+        if state.started is not None:
+            fused = state.started.fusion is not None
+            position = len(state.fusion_steps) if fused else state.position
+            self.query_one("#epoch-bar", ProgressBar).update(progress=position)
+        progress = state.progress
+        if progress is not None and not state.superseded(progress.seq, progress.epoch):
+            in_epoch = progress.step if state.ended or state.position > state.epochs_done else 0
+            self.query_one("#step-bar", ProgressBar).update(progress=in_epoch)
+            eta = state.eta_s if self.run.status == "running" else None
+            self.set_line(
+                "#speed",
+                f"{progress.samples_per_s:,.0f} img/s · lr {progress.lr:.2e}"
+                + (f" · {duration(eta)} left" if eta is not None else ""),
+            )
+        # One chart a tick, the longest-waiting first: two pictures built at once would
+        # share the processor with the app's thread the more.
+        dirty = [chart for chart in self.query(MetricChart) if chart.dirty and not chart.drawing]
+        if dirty:
+            self.chart_series()
+            chart = min(dirty, key=lambda chart: chart.drawn_at)
+            chart.draw()
+
+    def action_stop_run(self) -> None:
+        run = self.store.run(self.run_id)
+        if run is None or not run.live:
+            status = run.status if run else "deleted"
+            self.notify(f"run {self.run_id} is not running (it is {status})")
+            return
+        self.app.confirm_stop(self.run_id)
+
+    def action_launch_again(self) -> None:
+        self.app.launch_again(self.run_id)
+
+    def action_switch_tab(self) -> None:
+        tabs = self.query_one(TabbedContent)
+        tabs.active = DETAIL_TABS[(DETAIL_TABS.index(tabs.active) + 1) % len(DETAIL_TABS)]

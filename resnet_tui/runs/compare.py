@@ -1,0 +1,91 @@
+"""Comparing runs: the settings that differ, their results side by side, smoothed curves."""
+
+from typing import Any
+
+from engine.contract.spec import spec_options
+from resnet_tui.display import duration, percent
+from resnet_tui.runs.store import RunStore
+
+RESULT_ROWS = (
+    ("status", "status"),
+    ("epochs_done", "epochs"),
+    ("best_val_acc", "best val acc"),
+    ("test_acc", "test acc"),
+    ("test_top5", "test top-5"),
+    ("seconds", "seconds"),
+)
+
+# Curves a user can overlay: label -> (split, metric name) in the store.
+CURVES = {
+    "val acc": ("val", "acc"),
+    "val loss": ("val", "loss"),
+    "train acc": ("train", "acc"),
+    "train loss": ("train", "loss"),
+    "step loss": ("step", "loss"),
+}
+
+
+def differing_settings(specs: list[dict[str, Any]]) -> list[tuple[str, list[Any]]]:
+    """The spec options whose values are not the same in every run, in spec order.
+
+    Options the engine fills in for itself (the checkpoint an --init run:ID stands for) are
+    left out: the option the user gave is already there.
+    """
+    public = {name for name, *_ in spec_options()}
+    keys = [key for key in dict.fromkeys(key for spec in specs for key in spec) if key in public]
+    rows = []
+    for key in keys:
+        values = [spec.get(key) for spec in specs]
+        if any(value != values[0] for value in values):
+            rows.append((key, values))
+    return rows
+
+
+def comparison(store: RunStore, run_ids: list[int]) -> dict[str, Any]:
+    """Everything a comparison shows: the runs, their differing settings and their results."""
+    found = [store.run(run_id) for run_id in run_ids]
+    missing = [str(run_id) for run_id, run in zip(run_ids, found, strict=True) if run is None]
+    if missing:
+        raise KeyError(f"no run {', '.join(missing)} in {store.path}")
+    runs = [run for run in found if run is not None]
+    return {
+        "runs": [{"id": run.id, "name": run.name} for run in runs],
+        "settings": dict(differing_settings([run.spec_values for run in runs])),
+        "results": {
+            **{label: [getattr(run, column) for run in runs] for column, label in RESULT_ROWS},
+            "test macro-F1": [(run.test_report or {}).get("macro_f1") for run in runs],
+        },
+    }
+
+
+def smooth(values: list[float], weight: float) -> list[float]:
+    """Exponential moving average, as TensorBoard's smoothing slider (0 leaves them as they are)."""
+    smoothed, last = [], None
+    for value in values:
+        last = value if last is None else weight * last + (1 - weight) * value
+        smoothed.append(last)
+    return smoothed
+
+
+def _cell(label: str, value: Any) -> str:
+    if value is None:
+        return "-"
+    if label == "seconds":
+        return duration(value)
+    if "F1" in label:
+        return f"{value:.4f}"
+    if label.startswith(("best", "test")):
+        return percent(value)
+    return str(value)
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """A comparison as rows of text: each differing setting, then each result."""
+    rows = [
+        [key.replace("_", "-"), *("-" if v is None else str(v) for v in values)]
+        for key, values in result["settings"].items()
+    ]
+    rows += [
+        [label, *(_cell(label, v) for v in values)] for label, values in result["results"].items()
+    ]
+    return rows
