@@ -1,4 +1,6 @@
 # Set-up and the two everyday commands. Each target creates .venv when it is missing.
+# `make test` runs the suite on a worker per CPU (pytest-xdist); tests that share a module-wide
+# fixture stay on one worker (tests/conftest.py). A plain `pytest` runs in one process.
 VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
@@ -17,7 +19,7 @@ run: $(INSTALLED)
 test: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n logical --dist loadgroup
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check --fix .

@@ -37,7 +37,9 @@ SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(ROOT))
 
 from engine.contract.spec import RunSpec  # noqa: E402
-from engine.data.datasets import DatasetBundle, TensorSplit, load_dataset, make_batches  # noqa: E402
+from engine.data.batches import make_batches  # noqa: E402
+from engine.data.datasets import DatasetBundle, load_dataset  # noqa: E402
+from engine.data.splits import TensorSplit  # noqa: E402
 
 BATCH = 128
 Batches = Callable[[int], Iterable[tuple[torch.Tensor, torch.Tensor]]]

@@ -40,9 +40,11 @@ from engine.contract import events as ev  # noqa: E402
 from engine.contract.events import EventWriter  # noqa: E402
 from engine.contract.spec import RunSpec  # noqa: E402
 from engine.contract.stopping import StopRequest  # noqa: E402
-from engine.data.datasets import DatasetBundle, TensorSplit  # noqa: E402
+from engine.data.datasets import DatasetBundle  # noqa: E402
+from engine.data.splits import TensorSplit  # noqa: E402
 from engine.models import build_model  # noqa: E402
-from engine.train.loop import Trainer, lr_factor  # noqa: E402
+from engine.train.loop import Trainer  # noqa: E402
+from engine.train.optimisation import lr_factor  # noqa: E402
 
 MODES = {
     "fp32": {"amp": "off", "channels_last": False, "compile": False},

@@ -1,9 +1,9 @@
 """Command line of the engine: `python -m engine run --spec SPEC.json --events EVENTS.jsonl`.
 
-Argument parsing only; `engine.train.loop.run` does the work, and `engine.fusion.run_fusion` for
-`python -m engine fuse --fusion FUSION.json --events EVENTS.jsonl` (ensembles and soups).
-`python -m engine devices` prints the devices torch can see, as JSON, for the user's side
-that never imports torch.
+Argument parsing only; `engine.train.run.run` does the work, and `engine.fusion.run.run_fusion`
+for `python -m engine fuse --fusion FUSION.json --events EVENTS.jsonl` (ensembles and soups).
+`python -m engine devices` prints the devices torch can see, as JSON, for the user's side that
+never imports torch.
 """
 
 import argparse
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         except (OSError, SpecError) as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
-        from engine.fusion import run_fusion
+        from engine.fusion.run import run_fusion
 
         return run_fusion(fusion, args.events, run_dir, stop)
     try:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         rank_args = ["run", "--spec", str(args.spec), "--events", str(args.events)]
         rank_args += ["--run-dir", str(run_dir)] + (["--resume"] if args.resume else [])
         return launch_ranks(spec, rank_args, args.events, run_dir, stop)
-    from engine.train.loop import run as train
+    from engine.train.run import run as train
 
     return train(spec, args.events, run_dir, stop, args.resume)
 

@@ -1,14 +1,15 @@
 """The networks: CIFAR-style ResNets and their plain twins, torchvision ResNets, a small CNN.
 
-Every model is built by `build_model` and describes its stages with `model_stages`, the one
-description of an architecture's parts (stem, stage 1..n, head) that freeze policies use.
+Every model is built by `build_model`, which marks it with its architecture's name, and
+`model_stages` finds its parts (stem, stage 1..n, head) by its family's stage table in the
+catalog: the one description of an architecture's parts that freeze policies use.
 """
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from engine.contract.catalog import ARCHITECTURES, Architecture
+from engine.contract.catalog import ARCHITECTURES, Architecture, stage_table_of
 
 
 class BasicBlock(nn.Module):
@@ -131,30 +132,29 @@ def build_model(
     None); `small_stem` gives torchvision ResNets a 3x3 stride-1 stem without max-pooling.
     """
     arch = ARCHITECTURES[arch_name]
+    model: nn.Module
     if arch.family == "cifar":
-        return CifarResNet(
+        model = CifarResNet(
             arch.depth, num_classes, in_channels, width or arch.default_width, arch.shortcuts
         )
-    if arch.family == "cnn":
-        return SmallCNN(num_classes, in_channels, width or arch.default_width)
-    return _torchvision_resnet(arch, num_classes, in_channels, small_stem)
+    elif arch.family == "cnn":
+        model = SmallCNN(num_classes, in_channels, width or arch.default_width)
+    else:
+        model = _torchvision_resnet(arch, num_classes, in_channels, small_stem)
+    model.arch_name = arch_name  # for `model_stages`; not in the state dict
+    return model
 
 
 def model_stages(model: nn.Module) -> dict[str, list[nn.Module]]:
-    """Name the model's parts in order: `stem`, `stage1`..`stageN`, `head`."""
-    if isinstance(model, CifarResNet):
-        stem: list[nn.Module] = [model.conv1, model.bn1]
-        stages = [model.layer1, model.layer2, model.layer3]
-    elif isinstance(model, SmallCNN):
-        stem = []
-        stages = [model.layer1, model.layer2, model.layer3]
-    else:
-        stem = [model.conv1, model.bn1]
-        stages = [model.layer1, model.layer2, model.layer3, model.layer4]
-    parts = {"stem": stem}
-    parts.update({f"stage{index}": [stage] for index, stage in enumerate(stages, start=1)})
-    # A run that learns without forgetting keeps its source's head beside the new one.
-    parts["head"] = [model.fc, model.old_fc] if hasattr(model, "old_fc") else [model.fc]
+    """The parts of a model from `build_model`, in order: `stem` (where its architecture has
+    one), `stage1`..`stageN`, `head` (with the old head of a run that learns without
+    forgetting)."""
+    table = stage_table_of(model.arch_name)
+    parts = {
+        part: [model.get_submodule(name) for name in names] for part, names in table.parts().items()
+    }
+    if hasattr(model, table.old_head):
+        parts["head"].append(model.get_submodule(table.old_head))
     return parts
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.contract.spec import FusionSpec, RunSpec, SpecError
-from resnet_tui.cli import follow_run
+from resnet_tui.cli.run import follow_run
 from resnet_tui.runs.launcher import fuse, launch
 from resnet_tui.runs.store import RunStore
 

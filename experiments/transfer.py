@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.contract.spec import RunSpec, SpecError
-from resnet_tui.cli import follow_run
+from resnet_tui.cli.run import follow_run
 from resnet_tui.runs.compare import comparison, table_rows
 from resnet_tui.runs.launcher import launch
 from resnet_tui.runs.store import RunStore

@@ -1,4 +1,5 @@
-"""Fixtures shared by the engine and UI tests: the real data beside the checkout, a tiny spec."""
+"""What all the tests share: the real data beside the checkout, the fake engine, a tiny spec,
+the order the tests run in on xdist's workers, and the fault-injection table."""
 
 import contextlib
 import os
@@ -9,12 +10,21 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
+from resnet_tui.runs.supervisor import ENGINE_MODULE_VARIABLE
+from tests.fake_engine import EPOCH_S, EPOCH_S_VARIABLE
+
+# The engines the tests start (and torch in the test process) keep idle OpenMP threads asleep
+# rather than spinning: two xdist workers each training on all the cores otherwise burn a
+# third more CPU time and take longer. Only how threads wait changes, never what they compute.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Property tests: no per-example deadline, so a busy machine (CI, 2 cores) never fails one
 # for being slow rather than wrong.
 settings.register_profile("resnet-tui", deadline=None)
 settings.load_profile("resnet-tui")
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = ROOT.parent / "shared" / "data"
 # The fault-injection tests' tally, fault -> [trials, survived, rows lost]; the suite prints
 # it as its last table.
 FAULTS: dict[str, list[int]] = {}
@@ -63,6 +73,18 @@ def hymenoptera() -> Path:
 
 
 @pytest.fixture
+def fake_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs started in the test (by its process or the commands it runs) train on the
+    torch-free stand-in, tests/fake_engine.py, which replays a recorded run, an epoch every
+    half second unless the test sets RESNET_TUI_FAKE_EPOCH_S (or waits for a stop after the
+    epoch RESNET_TUI_FAKE_WAIT_AFTER_EPOCH names)."""
+    monkeypatch.setenv(ENGINE_MODULE_VARIABLE, "tests.fake_engine")
+    monkeypatch.setenv(EPOCH_S_VARIABLE, str(EPOCH_S))
+    paths = [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(paths))
+
+
+@pytest.fixture
 def tiny_spec_options() -> dict[str, object]:
     """Options for a run that trains in a second or two on a CPU."""
     return {
@@ -78,32 +100,10 @@ def tiny_spec_options() -> dict[str, object]:
     }
 
 
-_drawn: dict[tuple, object] = {}
-
-
-@pytest.fixture(autouse=True)
-def draw_shapes_once(monkeypatch):
-    """Make each shapes split's random draws once per session for the runs trained in the
-    test process (the noise of 10,000 images takes a quarter of a second); each run gets
-    its own copy."""
-    import torch
-
-    from engine.data import datasets as data
-
-    original = data.draw_shapes
-
-    def cached(*args, **kwargs):
-        key = (args, tuple(sorted(kwargs.items())))
-        if key not in _drawn:
-            _drawn[key] = original(*args, **kwargs)
-        return _drawn[key].subset(torch.arange(len(_drawn[key])))
-
-    monkeypatch.setattr(data, "draw_shapes", cached)
-
-
 @pytest.fixture(autouse=True)
 def no_engine_outlives_its_test(tmp_path: Path):
-    """Kill any engine a test left behind under its tmp_path (a failed test, say)."""
+    """Kill any engine (the real one or the fake) a test left behind under its tmp_path (a
+    failed test, say)."""
     yield
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -113,6 +113,39 @@ def no_engine_outlives_its_test(tmp_path: Path):
         if ("engine run" in command or "engine fuse" in command) and str(tmp_path) in command:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(proc.name), signal.SIGKILL)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Run the slow tests first, so that the xdist workers finish together rather than one
+    waiting for another's last long test. Keep the tests of a module that share a
+    module-wide fixture (a run trained once for them all) on one worker (`--dist
+    loadgroup`), so it is made once; the others go to whichever worker is free."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+    for item in items:
+        fixtures = getattr(item, "_fixtureinfo", None)
+        shared = fixtures is not None and any(
+            definitions[-1].scope in ("module", "class")
+            for definitions in fixtures.name2fixturedefs.values()
+        )
+        if shared:
+            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """On an xdist worker, hand the fault tally to the controller that prints it."""
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["faults"] = FAULTS
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """On the xdist controller, add a finished worker's fault tally to the table."""
+    for fault, counts in getattr(node, "workeroutput", {}).get("faults", {}).items():
+        tally = FAULTS.setdefault(fault, [0, 0, 0])
+        for index, count in enumerate(counts):
+            tally[index] += count
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

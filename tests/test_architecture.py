@@ -1,5 +1,7 @@
-"""The house rule of the two packages: the UI never loads torch, the engine never loads the UI."""
+"""The house rules of the two packages: the UI never loads torch, the engine never loads the UI,
+and the import contracts in pyproject.toml hold (import-linter)."""
 
+import ast
 import pkgutil
 import subprocess
 import sys
@@ -52,3 +54,32 @@ def test_the_contract_modules_are_torch_free():
         "engine.contract.locate",
     ]
     assert _loaded_after_import(contract, ["torch"]) == []
+
+
+def test_the_import_contracts_hold():
+    """`lint-imports` checks every import, those inside functions too, against the
+    contracts in pyproject.toml."""
+    lint_imports = Path(sys.executable).parent / "lint-imports"
+    result = subprocess.run(
+        [str(lint_imports), "--no-cache"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "0 broken" in result.stdout
+
+
+def test_the_cli_imports_the_app_only_inside_its_app_command():
+    """The one import of the app that the contracts allow the CLI is inside `open_app`."""
+    tree = ast.parse((ROOT / "resnet_tui" / "cli" / "runs.py").read_text(encoding="utf-8"))
+    importers = [
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("resnet_tui.app")
+    ]
+    top_level = [
+        node
+        for node in tree.body
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("resnet_tui.app")
+    ]
+    assert importers == ["open_app"] and top_level == []

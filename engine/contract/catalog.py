@@ -2,11 +2,45 @@
 
 Torch-free, so the CLI and the app fill their menus and check names without loading torch.
 Parameter counts are for 10 classes, RGB input, the default width and the small-input stem;
-a test checks them against the built models.
+a test checks them against the built models, and that each architecture's stage table names
+every module that has parameters.
 """
 
 import difflib
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class StageTable:
+    """The parts of a family's networks by the names of their modules, as timm's group_matcher
+    has them: the stem, the stages from the input up, and the head. Freeze policies, layer-wise
+    learning rates and L2-SP all see a network through its table."""
+
+    stem: tuple[str, ...]
+    stages: tuple[str, ...]
+    head: tuple[str, ...]
+    # A run that learns without forgetting keeps its source's head beside the new one, by this
+    # name; where the network has it, it is part of the head.
+    old_head: str = "old_fc"
+
+    def parts(self) -> dict[str, tuple[str, ...]]:
+        """Each part's modules in model order: `stem` (where there is one), `stage1`..`stageN`
+        (one module each), `head`."""
+        parts = {"stem": self.stem} if self.stem else {}
+        parts.update({f"stage{index}": (name,) for index, name in enumerate(self.stages, 1)})
+        parts["head"] = self.head
+        return parts
+
+
+STAGE_TABLES = {
+    "cifar-resnet": StageTable(
+        stem=("conv1", "bn1"), stages=("layer1", "layer2", "layer3"), head=("fc",)
+    ),
+    "small-cnn": StageTable(stem=(), stages=("layer1", "layer2", "layer3"), head=("fc",)),
+    "torchvision-resnet": StageTable(
+        stem=("conv1", "bn1"), stages=("layer1", "layer2", "layer3", "layer4"), head=("fc",)
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -15,6 +49,7 @@ class Architecture:
 
     name: str
     family: str  # "cifar", "torchvision" or "cnn"
+    stage_table: str  # its parts: a key of STAGE_TABLES
     description: str
     parameters: int
     depth: int = 0
@@ -48,6 +83,7 @@ def _cifar(depth: int, shortcuts: bool, width: int, parameters: int) -> Architec
     return Architecture(
         name=name,
         family="cifar",
+        stage_table="cifar-resnet",
         description=f"CIFAR-style {depth}-layer {kind}, {channels} channels ({source})",
         parameters=parameters,
         depth=depth,
@@ -87,6 +123,7 @@ for _name, _description, _count in _TORCHVISION:
     ARCHITECTURES[_name] = Architecture(
         name=_name,
         family="torchvision",
+        stage_table="torchvision-resnet",
         description=_description,
         parameters=_count,
         default_width=64,
@@ -95,10 +132,17 @@ for _name, _description, _count in _TORCHVISION:
 ARCHITECTURES["cnn"] = Architecture(
     name="cnn",
     family="cnn",
+    stage_table="small-cnn",
     description="Small plain CNN baseline: three conv-BN-ReLU-pool stages",
     parameters=24_346,
     default_width=16,
 )
+
+
+def stage_table_of(arch: str) -> StageTable:
+    """The stage table of architecture `arch` (a catalog name)."""
+    return STAGE_TABLES[ARCHITECTURES[arch].stage_table]
+
 
 _SHAPE_CLASSES = (
     "circle",

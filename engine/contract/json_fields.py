@@ -1,6 +1,7 @@
-"""Checking a JSON object's values against a dataclass's annotated fields, as read from a file
-that anything may have written: the right JSON types (a bool is no number), containers one
-level deep, and integers that fit in SQLite's 64 bits."""
+"""Checking a JSON object read from a file against a dataclass's annotated fields.
+
+What anything may have written is checked for the right JSON types (a bool is no number),
+containers one level deep, and integers that fit in SQLite's 64 bits."""
 
 import types
 import typing

@@ -1,5 +1,7 @@
-"""Files the engine keeps in a run folder: checkpoints written atomically, and the weights
-the run started from (its --init source and teachers), kept so that it resumes without them."""
+"""The files the engine keeps in a run folder: checkpoints, and the weights the run started from.
+
+Checkpoints are written atomically and read back to resume; the --init source and teachers
+are kept beside them so that a run resumes without them."""
 
 import errno
 import os
@@ -9,7 +11,9 @@ from typing import Any
 
 import torch
 
+from engine.contract import events as ev
 from engine.contract.errors import RunError
+from engine.contract.events import EventWriter
 from engine.contract.spec import RunSpec
 
 
@@ -97,3 +101,50 @@ def _keep(source: Path, folder: Path, stem: str, role: str, resume: bool) -> Pat
             "free some space there, then launch the run again",
         ) from None
     return kept
+
+
+def save_epoch(
+    folder: Path, payload: dict[str, Any], epoch: int, improved: bool, writer: EventWriter
+) -> None:
+    """Write an epoch's checkpoint as last.pt; when the epoch improved, best.pt becomes the
+    same file. Each written file is a `checkpoint` event."""
+    folder.mkdir(parents=True, exist_ok=True)
+    last = folder / "last.pt"
+    save_checkpoint(last, payload)
+    writer.emit(ev.CHECKPOINT, path=str(last), name="last", epoch=epoch, best=False)
+    if improved:
+        best = folder / "best.pt"
+        share_file(last, best)
+        writer.emit(ev.CHECKPOINT, path=str(best), name="best", epoch=epoch, best=True)
+
+
+def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
+    """A checkpoint's contents, its tensors on `device`."""
+    return torch.load(path, map_location=device, weights_only=True)
+
+
+def last_checkpoint(folder: Path, device: torch.device) -> dict[str, Any]:
+    """last.pt, to resume from; a run that has none cannot be resumed."""
+    path = folder / "last.pt"
+    if not path.is_file():
+        raise RunError(
+            "bad_input",
+            f"there is no checkpoint to resume from ({path} is missing)",
+            "the run ended before its first epoch; launch it again instead",
+        )
+    return read_checkpoint(path, device)
+
+
+def random_state(device: torch.device) -> dict[str, Any]:
+    """The random number generators' states, for a resumed run to go on with."""
+    return {
+        "cpu": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def restore_random_state(state: dict[str, Any], device: torch.device) -> None:
+    """Put back the generators' states that `random_state` gave."""
+    torch.set_rng_state(state["cpu"].cpu())
+    if device.type == "cuda" and state.get("cuda") is not None:
+        torch.cuda.set_rng_state(state["cuda"].cpu(), device)

@@ -1,6 +1,8 @@
-"""Knowledge distillation (Hinton et al. 2015): teacher runs, and the loss that moves their
-knowledge into a student of any architecture; learning without forgetting (Li and Hoiem
-2016), which distils a network's old task into itself while it learns a new one."""
+"""Knowledge distillation: teacher runs and their loss, and learning without forgetting.
+
+Distillation (Hinton et al. 2015) moves teachers' knowledge into a student of any
+architecture; learning without forgetting (Li and Hoiem 2016) distils a network's old task
+into itself while it learns a new one."""
 
 import copy
 import dataclasses
@@ -14,7 +16,8 @@ from torch.nn import functional as F
 from engine.contract import locate
 from engine.contract.errors import RunError
 from engine.contract.spec import RunSpec
-from engine.data.datasets import load_dataset, make_batches
+from engine.data.batches import make_batches
+from engine.data.datasets import load_dataset
 from engine.transfer.weights import InputAdapter, RunModel, load_run_model
 
 # Li and Hoiem's temperature for the old task's soft targets.

@@ -1,77 +1,118 @@
-"""Freeze policies: which of a model's stages train, and BatchNorm in the frozen ones.
+"""Freeze policies in training: the parts that train, BatchNorm in the rest, the rates thawed.
 
 Every policy stands on `model_stages`, the one description of an architecture's parts in
-order (stem, stage1..stageN, head), so every policy works for every architecture.
+order (stem, stage1..stageN, head), so every policy works for every architecture. The
+contract's `FreezePolicy` says what a policy is; a `FreezeSchedule` here applies it to one
+model, through hooks the training loop calls without knowing which policy it runs.
 """
 
-from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
-from engine.contract.catalog import BATCHNORM_MODES, FREEZE_POLICIES
+from engine.contract.catalog import BATCHNORM_MODES
+from engine.contract.freezing import FreezePolicy, parse_freeze, trainable_parts
+from engine.contract.spec import RunSpec
 from engine.models import model_stages
 
-
-@dataclass(frozen=True)
-class FreezePolicy:
-    """A parsed --freeze: its name (`last` for `last-K`) and, for `last-K`, K."""
-
-    name: str
-    last_stages: int | None = None
+# A stage that `gradual` thaws trains at this share of the backbone's learning rate, as
+# Lightning's BackboneFinetuning does, so fresh gradients do not wreck its features.
+GRADUAL_THAW_LR_SCALE = 0.1
 
 
-def parse_policy(text: str) -> FreezePolicy:
-    """`full`, `head`, `last-K` (K >= 1), `gradual` or `lp-ft`, as the spec writes them."""
-    if text.startswith("last-"):
-        count = text.removeprefix("last-")
-        if count.isdigit() and int(count) >= 1:
-            return FreezePolicy("last", int(count))
-        raise ValueError(
-            f"freeze policy {text!r}: K in last-K must be a whole number of stages, 1 or more; "
-            "write e.g. last-2"
+class FreezeSchedule:
+    """A freeze policy applied to one model: the parts that train now, changed as epochs
+    start. This one (`full`, `head`, `last-K`) leaves the learning rates as they are."""
+
+    def __init__(self, policy: FreezePolicy, part_names: list[str], spec: RunSpec) -> None:
+        self.policy = policy
+        self.part_names = part_names
+        self.spec = spec
+        self.trainable = self.trainable_in(1)
+
+    def trainable_in(self, epoch: int) -> list[str]:
+        """The parts that train in `epoch` (from 1), in model order."""
+        return trainable_parts(
+            self.policy, self.part_names, epoch, self.spec.unfreeze_every, self.spec.probe_epochs
         )
-    if text in FREEZE_POLICIES and text != "last-K":
-        return FreezePolicy(text)
-    raise ValueError(
-        f"unknown freeze policy {text!r}; write full, head, last-K (e.g. last-2), gradual or lp-ft"
-    )
+
+    def learning_rate_scales(self, thawed: list[str]) -> dict[str, float]:
+        """What each part's learning rate is multiplied by when `thawed` join the parts that
+        train after the first epoch; parts left out keep theirs."""
+        return {}
+
+    def apply_at(self, model: nn.Module, epoch: int) -> None:
+        """Freeze `model` as the policy has it in `epoch`, learning rates untouched: at the
+        start of a run, and on resuming after `epoch`."""
+        self.trainable = self.trainable_in(epoch)
+        apply_freeze(model, self.trainable)
+
+    def at_epoch_start(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        epoch: int,
+    ) -> list[str] | None:
+        """Thaw what the policy thaws at `epoch`, scale the learning rates it changes and set
+        BatchNorm in the frozen parts. Returns the parts that train now: always in the first
+        epoch, later only where they changed (None where they did not)."""
+        trainable = self.trainable_in(epoch)
+        if epoch > 1 and trainable == self.trainable:
+            return None
+        if epoch > 1:
+            thawed = [part for part in trainable if part not in self.trainable]
+            scale_learning_rates(optimizer, scheduler, self.learning_rate_scales(thawed))
+        self.trainable = trainable
+        apply_freeze(model, trainable)
+        set_batchnorm_modes(model, trainable, self.spec.bn)
+        return trainable
+
+    def after_train_mode(self, model: nn.Module) -> None:
+        """Set BatchNorm in the frozen parts again, which `model.train()` has just undone."""
+        set_batchnorm_modes(model, self.trainable, self.spec.bn)
 
 
-def trainable_parts(
-    policy: FreezePolicy,
-    part_names: list[str],
-    epoch: int,
-    unfreeze_every: int = 1,
-    probe_epochs: int = 1,
-) -> list[str]:
-    """The parts that train in `epoch` (from 1), in model order.
+class GradualThaw(FreezeSchedule):
+    """`gradual`: a stage joins at `GRADUAL_THAW_LR_SCALE` times the backbone's rate."""
 
-    - `full`: every part. `head`: the head alone.
-    - `last-K`: the last K stages and the head. The stem counts as the lowest stage, so a K
-      of the stage count trains every stage but the stem, and a larger K everything.
-    - `gradual` (ULMFiT; Lightning's BackboneFinetuning): the head for `unfreeze_every`
-      epochs, then one more part from the top down every `unfreeze_every` epochs, the stem
-      last.
-    - `lp-ft` (Kumar et al. 2022): the head for `probe_epochs` epochs, then everything.
-    """
-    body = [name for name in part_names if name != "head"]  # stem, stage1..N
-    if policy.name == "full":
-        return list(part_names)
-    if policy.name == "head":
-        return ["head"]
-    if policy.name == "last":
-        thawed = policy.last_stages or 0
-    elif policy.name == "gradual":
-        thawed = (epoch - 1) // unfreeze_every
-    else:  # lp-ft
-        thawed = 0 if epoch <= probe_epochs else len(body)
-    return body[len(body) - min(thawed, len(body)) :] + ["head"]
+    def learning_rate_scales(self, thawed: list[str]) -> dict[str, float]:
+        return dict.fromkeys(thawed, GRADUAL_THAW_LR_SCALE)
 
 
-def parts_of(model: nn.Module) -> dict[str, list[nn.Module]]:
-    """The model's parts by name; the empty ones (a CNN has no stem) left out."""
-    return {name: modules for name, modules in model_stages(model).items() if modules}
+class ProbeThenFineTune(FreezeSchedule):
+    """`lp-ft`: when the probe ends, every part fine-tunes at `--ft-lr-scale` times its rate."""
+
+    def learning_rate_scales(self, thawed: list[str]) -> dict[str, float]:
+        return dict.fromkeys(self.part_names, self.spec.ft_lr_scale)
+
+
+SCHEDULES: dict[str, type[FreezeSchedule]] = {
+    "full": FreezeSchedule,
+    "head": FreezeSchedule,
+    "last": FreezeSchedule,
+    "gradual": GradualThaw,
+    "lp-ft": ProbeThenFineTune,
+}
+
+
+def freeze_schedule(model: nn.Module, spec: RunSpec) -> FreezeSchedule:
+    """The spec's freeze policy for `model`; call its `apply_at` to freeze the model."""
+    policy = parse_freeze(spec.freeze)
+    return SCHEDULES[policy.name](policy, list(model_stages(model)), spec)
+
+
+def scale_learning_rates(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scales: dict[str, float],
+) -> None:
+    """Multiply each parameter group's rate, and the schedule's base for it, by its part's scale."""
+    for index, group in enumerate(optimizer.param_groups):
+        factor = scales.get(group["name"], 1.0)
+        scheduler.base_lrs[index] *= factor
+        group["lr"] *= factor
 
 
 def apply_freeze(model: nn.Module, trainable: list[str]) -> None:
@@ -80,7 +121,7 @@ def apply_freeze(model: nn.Module, trainable: list[str]) -> None:
     A parameter outside every part (none in the built-in architectures; a test checks) trains
     only when every part does, so a frozen backbone never trains by omission.
     """
-    parts = parts_of(model)
+    parts = model_stages(model)
     model.requires_grad_(all(name in trainable for name in parts))
     for name, modules in parts.items():
         for module in modules:
@@ -102,7 +143,7 @@ def set_batchnorm_modes(model: nn.Module, trainable: list[str], mode: str) -> No
     """
     if mode not in BATCHNORM_MODES:
         raise ValueError(f"unknown BatchNorm mode {mode!r}; write frozen, eval or train")
-    for name, modules in parts_of(model).items():
+    for name, modules in model_stages(model).items():
         if name in trainable:
             continue
         for module in modules:
@@ -119,7 +160,7 @@ def trainable_count(model: nn.Module) -> int:
 
 def policy_summary(model: nn.Module, trainable: list[str]) -> dict[str, Any]:
     """Which parts train and which are frozen, and how many parameters train: a `policy` event."""
-    names = list(parts_of(model))
+    names = list(model_stages(model))
     return {
         "training": [name for name in names if name in trainable],
         "frozen": [name for name in names if name not in trainable],

@@ -29,11 +29,11 @@ from resnet_tui.app.screens.launch import LaunchScreen
 from resnet_tui.app.screens.queue import QueueScreen
 from resnet_tui.app.screens.sweep import SweepScreen
 from resnet_tui.runs.follower import RunFollower, catch_up
-from resnet_tui.runs.launcher import fuse, launch, queue, resume, stop
+from resnet_tui.runs.launcher import fuse, launch, resume, stop
 from resnet_tui.runs.model import Run
+from resnet_tui.runs.removal import delete_runs
 from resnet_tui.runs.store import RunStore
-from resnet_tui.runs.sweeps import fold_specs
-from resnet_tui.runs.worker import start_sweep_worker
+from resnet_tui.runs.worker import queue_folds
 
 # How often the app asks the store what changed: a run started elsewhere shows within a
 # second, well inside the 2 s a user notices.
@@ -229,17 +229,18 @@ class ResnetApp(App[None]):
         the background that trains them one after another (closing the app stops nothing);
         the sweep's screen shows them, and their mean and spread as they end."""
         try:
-            run_ids, sweep = queue(self.store, fold_specs(spec))
+            folds = queue_folds(self.store, spec, in_background=True)
         except SpecError as error:
             self.notify(str(error), severity="error")
             return
-        assert sweep is not None  # K >= 2 runs are always a sweep
-        self.started_here.append(start_sweep_worker(self.store, sweep, spec.device))
+        assert folds.worker is not None  # started in the background, as asked
+        self.started_here.append(folds.worker)
         self.action_history()
-        self.open_sweep(sweep)
+        self.open_sweep(folds.sweep)
+        first, last = folds.run_ids[0], folds.run_ids[-1]
         self.notify(
-            f"{spec.folds}-fold cross-validation: runs {run_ids[0]}-{run_ids[-1]} queued as "
-            f"sweep {sweep}; a worker trains them one after another, with or without the app"
+            f"{spec.folds}-fold cross-validation: runs {first}-{last} queued as sweep "
+            f"{folds.sweep}; a worker trains them one after another, with or without the app"
         )
 
     def _show_new_run(self, run_id: int, supervisor: Popen[bytes]) -> None:
@@ -308,14 +309,14 @@ class ResnetApp(App[None]):
         run = self.store.run(run_id)
         if run is None:
             return
-        if run.live:
+        if run.live and not run.waits_in_queue:
             self.notify(f"run {run_id} is still {run.status}; stop it first", severity="error")
             return
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            if self.store.delete_runs([run_id]) or self.store.run(run_id) is None:
+            if not delete_runs(self.store, [run]).started:
                 self.notify(f"deleted run {run_id}")
             else:
                 self.notify(

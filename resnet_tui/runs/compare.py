@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from engine.contract.spec import spec_options
+from engine.contract.spec import spec_fields
 from resnet_tui.display import duration, percent
 from resnet_tui.runs.store import RunStore
 
@@ -31,7 +31,7 @@ def differing_settings(specs: list[dict[str, Any]]) -> list[tuple[str, list[Any]
     Options the engine fills in for itself (the checkpoint an --init run:ID stands for) are
     left out: the option the user gave is already there.
     """
-    public = {name for name, *_ in spec_options()}
+    public = {field.name for field in spec_fields()}
     keys = [key for key in dict.fromkeys(key for spec in specs for key in spec) if key in public]
     rows = []
     for key in keys:

@@ -103,13 +103,8 @@ class RunQueue:
         return True
 
     def cancel(self, run_id: int) -> Run | None:
-        """Take a run out of the queue and out of the store, in one write, while no worker
-        has taken it: returns the run as it was, or
-        None where it is not waiting in the queue (any more). Its folder goes too."""
-        with self.store.write_transaction() as connection:
-            run = self.store.run(run_id)
-            if run is None or not run.waits_in_queue:
-                return None
-            self.store.delete_in(connection, [run_id])
-        self.store.remove_folder(run.folder)
-        return run
+        """Take a run out of the queue and out of the store, with its folder, in one write,
+        while no worker has taken it: returns the run as it was, or None where it is not
+        waiting in the queue (any more)."""
+        cancelled = self.store.delete_runs([run_id], queued=[run_id])
+        return cancelled[0] if cancelled else None

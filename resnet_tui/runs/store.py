@@ -213,17 +213,25 @@ class RunStore:
         """A user's rename, tags and notes for a run."""
         self.update(run_id, name=name, tags=tags, notes=notes)
 
-    def delete_runs(self, run_ids: Iterable[int]) -> list[Run]:
+    def delete_runs(self, run_ids: Iterable[int], queued: Iterable[int] = ()) -> list[Run]:
         """Take runs out of the store, with their metrics, lineage rows and folders; returns
-        the runs deleted. A run that is running (its status, or a process holding its lock:
-        one resumed meanwhile, say) is left alone: decided inside the write, so no run can
-        start between the look and the delete."""
-        ids = list(run_ids)
+        the runs deleted. Decided inside the write, so nothing starts between the look and the
+        delete: a running run (one resumed meanwhile, say) stays, and so does a run of `queued`
+        (seen waiting in the queue) that a worker took. See `removal.delete_runs`."""
+        ids, waiting = list(run_ids), set(queued)
         with self.write_transaction() as connection:
             found = self.runs_where(queries.id_in(ids), ids)
-            gone = [r for r in found if r.status != "running" and not supervised(r.folder)]
-            if gone:
-                self.delete_in(connection, [run.id for run in gone])
+            gone = [run for run in found if _may_go(run, run.id in waiting)]
+            if gone:  # rows first, inside the write; folders after it
+                gone_ids, revision = [run.id for run in gone], next_revision(connection)
+                marks = ", ".join("?" for _ in gone)
+                connection.execute(f"DELETE FROM metrics WHERE run_id IN ({marks})", gone_ids)
+                connection.execute(f"DELETE FROM run_sources WHERE run_id IN ({marks})", gone_ids)
+                connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", gone_ids)
+                connection.executemany(
+                    "INSERT OR REPLACE INTO deleted_runs VALUES (?, ?)",
+                    [(run_id, revision) for run_id in gone_ids],
+                )
         for run in gone:
             self.remove_folder(run.folder)
         return gone
@@ -238,18 +246,6 @@ class RunStore:
         runs_dir = self.runs_dir.resolve()
         if folder.resolve().parent == runs_dir and folder.name.isdigit():
             shutil.rmtree(folder, ignore_errors=True)
-
-    @staticmethod
-    def delete_in(connection: sqlite3.Connection, ids: list[int]) -> None:
-        """Delete runs inside the caller's write transaction (their folders stay)."""
-        marks = ", ".join("?" for _ in ids)
-        revision = next_revision(connection)
-        connection.execute(f"DELETE FROM metrics WHERE run_id IN ({marks})", ids)
-        connection.execute(f"DELETE FROM run_sources WHERE run_id IN ({marks})", ids)
-        connection.execute(f"DELETE FROM runs WHERE id IN ({marks})", ids)
-        connection.executemany(
-            "INSERT OR REPLACE INTO deleted_runs VALUES (?, ?)", [(i, revision) for i in ids]
-        )
 
     def record(self, run_id: int, state: RunState, fresh: list[Any], offset: int) -> None:
         """Keep a run's row as its events tell it: the metric rows of the `fresh` events (read
@@ -394,3 +390,11 @@ def next_revision(connection: sqlite3.Connection) -> int:
     """A new revision number for a change (inside its write transaction)."""
     row = connection.execute("UPDATE store_revision SET value = value + 1 RETURNING value")
     return row.fetchone()[0]
+
+
+def _may_go(run: Run, seen_queued: bool) -> bool:
+    """Seen queued: only while it waits still; else only while not running (by its status,
+    or a process holding its lock)."""
+    if seen_queued:
+        return run.waits_in_queue
+    return run.status != "running" and not supervised(run.folder)

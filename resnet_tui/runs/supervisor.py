@@ -6,7 +6,8 @@ records how the engine ended the moment it ends: a run whose engine dies without
 event is `crashed` within a poll, with the exit code or signal, whether or not anyone is
 looking. A stop (SIGINT or SIGTERM) is passed on to the engine, its own child, so no reused
 process id is ever signalled. `python -m resnet_tui.runs.supervisor --db DB --run ID
---lock-fd FD [--resume] [--fusion]`.
+--lock-fd FD [--resume] [--fusion]`. The engine is `python -m engine`, or the module that
+RESNET_TUI_ENGINE_MODULE names (the tests' torch-free stand-in, say).
 """
 
 import argparse
@@ -29,6 +30,9 @@ from resnet_tui.runs.store import RunStore, StoreError
 POLL_INTERVAL_S = 0.25
 ENGINE_LOG = "engine.log"
 SUPERVISOR_LOG = "supervisor.log"
+# Names the module `python -m` runs as the engine, where it is not `engine`: the tests'
+# stand-in (tests/fake_engine.py) replays a recorded run without loading torch.
+ENGINE_MODULE_VARIABLE = "RESNET_TUI_ENGINE_MODULE"
 # The signals a launcher holds while a supervisor starts: they wait for its handlers.
 _HELD = {signal.SIGINT, signal.SIGTERM} | ({signal.SIGHUP} if hasattr(signal, "SIGHUP") else set())
 
@@ -41,10 +45,11 @@ def note(line: str) -> None:
 def engine_command(run_dir: Path, resume: bool = False, fusion: bool = False) -> list[str]:
     """The engine's command line for the run in `run_dir`: training it, resuming it, or (for
     an ensemble or soup) fusing its members."""
+    engine = [sys.executable, "-m", os.environ.get(ENGINE_MODULE_VARIABLE) or "engine"]
     if fusion:
-        command = [sys.executable, "-m", "engine", "fuse", "--fusion", str(run_dir / "fusion.json")]
+        command = [*engine, "fuse", "--fusion", str(run_dir / "fusion.json")]
     else:
-        command = [sys.executable, "-m", "engine", "run", "--spec", str(run_dir / "spec.json")]
+        command = [*engine, "run", "--spec", str(run_dir / "spec.json")]
     command += ["--events", str(run_dir / "events.jsonl"), "--run-dir", str(run_dir)]
     return command + ["--resume"] if resume else command
 

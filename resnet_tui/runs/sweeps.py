@@ -6,7 +6,7 @@ import statistics
 from dataclasses import asdict
 from typing import Any
 
-from engine.contract.spec import RunSpec, SpecError, spec_options
+from engine.contract.spec import RunSpec, SpecError, spec_fields
 from resnet_tui.display import duration
 from resnet_tui.runs.model import Run
 
@@ -19,7 +19,7 @@ def sweep_specs(options: dict[str, Any]) -> list[RunSpec]:
     (`lr="0.1,0.01"`), in the order the options vary (the last fastest). Options that are
     lists already (`--classes`, `--teacher`, `--devices`) are taken whole. A run without a
     `--name` is named by what varies in it. Raises SpecError naming a bad combination."""
-    list_options = {name for name, kind, _, _ in spec_options() if "list" in str(kind)}
+    list_options = {field.name for field in spec_fields() if field.kind is list}
     fixed: dict[str, Any] = {}
     axes: list[tuple[str, list[str]]] = []
     for name, value in options.items():

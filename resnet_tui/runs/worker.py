@@ -2,7 +2,8 @@
 supervisor, until the queue (or the sweep it was given) is empty.
 
 `resnet-tui worker` runs it in the foreground; `run --folds` runs one for its folds; the app
-starts one detached for the folds it launches, so closing the app stops nothing.
+starts one detached for the folds it launches, so closing the app stops nothing. Both queue
+a cross-validation's folds with `queue_folds`.
 """
 
 import os
@@ -13,11 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from engine.contract.spec import SpecError, normalise_device
-from resnet_tui.runs.launcher import start_queued, stop
+from engine.contract.spec import RunSpec, SpecError, normalise_device
+from resnet_tui.runs.launcher import queue, start_queued, stop
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
+from resnet_tui.runs.sweeps import fold_specs
 
 POLL_INTERVAL_S = 0.5
 
@@ -145,3 +147,23 @@ def start_sweep_worker(store: RunStore, sweep: int, device: str) -> subprocess.P
             start_new_session=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "120"},
         )
+
+
+@dataclass(frozen=True)
+class Folds:
+    """The K runs of a cross-validation, queued as one sweep, and the worker started for them
+    in the background (None where the caller trains them itself)."""
+
+    run_ids: list[int]
+    sweep: int
+    worker: subprocess.Popen[bytes] | None
+
+
+def queue_folds(store: RunStore, spec: RunSpec, in_background: bool) -> Folds:
+    """Queue the K fold runs of `spec` (`--folds K`) as one sweep, each checked as `launch`
+    checks a run; with `in_background`, start their sweep's worker on the spec's device,
+    detached. Raises SpecError, before any run is made, for a spec that cannot run."""
+    run_ids, sweep = queue(store, fold_specs(spec))
+    assert sweep is not None  # K >= 2 runs are always a sweep
+    worker = start_sweep_worker(store, sweep, spec.device) if in_background else None
+    return Folds(run_ids, sweep, worker)

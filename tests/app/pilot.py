@@ -39,3 +39,14 @@ async def wait_for_the_app(pilot, condition, timeout: float = 30, what: str = "t
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         pilot.app.look_at_the_store()
         await pilot.pause(0.2)
+
+
+async def wait_for_status(
+    pilot, store: RunStore, run_id: int, status: str, timeout: float = 120
+) -> None:
+    """Wait for a run to reach `status`; fail at once, saying how, where it ends otherwise."""
+    deadline = time.monotonic() + timeout
+    while (run := store.run(run_id)).status != status:
+        assert run.live, f"run {run_id} ended {run.status}, not {status}: {run.error}"
+        assert time.monotonic() < deadline, f"run {run_id} is still {run.status}"
+        await pilot.pause(0.2)

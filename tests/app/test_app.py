@@ -1,28 +1,22 @@
-"""The Textual app driven by Pilot: launch a real tiny run, watch it, find it, stop, quit."""
+"""The Textual app driven by Pilot: launch a real tiny run, watch it, find it; stop, resume
+and fuse runs, edit them. Where the app's and the supervisor's part is the point, the runs
+train on the fake engine (tests/fake_engine.py, a recorded run replayed without torch)."""
 
 import io
 import os
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import pytest
 from rich.console import Console
 
 from engine.contract.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
-from resnet_tui.app.dialogs import FuseDialog, QuitDialog
+from resnet_tui.app.dialogs import FuseDialog
 from resnet_tui.app.screens.history import HistoryScreen
 from resnet_tui.app.screens.launch import LaunchScreen
 from resnet_tui.app.screens.run import RunScreen
-from resnet_tui.runs.launcher import launch, start_queued
-from resnet_tui.runs.ownership import Owners, ProcessName, process_alive
-from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
-from tests.app.pilot import app_store, wait_for, wait_for_the_app
-from tests.event_log import logged
+from tests.app.pilot import app_store, wait_for, wait_for_status
+from tests.fake_engine import WAIT_AFTER_EPOCH_VARIABLE
 
 TINY = {"arch": "resnet8", "width": 4, "limit": 256, "image_size": 16, "epochs": 2}
 SIZE = (120, 40)
@@ -33,18 +27,11 @@ def store(tmp_path, monkeypatch):
     return app_store(tmp_path, monkeypatch)
 
 
-async def wait_for_status(
-    pilot, store: RunStore, run_id: int, status: str, timeout: float = 120
-) -> None:
-    """Wait for a run to reach `status`; fail at once, saying how, where it ends otherwise."""
-    deadline = time.monotonic() + timeout
-    while (run := store.run(run_id)).status != status:
-        assert run.live, f"run {run_id} ended {run.status}, not {status}: {run.error}"
-        assert time.monotonic() < deadline, f"run {run_id} is still {run.status}"
-        await pilot.pause(0.2)
-
-
+@pytest.mark.slow
 async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(store):
+    # The real engine: the app's whole way from the form to a trained run (the spec it
+    # writes, the engine's training and test report as the run screen shows them, the
+    # devices the engine lists for the form).
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         assert isinstance(app.screen, HistoryScreen)
@@ -86,7 +73,7 @@ async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(s
         assert "completed" in table.get_row(str(run_id))[3]
 
 
-async def test_the_form_starts_from_an_earlier_run_and_checks_it_as_you_type(store):
+async def test_the_form_starts_from_an_earlier_run_and_checks_it_as_you_type(store, fake_devices):
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
@@ -162,14 +149,18 @@ async def launch_and_stop_after_an_epoch(pilot, store: RunStore, spec: RunSpec) 
     return run_id
 
 
-async def test_stop_a_live_run_from_its_screen(store):
+async def test_stop_a_live_run_from_its_screen(store, fake_engine):
     spec = RunSpec.from_dict({**TINY, "epochs": 100, "limit": None})
     async with ResnetApp(store).run_test(size=SIZE) as pilot:
         run_id = await launch_and_stop_after_an_epoch(pilot, store, spec)
+        # the fake's stand-in; the real engine's is checked in tests/integration/test_faults.py
         assert (store.run(run_id).folder / "checkpoints" / "last.pt").exists()
 
 
-async def test_a_stopped_run_resumes_from_the_history_and_completes(store):
+async def test_a_stopped_run_resumes_from_the_history_and_completes(
+    store, fake_engine, monkeypatch
+):
+    monkeypatch.setenv(WAIT_AFTER_EPOCH_VARIABLE, "1")  # trains on only once resumed
     spec = RunSpec.from_dict({**TINY, "epochs": 3, "limit": None})
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
@@ -190,7 +181,9 @@ async def test_a_stopped_run_resumes_from_the_history_and_completes(store):
         assert store.run(run_id).epochs_done == 3
 
 
-async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_form(store):
+async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_form(
+    store, fake_engine, fake_devices
+):
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         for seed in (0, 1):
@@ -236,117 +229,6 @@ def _text(renderable: object) -> str:
     return console.export_text()
 
 
-async def test_several_live_runs_are_tabs_and_show_their_device_load(store):
-    spec = RunSpec.from_dict({**TINY, "epochs": 1000, "device": "cpu"})
-    app = ResnetApp(store)
-    async with app.run_test(size=SIZE) as pilot:
-        first, first_process = launch(store, spec)  # started outside the app
-        app.start_run(spec)
-        await pilot.pause()
-        second = app.screen.run_id
-        await wait_for_the_app(pilot, lambda: app.screen.tab_run_ids == [first, second])
-        assert app.screen.query_one("#run-tabs").display
-        await wait_for(pilot, lambda: "CPU" in str(app.screen.query_one("#load").content))
-        assert "engine" in str(app.screen.query_one("#load").content)
-        await pilot.press("right_square_bracket")
-        await pilot.pause()
-        assert isinstance(app.screen, RunScreen) and app.screen.run_id == first
-        assert f"[reverse] {first} " in str(app.screen.query_one("#run-tabs").content)
-        for run_id in (first, second):
-            os.kill(store.run(run_id).pid, signal.SIGTERM)  # its supervisor stops it
-        await wait_for_the_app(pilot, lambda: not app.live_run_ids())
-        await wait_for_the_app(
-            pilot, lambda: "●" not in str(app.screen.query_one("#run-tabs").content)
-        )
-    first_process.wait(timeout=60)
-
-
-def _start_detached(tmp_path: Path, epochs: int) -> int:
-    env = {**os.environ, "RESNET_TUI_DATA": str(tmp_path / "data")}
-    args = ["--arch", "resnet8", "--width", "4", "--image-size", "16", "--device", "cpu"]
-    result = subprocess.run(
-        [sys.executable, "-m", "resnet_tui", "run", *args, "--epochs", str(epochs), "--detach"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        stdin=subprocess.DEVNULL,
-    )
-    return int(result.stdout)
-
-
-async def test_a_run_started_detached_before_the_app_opened_shows_up_live(store, tmp_path):
-    run_id = _start_detached(tmp_path, epochs=2)
-    app = ResnetApp(store)
-    async with app.run_test(size=SIZE) as pilot:
-        assert run_id in app.live_run_ids()
-        await pilot.press("enter")
-        assert isinstance(app.screen, RunScreen) and app.screen.run_id == run_id
-        await wait_for_status(pilot, store, run_id, "completed")
-        await wait_for(
-            pilot,
-            lambda: len(app.screen.query_one("#acc-chart").series.get("val", [])) == 2,
-            timeout=30,
-        )
-
-
-async def test_queued_runs_wait_and_a_run_a_worker_starts_shows_up_live(store):
-    first, second = (
-        store.create_run(RunSpec.from_dict({**TINY, "device": "cpu", "seed": seed}))
-        for seed in (0, 1)
-    )
-    queue = RunQueue(store)
-    queue.enqueue([first, second])
-    app = ResnetApp(store)
-    async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause(1.5)  # several looks at the store
-        assert store.run(first).status == "queued"  # waiting, not taken for dead
-        assert first not in app.live_run_ids()
-        run = queue.take_next(os.getpid())  # what `resnet-tui worker` does
-        supervisor = start_queued(store, run, "cpu")
-        table = app.history.query_one("DataTable")
-        await wait_for(pilot, lambda: first in app.live_run_ids(), timeout=30)
-        await wait_for_status(pilot, store, first, "completed")
-        await wait_for(pilot, lambda: "completed" in str(table.get_row(str(first))[3]), timeout=30)
-        await pilot.pause()
-        # the column grew from "queued" to hold "completed", not cut to "comple"
-        assert table.columns["status"].content_width >= len("completed")
-        assert [r.id for r in queue.waiting()] == [second]
-    assert supervisor.wait(timeout=60) == 0
-
-
-def engine_of(folder: Path, timeout: float = 30) -> ProcessName:
-    """The engine a run's supervisor started, once it names one."""
-    deadline = time.monotonic() + timeout
-    while (owners := Owners.read(folder)) is None or owners.engine is None:
-        assert time.monotonic() < deadline, "the supervisor named no engine"
-        time.sleep(0.1)
-    return owners.engine
-
-
-@pytest.mark.parametrize("choice", ["leave", "stop"])
-async def test_quit_with_a_live_run_leaves_it_running_or_stops_it(store, choice):
-    spec = RunSpec.from_dict({**TINY, "epochs": 100, "limit": None})
-    app = ResnetApp(store)
-    async with app.run_test(size=SIZE) as pilot:
-        run_id, process = launch(store, spec)  # its supervisor, whose pid the run has
-        pid, folder = store.run(run_id).pid, store.run(run_id).folder
-        assert pid == process.pid
-        await pilot.press("q")
-        assert isinstance(app.screen, QuitDialog)
-        await pilot.click(f"#{choice}")
-    if choice == "leave":
-        time.sleep(1)
-        assert process.poll() is None and process_alive(pid)
-        assert engine_of(folder).alive()
-        os.kill(pid, signal.SIGTERM)
-    process.wait(timeout=120)
-    reopened = RunStore(store.path)  # the app closed its store as it quit
-    assert reopened.run(run_id).status == "stopped"  # as the supervisor recorded it
-    assert logged(reopened.run(run_id).events_path)[-1]["status"] == "stopped"
-
-
 async def test_rename_tag_and_note_a_run(store):
     run_id = store.create_run(RunSpec())
     store.update(run_id, status="completed")
@@ -368,7 +250,7 @@ async def test_rename_tag_and_note_a_run(store):
         assert "baseline" in app.screen.query_one("DataTable").get_row(str(run_id))[1]
 
 
-async def test_every_key_of_the_screen_is_a_palette_command(store):
+async def test_every_key_of_the_screen_is_a_palette_command(store, fake_devices):
     run_id = store.create_run(RunSpec())
     store.update(run_id, status="completed")
     app = ResnetApp(store)

@@ -16,6 +16,7 @@ from resnet_tui.runs.launcher import setting_of
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
 from tests.app.pilot import app_store, wait_for, wait_for_the_app
+from tests.fake_engine import EPOCH_S_VARIABLE
 
 SIZE = (120, 40)
 
@@ -182,7 +183,7 @@ async def test_a_sweep_too_big_for_one_chart_compares_the_best_run_of_each_setti
         assert "the best run of each of the 11 settings" in notices(app)
 
 
-async def test_the_form_takes_folds_and_several_devices_with_the_cli_messages(store):
+async def test_the_form_takes_folds_and_several_devices_with_the_cli_messages(store, fake_devices):
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
@@ -205,10 +206,13 @@ async def test_the_form_takes_folds_and_several_devices_with_the_cli_messages(st
         assert not form.query_one("#launch").disabled
 
 
-async def test_folds_launched_from_the_form_train_one_after_another_then_summarise(store):
+async def test_folds_launched_from_the_form_train_one_after_another_then_summarise(
+    store, fake_engine, fake_devices, monkeypatch
+):
     """The form queues the folds as one sweep and starts a worker of their own, detached:
     it trains them one after another whether or not the app stays open (closing it leaves
     the worker training the rest), and the sweep's screen fills in as they end."""
+    monkeypatch.setenv(EPOCH_S_VARIABLE, "4")  # the folds train on while the app closes
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")

@@ -140,7 +140,7 @@ def test_history(snap_compare, store, size):
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_launch_form(snap_compare, store, size):
+def test_launch_form(snap_compare, store, size, fake_devices):
     async def open_form(pilot):
         await pilot.press("n")
         await pilot.app.workers.wait_for_complete()

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from engine.contract import catalog
-from engine.contract.spec import RunSpec, SpecError, spec_options
+from engine.contract.spec import RunSpec, SpecError, spec_fields
 
 
 def spec(**values) -> RunSpec:
@@ -35,14 +35,14 @@ def test_specs_round_trip_through_json():
 
 
 def test_every_option_has_help_and_the_defaults_are_the_dataclass_defaults():
-    options = spec_options()
-    assert [name for name, *_ in options][:2] == ["name", "arch"]
-    assert all(help_text for *_, help_text in options)
+    options = spec_fields()
+    assert [field.name for field in options][:2] == ["name", "arch"]
+    assert all(field.help for field in options)
     defaults = json.loads(RunSpec().to_json())
     # Set by resnet-tui (from the store, or for one fold of --folds), not users' options:
     assert defaults.pop("init_checkpoint") is None and defaults.pop("teacher_checkpoints") is None
     assert defaults.pop("fold") is None
-    assert {name: default for name, _, default, _ in options} == defaults
+    assert {field.name: field.default for field in options} == defaults
 
 
 def test_options_take_dashes_or_underscores_and_names_normalise():
@@ -188,7 +188,7 @@ def test_a_class_named_twice_by_index_and_name_is_refused():
         spec(dataset="imagefolder:/pets", classes="cat,dog,cat")  # before the folder is read
 
 
-FLOAT_OPTIONS = [name for name, kind, *_ in spec_options() if "float" in str(kind)]
+FLOAT_OPTIONS = [field.name for field in spec_fields() if field.kind is float]
 
 
 def test_the_float_options_are_all_checked_below():

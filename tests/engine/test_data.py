@@ -9,7 +9,8 @@ from PIL import Image
 from engine.contract.errors import RunError
 from engine.contract.locate import DatasetMissing, check_dataset, scan_image_folder
 from engine.contract.spec import RunSpec, SpecError
-from engine.data.datasets import FileBatches, TensorBatches, load_dataset, make_batches
+from engine.data.batches import FileBatches, TensorBatches, make_batches
+from engine.data.datasets import load_dataset
 
 CPU = torch.device("cpu")
 

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 
 from engine.contract import events as ev
 from engine.contract.spec import RunSpec, SpecError
-from engine.train.loop import run
+from engine.train.run import run
 from engine.transfer.distill import Teachers, distillation_loss
 from engine.transfer.weights import load_run_model
 from tests.engine.tiny_runs import TINY, trained_run

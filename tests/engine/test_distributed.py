@@ -1,6 +1,12 @@
 """Runs on two processes (torchrun, DDP on gloo): the same curve as one process, one event
 log, freeze policies and distillation, two machines meeting at a rendezvous, a clean stop,
-and a failed rank named as the run's error."""
+and a failed rank named as the run's error.
+
+All on the real engine, whose processes, rendezvous and gradients are the point. Safe beside
+other tests on other xdist workers: torchrun --standalone picks a free port of its own, and
+the rendezvous test asks the system for one; the tests that share `one_process` stay on one
+worker (tests/conftest.py groups them), so it trains once.
+"""
 
 import json
 import os
@@ -80,6 +86,7 @@ def one_process(tmp_path_factory) -> tuple[Path, list[dict]]:
     return folder, events
 
 
+@pytest.mark.slow
 def test_two_processes_follow_the_curve_of_one(tmp_path, one_process):
     _, one = one_process
     code_two, two = run_engine(tmp_path / "two", {**TWINS, "nproc": 2})
@@ -130,6 +137,7 @@ def test_two_gpus_over_nccl_with_syncbn_follow_the_curve_of_one(tmp_path):
         assert abs(double["val_acc"] - single["val_acc"]) <= 0.05
 
 
+@pytest.mark.slow
 def test_a_thawing_policy_and_a_teacher_train_on_two_ranks(tmp_path, one_process):
     """`gradual` starts with the head alone and thaws a stage an epoch: frozen parameters
     must stay outside DDP (its unused-parameter check would fail the first backward) and each
@@ -160,6 +168,7 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_machines_meet_at_the_rendezvous_and_each_keeps_the_whole_run(tmp_path):
     """Two supervisors with --nnodes 2, as two machines would start them (here both on
     this one, a process each): they meet at the endpoint and train one run of two ranks;
@@ -204,6 +213,7 @@ def test_machines_that_never_meet_are_told_so(tmp_path):
     assert "start the same command on each of the 2 machines" in error["hint"]
 
 
+@pytest.mark.slow
 def test_a_stop_reaches_every_rank_and_the_run_resumes_on_both(tmp_path):
     folder = tmp_path / "run"
     folder.mkdir()
@@ -238,6 +248,7 @@ def test_a_stop_reaches_every_rank_and_the_run_resumes_on_both(tmp_path):
     assert restarted["resumed_from_epoch"] == stopped_in and restarted["processes"] == 2
 
 
+@pytest.mark.slow
 def test_a_rank_that_fails_is_named_in_the_runs_error(tmp_path):
     images = tmp_path / "pictures"
     for label in ("circle", "square"):

@@ -4,11 +4,12 @@ import pytest
 import torch
 
 from engine.contract.events import EventWriter
+from engine.contract.freezing import parse_freeze, trainable_parts
 from engine.contract.spec import RunSpec
 from engine.contract.stopping import StopRequest
-from engine.models import build_model
-from engine.train.loop import GRADUAL_THAW_LR_SCALE, Trainer
-from engine.transfer.freeze import parse_policy, parts_of, trainable_parts
+from engine.models import build_model, model_stages
+from engine.train.loop import Trainer
+from engine.transfer.freeze import GRADUAL_THAW_LR_SCALE
 from tests.event_log import logged
 
 PARTS = ["stem", "stage1", "stage2", "stage3", "head"]
@@ -42,7 +43,7 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 def test_frozen_parts_stay_bit_identical_and_trainable_ones_move(tmp_path, policy, training):
     run = trainer(tmp_path, freeze=policy, epochs=3, probe_epochs=1)
     run.update_policy(1)
-    parts = parts_of(run.model)
+    parts = model_stages(run.model)
     before = {name: snapshot(torch.nn.ModuleList(parts[name])) for name in parts}
     run.train_epoch(1)
     for name in parts:
@@ -87,7 +88,7 @@ def test_batchnorm_eval_mode_trains_only_the_affine_of_frozen_parts(tmp_path):
 
 
 def test_gradual_thaws_one_part_every_n_epochs_from_the_top():
-    policy = parse_policy("gradual")
+    policy = parse_freeze("gradual")
     schedule = [trainable_parts(policy, PARTS, epoch, unfreeze_every=2) for epoch in range(1, 12)]
     assert schedule[:8] == [
         ["head"],
@@ -107,9 +108,9 @@ def test_lp_ft_probes_then_fine_tunes_everything_at_the_scaled_rate(tmp_path):
     base = list(run.scheduler.base_lrs)
     for epoch in (1, 2):
         run.update_policy(epoch)
-        assert run.trainable == ["head"]
+        assert run.freeze.trainable == ["head"]
     run.update_policy(3)
-    assert run.trainable == PARTS
+    assert run.freeze.trainable == PARTS
     assert run.scheduler.base_lrs == pytest.approx([lr * 0.5 for lr in base])
 
 
@@ -129,7 +130,7 @@ def test_a_gradually_thawed_stage_joins_at_a_reduced_rate(tmp_path):
 def test_every_parameter_belongs_to_exactly_one_part(arch):
     model = build_model(arch, 3, 3, None if arch == "resnet18" else 4)
     owners: dict[int, int] = {}
-    for modules in parts_of(model).values():
+    for modules in model_stages(model).values():
         for module in modules:
             for parameter in module.parameters():
                 owners[id(parameter)] = owners.get(id(parameter), 0) + 1

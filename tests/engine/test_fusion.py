@@ -7,8 +7,10 @@ import torch
 
 from engine.contract import events as ev
 from engine.contract.spec import FusionSpec
-from engine.data.datasets import load_dataset, make_batches
-from engine.fusion import WISE_ALPHAS, run_fusion
+from engine.data.batches import make_batches
+from engine.data.datasets import load_dataset
+from engine.fusion.run import run_fusion
+from engine.fusion.wise_ft import WISE_ALPHAS
 from engine.transfer.weights import load_run_model
 from tests.engine.tiny_runs import trained_run
 from tests.event_log import logged

@@ -5,11 +5,13 @@ import torch
 from torch.nn import functional as F
 
 from engine.contract.catalog import ARCHITECTURES
+from engine.contract.freezing import stage_names
 from engine.models import BasicBlock, build_model, count_parameters, model_stages
 
 SMALL_FAMILIES = ("cifar", "cnn")
 
-# One architecture of each kind, and how many stages each has between stem and head.
+# One architecture of each kind, and how many stages each has between stem and head (the
+# small CNN has no stem).
 STAGE_COUNTS = {"resnet8": 3, "plain20": 3, "cnn": 3, "resnet18": 4, "resnet50": 4}
 
 
@@ -132,7 +134,8 @@ def test_stages_name_every_parameter_exactly_once(name):
     width = None if ARCHITECTURES[name].family == "torchvision" else 4
     model = build_model(name, 10, width=width)
     stages = model_stages(model)
-    expected = ["stem"] + [f"stage{i}" for i in range(1, STAGE_COUNTS[name] + 1)] + ["head"]
+    stem = [] if name == "cnn" else ["stem"]
+    expected = stem + [f"stage{i}" for i in range(1, STAGE_COUNTS[name] + 1)] + ["head"]
     assert list(stages) == expected
     owners: dict[int, str] = {}
     for stage, modules in stages.items():
@@ -143,3 +146,16 @@ def test_stages_name_every_parameter_exactly_once(name):
                 owners[id(parameter)] = stage
     assert set(owners) == {id(p) for p in model.parameters()}
     assert stages["head"] == [model.fc]
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_the_catalog_names_the_stages_every_built_model_has(name):
+    width = None if ARCHITECTURES[name].family == "torchvision" else 4
+    model = build_model(name, 10, width=width)
+    assert list(model_stages(model)) == stage_names(name)
+
+
+def test_the_old_head_of_learning_without_forgetting_is_part_of_the_head():
+    model = build_model("resnet8", 10, width=4)
+    model.old_fc = torch.nn.Linear(16, 5)
+    assert model_stages(model)["head"] == [model.fc, model.old_fc]

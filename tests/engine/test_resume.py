@@ -9,7 +9,9 @@ import torch
 
 from engine.contract import events as ev
 from engine.contract.spec import RunSpec
-from engine.train.loop import Trainer, device_lost, run
+from engine.train.failures import device_lost
+from engine.train.loop import Trainer
+from engine.train.run import run
 from tests.engine.tiny_runs import trained_run
 from tests.event_log import logged
 

@@ -11,9 +11,11 @@ from engine.contract import events as ev
 from engine.contract.events import USER_ERROR_KINDS, EventWriter
 from engine.contract.spec import RunSpec
 from engine.contract.stopping import StopRequest
-from engine.data.datasets import load_dataset, make_batches
+from engine.data.batches import make_batches
+from engine.data.datasets import load_dataset
 from engine.models import build_model
-from engine.train.loop import lr_factor, make_optimizer, parameter_groups, run
+from engine.train.optimisation import lr_factor, make_optimizer, parameter_groups
+from engine.train.run import run
 
 
 def events_of(path) -> list[dict]:

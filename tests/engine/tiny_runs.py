@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from engine.contract.spec import RunSpec
-from engine.train.loop import run
+from engine.train.run import run
 
 TINY = {"arch": "resnet8", "width": 4, "limit": 128, "image_size": 16, "device": "cpu"}
 

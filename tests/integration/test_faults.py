@@ -6,6 +6,10 @@ exactly what the events file held before the kill (by replaying the file into a 
 and comparing), and resumes the run, which in the end has exactly one row per epoch. Two
 engines and two viewers share one store for 15 s; four processes migrate one old store at
 once. The results go into the table the suite prints last (tests/conftest.py).
+
+The kills, and the stops the moment a run starts, are of the real engine: how it ends (its
+checkpoints, its last event, its exit) is the point. Where only the supervisors and the
+store are (a shared store, a hang-up), runs train on the fake engine (tests/fake_engine.py).
 """
 
 import json
@@ -19,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from engine.contract import events as ev
 from engine.contract.spec import RunSpec
 from resnet_tui.runs.follower import RunFollower
@@ -26,13 +32,14 @@ from resnet_tui.runs.launcher import launch
 from resnet_tui.runs.ownership import Owners
 from resnet_tui.runs.schema import SCHEMA_VERSION
 from resnet_tui.runs.store import RunStore
-from tests.cli.command import cli, runs_json
-from tests.cli.test_cli import TINY
+from tests.cli.command import TINY, cli, runs_json
 from tests.conftest import record_fault
-from tests.engine.tiny_runs import TINY as TINY_SPEC
 from tests.event_log import logged
+from tests.fake_engine import EPOCH_S_VARIABLE
 from tests.runs.old_stores import back_to_version_one
 
+# A run that trains in a second or two on a CPU, as a spec's options.
+TINY_SPEC = {"arch": "resnet8", "width": 4, "limit": 128, "image_size": 16, "device": "cpu"}
 TRIALS = 6
 EPOCHS = 1000  # more than the trials get through: the run is stopped after the last one
 KILLED = "engine killed (SIGKILL) at a random moment"
@@ -98,7 +105,10 @@ def checkpoints_written(events_file: Path) -> int:
     return sum(e["type"] == ev.CHECKPOINT for e in events)
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_moments_loses_nothing_and_the_run_resumes_each_time(tmp_path):
+    # The real engine: what a kill at any moment leaves (a torn line, checkpoints written
+    # to a temporary name) and what its resume makes of it are the engine's.
     rng = random.Random(0)
     args = [*TINY, "--epochs", str(EPOCHS), "--detach"]
     run_id = int(cli("run", *args, cwd=tmp_path).stdout)
@@ -159,7 +169,10 @@ SHARED_FOR_S = 15
 SHARED = f"two engines and two viewers on one runs.db, {SHARED_FOR_S} s"
 
 
-def test_two_engines_and_two_viewers_share_one_store_without_locks_or_lost_rows(tmp_path):
+@pytest.mark.slow
+def test_two_engines_and_two_viewers_share_one_store_without_locks_or_lost_rows(
+    tmp_path, fake_engine
+):
     args = [*TINY, "--epochs", "1000", "--detach"]
     run_ids = [int(cli("run", *args, cwd=tmp_path).stdout) for _ in range(2)]
     viewers = [
@@ -216,11 +229,14 @@ def test_processes_opening_an_old_store_at_once_migrate_it_once(tmp_path):
     assert run.name == "kept" and run.teachers == () and run.sweep is None
 
 
+@pytest.mark.slow
 def test_a_stop_sent_the_moment_a_run_starts_stops_it_cleanly(tmp_path):
     """SIGINT and SIGTERM sent before the supervisor and its engine have caught them wait
     (each is started with them blocked) and stop the run with a checkpoint, rather than
     killing it: the supervisor lives to pass the stop on, and the engine ends the run with a
     final `stopped` event (a killed engine writes none, and its run is crashed)."""
+    # The real engine: a signal that comes before its handlers, and its checkpoint and last
+    # event on a stop, are the engine's.
     store = RunStore(tmp_path / "runs.db")
     spec = RunSpec.from_dict({**TINY_SPEC, "epochs": 50})
     for signum, after_s in [(signal.SIGINT, 0.0), (signal.SIGTERM, 0.03)]:
@@ -238,10 +254,15 @@ def test_a_stop_sent_the_moment_a_run_starts_stops_it_cleanly(tmp_path):
         assert (run.folder / "checkpoints" / "last.pt").is_file()
 
 
-def test_a_hang_up_of_a_foreground_run_does_not_reach_the_engine(tmp_path):
+def test_a_hang_up_of_a_foreground_run_does_not_reach_the_engine(
+    tmp_path, fake_engine, monkeypatch
+):
     """SSH dropping sends SIGHUP to the terminal's process group: the `resnet-tui run` that
     was following the run dies of it, the engine (in a session of its own, and ignoring
-    hang-ups anyway) trains on to the end, and the next look finds the run completed."""
+    hang-ups anyway) trains on to the end, and the next look finds the run completed. The
+    fake engine ignores a hang-up as the engine does: with the contract's `StopRequest`,
+    installed first thing."""
+    monkeypatch.setenv(EPOCH_S_VARIABLE, "1")  # the engine still trains when the hang-up comes
     # A suite started under nohup passes its ignored SIGHUP down; a terminal's process
     # does not ignore it, so the follower starts with the default (an ignore survives exec).
     ignored = signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -1,6 +1,7 @@
 """Runs made from runs, from the user's side: teachers, ensembles, soups and WiSE-FT."""
 
 import json
+import subprocess
 
 import pytest
 
@@ -8,8 +9,7 @@ from engine.contract.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.runs import launcher, sources
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
-from tests.cli.command import cli, runs_json
-from tests.cli.test_cli import TINY
+from tests.cli.command import TINY, cli, invoke, runs_json
 from tests.runs.made_events import started
 from tests.runs.old_stores import back_to_version_one
 
@@ -127,9 +127,20 @@ def test_a_version_one_store_gains_the_new_columns_and_keeps_its_runs(tmp_path):
     assert run.queue_position is None and RunQueue(store).waiting() == []
 
 
+@pytest.mark.slow
 def test_distil_ensemble_and_soup_from_the_command_line(tmp_path):
-    def run(*args: str) -> None:
+    # The real engine: what the runs are made from (teachers, the old task, the members of
+    # an ensemble or soup) reaches it through the spec and fusion files, and what it makes
+    # of them comes back through its events.
+    def run(*args: str) -> subprocess.CompletedProcess:
+        """A command as a user types it: the runs it trains are followed to their end."""
         result = cli(*args, cwd=tmp_path)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    def look(*args: str) -> subprocess.CompletedProcess:
+        """A command that only reads the store, run in this process."""
+        result = invoke(*args, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         return result
 
@@ -159,20 +170,20 @@ def test_distil_ensemble_and_soup_from_the_command_line(tmp_path):
     assert set(runs[5]["recipe"]["outcome"]["kept"]) <= {2, 3}
     assert runs[6]["parents"] == [5] and runs[6]["status"] == "completed"
     assert runs[7]["teachers"] == [5] and runs[7]["status"] == "completed"
-    assert [r["id"] for r in json.loads(run("runs", "--json").stdout)] == [8, 7, 6, 5, 4, 3, 2, 1]
+    assert [r["id"] for r in json.loads(look("runs", "--json").stdout)] == [8, 7, 6, 5, 4, 3, 2, 1]
 
-    shown = run("show", "5").stdout
+    shown = look("show", "5").stdout
     assert "greedy soup of runs 2, 3: `resnet-tui soup 2 3 --greedy`" in shown
     assert "members: run 2 (tuned a), run 3 (tuned b)" in shown
     assert "Test metrics" in shown
-    shown = json.loads(run("show", "7", "--json").stdout)
+    shown = json.loads(look("show", "7", "--json").stdout)
     assert all("train_kd_loss" in row for row in shown["epoch_table"])
-    assert "distilled from run 5" in run("show", "7").stdout
+    assert "distilled from run 5" in look("show", "7").stdout
 
-    refused = cli("soup", "1", "2", cwd=tmp_path)
+    refused = invoke("soup", "1", "2", cwd=tmp_path)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1
     assert "start from different weights" in refused.stderr
-    refused = cli("resume", "4", cwd=tmp_path)
+    refused = invoke("resume", "4", cwd=tmp_path)
     assert refused.returncode == 2 and "make it again with `resnet-tui ensemble 2 3`" in (
         refused.stderr
     )

@@ -11,7 +11,7 @@ from resnet_tui.app.screens.compare import CompareScreen
 from resnet_tui.runs.compare import comparison, differing_settings, smooth
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.store import RunStore
-from tests.cli.command import cli
+from tests.cli.command import invoke
 from tests.runs.made_events import write_log
 
 
@@ -64,11 +64,11 @@ def test_comparison_names_runs_settings_and_results(store_with_runs):
 
 
 def test_the_compare_command_prints_a_table_or_json(store_with_runs, tmp_path):
-    shown = cli("compare", "1", "2", "--db", str(store_with_runs.path), cwd=tmp_path)
+    shown = invoke("compare", "1", "2", "--db", str(store_with_runs.path), cwd=tmp_path)
     assert shown.returncode == 0 and "lr" in shown.stdout and "90.0%" in shown.stdout
-    data = json.loads(cli("compare", "1", "2", "--json", cwd=tmp_path).stdout)
+    data = json.loads(invoke("compare", "1", "2", "--json", cwd=tmp_path).stdout)
     assert data["settings"]["lr"] == [0.1, 0.01]
-    refused = cli("compare", "1", cwd=tmp_path)
+    refused = invoke("compare", "1", cwd=tmp_path)
     assert refused.returncode == 2 and "at least two" in refused.stderr
 
 

@@ -1,6 +1,11 @@
 """The supervisor keeps runs.db true with nobody looking: epochs as they end, a killed engine
 as `crashed` within seconds, one engine however many resumes race, and a stop that never
-reaches a process that merely reuses a dead one's id."""
+reaches a process that merely reuses a dead one's id.
+
+What is tested is the supervisor's, so the runs train on the fake engine (tests/fake_engine.py,
+a recorded run replayed without torch); tests/integration/test_faults.py kills, stops and
+resumes the real one.
+"""
 
 import json
 import os
@@ -10,6 +15,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
 
 from engine.contract.spec import RunSpec
 from resnet_tui.runs import ownership
@@ -31,6 +38,8 @@ TINY = {
     "device": "cpu",
 }
 TINY_FLAGS = [f"--{key.replace('_', '-')}={value}" for key, value in TINY.items()]
+
+pytestmark = pytest.mark.usefixtures("fake_engine")
 
 
 def poll(condition, timeout: float = DEADLINE_S, what: str = "the condition"):
@@ -116,14 +125,15 @@ def test_six_resumes_at_once_start_one_engine_and_the_others_say_why_in_one_line
 
 
 def _engines_of(folder: Path) -> list[int]:
-    """Engine processes training a run of the store in `folder`."""
+    """Engine processes training a run of the store in `folder` (the real engine's or the
+    fake's: `python -m MODULE run --spec ...`)."""
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "-m engine run" in command and str(folder) in command:
+        if " run --spec " in command and str(folder) in command:
             found.append(int(proc.name))
     return found
 

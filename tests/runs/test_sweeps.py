@@ -13,8 +13,7 @@ from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.sweeps import MOST_RUNS_IN_A_SWEEP, summary, sweep_specs
 from resnet_tui.runs.worker import Worker
-from tests.cli.command import cli, runs_json
-from tests.cli.test_cli import BAD_INPUT, TINY
+from tests.cli.command import BAD_INPUT, TINY, cli, invoke, runs_json
 from tests.conftest import record_fault
 
 
@@ -54,8 +53,8 @@ def test_a_bad_sweep_is_refused_before_any_run_is_made(options, message):
         sweep_specs(options)
 
 
-def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_path):
-    queued = cli("sweep", *TINY, "--epochs", "1", "--seed", "1,2,3", "--json", cwd=tmp_path)
+def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_path, fake_engine):
+    queued = invoke("sweep", *TINY, "--epochs", "1", "--seed", "1,2,3", "--json", cwd=tmp_path)
     assert queued.returncode == 0, queued.stderr
     made = json.loads(queued.stdout)
     assert made == {"sweep": 1, "runs": [1, 2, 3]}
@@ -63,14 +62,14 @@ def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_pat
     assert {run["status"] for run in runs} == {"queued"}
     assert {run["sweep"] for run in runs} == {1}
 
-    removed = cli("rm", "3", "--yes", cwd=tmp_path)  # a waiting run leaves the queue
+    removed = invoke("rm", "3", "--yes", cwd=tmp_path)  # a waiting run leaves the queue
     assert removed.returncode == 0, removed.stderr
     assert not (tmp_path / "runs" / "3").exists()
 
-    moved = cli("queue", "--first", "2", "--json", cwd=tmp_path)
+    moved = invoke("queue", "--first", "2", "--json", cwd=tmp_path)
     assert [run["id"] for run in json.loads(moved.stdout)] == [2, 1]
 
-    worker = cli("worker", "--devices", "cpu", cwd=tmp_path)
+    worker = cli("worker", "--devices", "cpu", cwd=tmp_path)  # a worker is a process of its own
     assert worker.returncode == 0, worker.stderr
     started = [line.split()[1] for line in worker.stdout.splitlines() if "started on cpu" in line]
     assert started == ["2", "1"]
@@ -78,7 +77,7 @@ def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_pat
     assert {run["status"] for run in runs.values()} == {"completed"}
     assert [runs[i]["spec"]["seed"] for i in (1, 2)] == [1, 2]
     assert all(run["device"] == "cpu" and run["queue_position"] is None for run in runs.values())
-    assert cli("queue", cwd=tmp_path).stdout.strip() == "the queue is empty"
+    assert invoke("queue", cwd=tmp_path).stdout.strip() == "the queue is empty"
 
 
 @pytest.mark.parametrize(
@@ -96,7 +95,7 @@ def test_sweep_then_worker_runs_the_queue_in_order_from_the_command_line(tmp_pat
     ],
 )
 def test_bad_queue_commands_get_one_line_and_exit_code_2(tmp_path, args, message):
-    result = cli(*args, cwd=tmp_path)
+    result = invoke(*args, cwd=tmp_path)
     survived = result.returncode == 2 and message in result.stderr
     record_fault(BAD_INPUT, survived and "Traceback" not in result.stderr)
     assert result.returncode == 2, result.stderr
@@ -173,7 +172,7 @@ def test_a_sweep_with_folds_is_summarised_per_setting(tmp_path):
     assert rows[1]["completed"] == 2
 
 
-def test_run_with_folds_trains_each_fold_and_reports_mean_and_spread(tmp_path):
+def test_run_with_folds_trains_each_fold_and_reports_mean_and_spread(tmp_path, fake_engine):
     result = cli("run", *TINY, "--epochs", "1", "--folds", "2", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
@@ -186,5 +185,5 @@ def test_run_with_folds_trains_each_fold_and_reports_mean_and_spread(tmp_path):
     assert names == ["resnet8 on shapes fold 1/2", "resnet8 on shapes fold 2/2"]
     assert [run["spec"]["fold"] for run in runs] == [0, 1]
     assert {run["sweep"] for run in runs} == {report["sweep"]}
-    table = cli("summary", str(report["sweep"]), cwd=tmp_path)
+    table = invoke("summary", str(report["sweep"]), cwd=tmp_path)
     assert "2/2" in table.stdout and "±" in table.stdout

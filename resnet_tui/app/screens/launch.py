@@ -2,20 +2,25 @@
 
 from typing import Any
 
+from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 
 from engine.contract import catalog, locate
-from engine.contract.spec import RunSpec, SpecError
+from engine.contract.freezing import what_trains
+from engine.contract.spec import RunSpec, SpecError, dataset_kind
 from resnet_tui.runs.launcher import DevicesUnavailable, list_devices
 from resnet_tui.runs.sources import resolve_init, resolve_teachers
 from resnet_tui.runs.sweeps import fold_specs
 
 FOLDER = "imagefolder"
+# How long the typing must pause before the dataset is checked (an image folder is scanned).
+DATASET_CHECK_DELAY_S = 0.3
 
 # Form fields typed as text: (spec option, label).
 TEXT_FIELDS = (
@@ -68,6 +73,41 @@ def _dataset_options() -> list[tuple[str, str]]:
     return options
 
 
+def _dataset_key(spec: RunSpec) -> tuple[Any, ...]:
+    """What checking a spec's dataset depends on."""
+    return (spec.dataset, tuple(spec.classes or ()), spec.download, spec.data_root)
+
+
+def _summary(spec: RunSpec, folds: int) -> str:
+    """The form's line for a spec that can run: what it trains, how, and what is frozen."""
+    arch = catalog.ARCHITECTURES[spec.arch]
+    trains = what_trains(
+        spec.arch, spec.freeze, spec.epochs, spec.unfreeze_every, spec.probe_epochs
+    )
+    return (
+        f"[green]✓[/] {spec.arch} ({arch.parameters / 1e6:.2f} M parameters) on "
+        f"{escape(spec.dataset)}, {spec.epochs} epochs of batch {spec.batch_size}, "
+        f"{spec.optimizer} lr {spec.peak_lr:g}; weights {escape(spec.init)} "
+        f"({catalog.describe_init(spec.init)}), policy {spec.freeze} "
+        f"({catalog.describe_freeze(spec.freeze)})"
+        + (
+            f"; distilled from {', '.join(spec.teacher)} (alpha {spec.kd_alpha:g}, "
+            f"temperature {spec.kd_temperature:g})"
+            if spec.teacher
+            else ""
+        )
+        + (f"; learning without forgetting (alpha {spec.lwf:g})" if spec.lwf else "")
+        + (f"; DDP on {spec.placement}" if spec.processes > 1 else "")
+        + (
+            f"; {folds}-fold cross-validation: {folds} runs queued as one sweep, trained one "
+            "after another by a worker of their own"
+            if spec.folds
+            else ""
+        )
+        + f"\n{escape(trains)}"
+    )
+
+
 def _text(value: Any) -> str:
     if value is None:
         return ""
@@ -104,6 +144,10 @@ class LaunchScreen(Screen[None]):
         super().__init__()
         self.start_from = start_from or RunSpec()
         self.spec: RunSpec | None = None
+        # What checking each dataset the form named found: its classes, or why it cannot be
+        # used; keyed by what the check reads (_dataset_key).
+        self.dataset_checks: dict[tuple[Any, ...], list[str] | SpecError] = {}
+        self.dataset_timer: Timer | None = None
 
     def compose(self) -> ComposeResult:
         spec = self.start_from
@@ -213,7 +257,10 @@ class LaunchScreen(Screen[None]):
     @on(Input.Changed)
     @on(Select.Changed)
     def validate_form(self) -> None:
-        """Check the form as the CLI would; show the first problem and hold the button."""
+        """Check the form as the CLI would; show the first problem and hold the button.
+
+        An image folder is scanned off the UI thread, a moment after the typing stops, once
+        for each folder the form names."""
         self.query_one("#folder", Input).display = (
             self.query_one("#dataset", Select).value == FOLDER
         )
@@ -222,40 +269,58 @@ class LaunchScreen(Screen[None]):
             "file",
         )
         problem = self.query_one("#problem", Static)
+        self.spec = None
         try:
             spec = RunSpec.from_dict(self.form_values())
-            locate.check_dataset(spec)
             resolve_init(self.app.store, spec)
             resolve_teachers(self.app.store, spec)
             folds = fold_specs(spec)
+            dataset = self.dataset_checked(spec)
+            if dataset is None:
+                problem.update(f"[dim]… checking {escape(spec.dataset)}[/]")
+                self._check_dataset_soon(spec)
+            elif isinstance(dataset, SpecError):
+                raise dataset
+            else:
+                spec.classes = dataset or None
+                self.spec = spec
+                problem.update(_summary(spec, len(folds)))
         except SpecError as error:
-            self.spec = None
-            problem.update(f"[red]✗ {error}[/]")
-        else:
-            self.spec = spec
-            arch = catalog.ARCHITECTURES[spec.arch]
-            problem.update(
-                f"[green]✓[/] {spec.arch} ({arch.parameters / 1e6:.2f} M parameters) on "
-                f"{spec.dataset}, {spec.epochs} epochs of batch {spec.batch_size}, "
-                f"{spec.optimizer} lr {spec.peak_lr:g}; weights {spec.init} "
-                f"({catalog.describe_init(spec.init)}), policy {spec.freeze} "
-                f"({catalog.describe_freeze(spec.freeze)})"
-                + (
-                    f"; distilled from {', '.join(spec.teacher)} (alpha {spec.kd_alpha:g}, "
-                    f"temperature {spec.kd_temperature:g})"
-                    if spec.teacher
-                    else ""
-                )
-                + (f"; learning without forgetting (alpha {spec.lwf:g})" if spec.lwf else "")
-                + (f"; DDP on {spec.placement}" if spec.processes > 1 else "")
-                + (
-                    f"; {len(folds)}-fold cross-validation: {len(folds)} runs queued as one "
-                    "sweep, trained one after another by a worker of their own"
-                    if spec.folds
-                    else ""
-                )
-            )
+            problem.update(f"[red]✗ {escape(str(error))}[/]")
         self.query_one("#launch", Button).disabled = self.spec is None
+
+    def dataset_checked(self, spec: RunSpec) -> list[str] | SpecError | None:
+        """What checking the spec's dataset found: its classes, or why it cannot be used; None
+        while an image folder waits to be scanned. Built-in and torchvision datasets take a
+        few file lookups, checked at once."""
+        if dataset_kind(spec.dataset) == FOLDER:
+            return self.dataset_checks.get(_dataset_key(spec))
+        try:
+            locate.check_dataset(spec)
+        except SpecError as error:
+            return error
+        return list(spec.classes or [])
+
+    def _check_dataset_soon(self, spec: RunSpec) -> None:
+        if self.dataset_timer is not None:
+            self.dataset_timer.stop()
+        self.dataset_timer = self.set_timer(DATASET_CHECK_DELAY_S, lambda: self.check_dataset(spec))
+
+    @work(thread=True, exclusive=True, group="dataset")
+    def check_dataset(self, spec: RunSpec) -> None:
+        """Whether the spec's dataset is there (its classes, resolved), or why not; then the
+        form is checked again with the answer."""
+        key = _dataset_key(spec)
+        try:
+            locate.check_dataset(spec)
+            answer: list[str] | SpecError = list(spec.classes or [])
+        except SpecError as error:
+            answer = error
+        self.app.call_from_thread(self._dataset_checked, key, answer)
+
+    def _dataset_checked(self, key: tuple[Any, ...], answer: list[str] | SpecError) -> None:
+        self.dataset_checks[key] = answer
+        self.validate_form()
 
     @on(Button.Pressed, "#launch")
     def action_launch(self) -> None:

@@ -10,6 +10,7 @@ from resnet_tui.app.dialogs import ConfirmDialog
 from resnet_tui.app.screens.live_screen import LiveRunsScreen
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.removal import delete_runs
 from resnet_tui.runs.store import RunStore
 
 # (key, heading) of the queue's columns.
@@ -149,20 +150,22 @@ class QueueScreen(LiveRunsScreen):
         if run_id is None:
             return
         gone = self._left_the_queue(run_id)
-        if gone:
-            self.notify(gone, severity="warning")
+        run = self.store.run(run_id)
+        if gone or run is None:
+            self.notify(gone or f"run {run_id} is no longer in the store", severity="warning")
             self.refresh_from_store()
             return
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
-            if self.queue.cancel(run_id) is not None:
+            deletion = delete_runs(self.store, [run])
+            if deletion.deleted:
                 self.notify(f"cancelled run {run_id}: out of the queue and the store")
-            elif (now := self.store.run(run_id)) is not None:  # taken while the dialog was up
+            elif deletion.started:  # taken while the dialog was up
                 self.notify(
-                    f"a worker took run {run_id} meanwhile (it is {now.status}); stop it "
-                    f"from its screen (s) or with `resnet-tui stop {run_id}`",
+                    f"a worker took run {run_id} meanwhile (it is {deletion.started[0].status}); "
+                    f"stop it from its screen (s) or with `resnet-tui stop {run_id}`",
                     severity="warning",
                 )
             else:
@@ -170,11 +173,10 @@ class QueueScreen(LiveRunsScreen):
             self.refresh_from_store()
             self.app.look_at_the_store()
 
-        name = escape(self.store.run(run_id).name)
         self.app.push_screen(
             ConfirmDialog(
-                f"Cancel queued run {run_id} ({name})? It has not trained; it leaves the queue "
-                "and the store, with its folder.",
+                f"Cancel queued run {run_id} ({escape(run.name)})? It has not trained; it leaves "
+                "the queue and the store, with its folder.",
                 "Cancel run",
                 "Keep it",
             ),

@@ -1,10 +1,7 @@
-"""Fusing finished runs: ensembles (averaged probabilities), model soups (averaged weights,
-uniform or greedy; Wortsman et al. 2022) and WiSE-FT (a fine-tuned run's backbone mixed
-with its starting weights; Wortsman et al. 2022)."""
+"""The runs being fused and what every way of fusing them shares: data, evaluation, checkpoint."""
 
 import copy
 import dataclasses
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,62 +13,21 @@ from engine.contract.errors import RunError
 from engine.contract.events import EventWriter
 from engine.contract.spec import FusionSpec
 from engine.contract.stopping import StopRequest
-from engine.data.datasets import DatasetBundle, load_dataset, make_batches
+from engine.data.batches import make_batches
+from engine.data.datasets import DatasetBundle, load_dataset
 from engine.models import count_parameters
 from engine.train.checkpoints import save_checkpoint, share_file
-from engine.train.loop import (
-    amp_dtype,
-    autocast,
-    pick_device,
-    process_facts,
-    report_failures,
-    use_all_cores,
-)
-from engine.train.metrics import classification_report
-from engine.transfer.weights import InputAdapter, RunModel, head_prefixes, load_run_model, source_of
+from engine.train.devices import amp_dtype, autocast, pick_device, process_facts, use_all_cores
+from engine.transfer.weights import InputAdapter, RunModel, load_run_model
 
 # BatchNorm statistics of averaged weights are measured again on this many training images
 # (or all of them, if fewer): enough for stable means and variances, a few seconds at most.
 BATCHNORM_IMAGES = 4096
-# The WiSE-FT mixing weights `--with-init auto` tries on the validation data.
-WISE_ALPHAS = tuple(step / 10 for step in range(11))
-
-
-def run_fusion(
-    fusion: FusionSpec, events_path: Path, run_dir: Path, stop: StopRequest | None = None
-) -> int:
-    """Make the fused run `fusion` describes, reporting it as events; returns the exit code."""
-    writer = EventWriter(events_path)
-    own = StopRequest().install() if stop is None else None
-
-    def fuse() -> int:
-        started = time.time()
-        job = Fusion(fusion, writer, run_dir, stop or own)
-        val_acc, outcome = job.fuse()
-        if job.stop.requested:
-            writer.emit(ev.FINISHED, status="stopped", best_val_acc=None, test=None)
-            return 3
-        test = job.test()
-        writer.emit(
-            ev.FINISHED,
-            status="completed",
-            best_val_acc=val_acc,
-            best_epoch=0,
-            test=test,
-            seconds=time.time() - started,
-            fusion=outcome,
-        )
-        return 0
-
-    try:
-        return report_failures(writer, fuse, batch_size=None)
-    finally:
-        if own is not None:
-            own.restore()
 
 
 class Fusion:
-    """One fused run: the members' networks, the data they share, and the ways to fuse them."""
+    """One fused run: the members' networks, the data they share, measuring a network on it,
+    and the fused network (`result`) written as the run's checkpoint."""
 
     def __init__(
         self, fusion: FusionSpec, writer: EventWriter, run_dir: Path, stop: StopRequest
@@ -225,64 +181,7 @@ class Fusion:
             ev.FUSION, step=step, steps=steps, candidate=candidate, val_acc=val_acc, kept=kept
         )
 
-    def fuse(self) -> tuple[float, dict[str, Any]]:
-        """Fuse the members as asked; returns the validation accuracy and what was chosen."""
-        kind = self.fusion.kind
-        if kind == "ensemble":
-            return self.ensemble()
-        if kind == "wise-ft":
-            return self.wise_ft()
-        if self.fusion.greedy:
-            return self.greedy_soup()
-        return self.uniform_soup()
-
-    # Ensembles
-
-    def ensemble_probabilities(self, batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weighted mean of the members' probabilities over a split, and its labels."""
-        total, labels = None, None
-        for member, adapter, weight in zip(self.members, self.adapters, self.weights, strict=True):
-            probabilities, labels = self.probabilities(member.model, adapter, batches)
-            total = weight * probabilities if total is None else total + weight * probabilities
-        assert total is not None and labels is not None
-        return total, labels
-
-    def ensemble(self) -> tuple[float, dict[str, Any]]:
-        steps = len(self.members) + 1
-        self.started_event(steps)
-        members, _ = self.weigh_members(steps)
-        probabilities = sum(w * p for w, p in zip(self.weights, members, strict=True))
-        val_acc = float((probabilities.argmax(1) == self.val_labels).float().mean())
-        self.step(steps, steps, "ensemble", val_acc)
-        return val_acc, {"members": self.ids, "weights": self.weights}
-
-    # Weight averaging
-
-    def _same_network(self) -> None:
-        first = self.members[0].model.state_dict()
-        for run_id, member in zip(self.ids[1:], self.members[1:], strict=True):
-            other = member.model.state_dict()
-            if other.keys() != first.keys() or any(other[k].shape != first[k].shape for k in first):
-                raise RunError(
-                    "bad_input",
-                    f"run {run_id} is not the same network as run {self.ids[0]} "
-                    f"({member.arch} vs {self.members[0].arch}, or another width or head)",
-                    "average runs of one architecture, width and head",
-                )
-
-    def average(self, chosen: list[int], weights: list[float] | None = None) -> nn.Module:
-        """The first chosen member's network holding the (weighted) mean of the chosen
-        members' weights, its BatchNorm statistics measured again on training data."""
-        weights = weights or [1 / len(chosen)] * len(chosen)
-        states = [self.members[i].model.state_dict() for i in chosen]
-        mean = {}
-        for key, tensor in states[0].items():
-            if tensor.is_floating_point():
-                mean[key] = sum(w * s[key].float() for w, s in zip(weights, states, strict=True))
-                mean[key] = mean[key].to(tensor.dtype)
-            else:  # counters such as num_batches_tracked
-                mean[key] = tensor
-        return self.network_with(mean, self.members[chosen[0]])
+    # The fused network
 
     def network_with(self, state: dict[str, torch.Tensor], like: RunModel) -> nn.Module:
         """A copy of `like`'s network holding `state`, with BatchNorm measured again."""
@@ -320,98 +219,6 @@ class Fusion:
             norm.momentum = momentum
         model.eval()
 
-    def uniform_soup(self) -> tuple[float, dict[str, Any]]:
-        self._same_network()
-        steps = len(self.members) + 1
-        self.started_event(steps)
-        self.weigh_members(steps)
-        self.result = self.average(list(range(len(self.members))), self.weights)
-        val_acc = self.accuracy(self.result, self.adapters[0])
-        self.step(steps, steps, "soup", val_acc)
-        self.save(val_acc)
-        return val_acc, {"kept": self.ids, "weights": self.weights}
-
-    def greedy_soup(self) -> tuple[float, dict[str, Any]]:
-        """Wortsman et al.'s greedy soup: members in order of validation accuracy, each kept
-        only if the soup's validation accuracy does not drop with it."""
-        self._same_network()
-        count = len(self.members)
-        steps = 2 * count - 1
-        self.started_event(steps)
-        _, accuracies = self.weigh_members(steps)
-        order = sorted(range(count), key=lambda i: -accuracies[i])
-        kept, best_acc = [order[0]], accuracies[order[0]]
-        self.result = self.members[order[0]].model
-        for index, candidate in enumerate(order[1:], start=count + 1):
-            if self.stop.requested:
-                break
-            soup = self.average([*kept, candidate])
-            val_acc = self.accuracy(soup, self.adapters[0])
-            keep = val_acc >= best_acc
-            self.step(index, steps, f"+ run {self.ids[candidate]}", val_acc, keep)
-            if keep:
-                kept.append(candidate)
-                best_acc, self.result = val_acc, soup
-        self.save(best_acc)
-        return best_acc, {"kept": [self.ids[i] for i in kept]}
-
-    # WiSE-FT
-
-    def wise_ft(self) -> tuple[float, dict[str, Any]]:
-        """(1 - alpha)·start + alpha·fine-tuned over the backbone; the fine-tuned head stays."""
-        member, run_id = self.members[0], self.ids[0]
-        if member.spec.init == "scratch":
-            raise RunError(
-                "bad_input",
-                f"run {run_id} started from scratch, so there are no starting weights to mix",
-                "use --with-init on a run fine-tuned from imagenet, run:ID or file:PATH",
-            )
-        start, _, _ = source_of(member.spec)
-        assert start is not None
-        tuned = member.model.state_dict()
-        heads = head_prefixes(member.model)
-        shared = [
-            key
-            for key, tensor in tuned.items()
-            if not key.startswith(heads)
-            and tensor.is_floating_point()
-            and key in start
-            and start[key].shape == tensor.shape
-        ]
-
-        def mix(alpha: float) -> nn.Module:
-            if alpha == 1:  # the fine-tuned run itself, its BatchNorm statistics as trained
-                return member.model
-            state = dict(tuned)
-            for key in shared:
-                mixed = (1 - alpha) * start[key].float().to(self.device) + alpha * tuned[key]
-                state[key] = mixed.to(tuned[key].dtype)
-            return self.network_with(state, member)
-
-        alphas = [self.fusion.alpha] if self.fusion.alpha is not None else list(WISE_ALPHAS)
-        steps = len(alphas)
-        self.started_event(steps)
-        best_alpha, best_acc = alphas[-1], -1.0
-        # From the fine-tuned end down, so a tie keeps more of the fine-tuned weights.
-        for index, alpha in enumerate(sorted(alphas, reverse=True), start=1):
-            if self.stop.requested:
-                break
-            candidate = mix(alpha)
-            val_acc = self.accuracy(candidate, self.adapters[0])
-            self.step(index, steps, f"alpha {alpha:g}", val_acc)
-            if val_acc > best_acc:
-                best_alpha, best_acc, self.result = alpha, val_acc, candidate
-        if len(alphas) > 1:
-            self.writer.emit(
-                ev.LOG,
-                level="info",
-                message=f"alpha {best_alpha:g} chosen: the best validation accuracy",
-            )
-        self.save(best_acc)
-        return best_acc, {"alpha": best_alpha, "mixed_tensors": len(shared)}
-
-    # Results
-
     def save(self, val_acc: float) -> None:
         """Write the fused network as best.pt and last.pt, a checkpoint like any run's."""
         assert self.result is not None
@@ -436,17 +243,3 @@ class Fusion:
         save_checkpoint(last, payload)
         share_file(last, best)
         self.writer.emit(ev.CHECKPOINT, path=str(best), name="best", epoch=0, best=True)
-
-    def test(self) -> dict[str, Any]:
-        """Test metrics of the fused run (the ensemble's log-probabilities stand for logits)."""
-        if self.result is None:
-            probabilities, labels = self.ensemble_probabilities(self.test_batches)
-        else:
-            probabilities, labels = self.probabilities(
-                self.result, self.adapters[0], self.test_batches
-            )
-        report = classification_report(
-            probabilities.clamp_min(1e-12).log(), labels, self.bundle.classes
-        )
-        report["epoch"] = 0
-        return report

@@ -1,0 +1,71 @@
+"""The `resnet-tui` command line: headless runs, listings, comparisons and store management.
+
+`resnet-tui app` (or `resnet-tui` alone, see main.py) opens the interactive app. Every bad
+input ends in one line on stderr and exit code 2. One module per group of commands: run.py
+(run, resume, stop), runs.py (runs, show, compare, rm, app), queue.py (sweep, worker,
+summary, queue), fuse.py (ensemble, soup) and catalog.py (archs, datasets, devices); what
+they share is in common.py, and the options made from the run spec in spec_options.py.
+"""
+
+import sys
+
+import typer
+
+from resnet_tui.cli import catalog, fuse, queue, run, runs
+from resnet_tui.cli.common import EXIT_USER_ERROR, say_error
+
+try:  # Typer 0.20 and later carry their own copy of Click
+    from typer._click import exceptions as click_exceptions
+except ImportError:
+    from click import exceptions as click_exceptions
+
+app = typer.Typer(
+    name="resnet-tui",
+    help="Train, watch and compare residual networks. `resnet-tui run` trains the default "
+    "ResNet on the built-in shapes dataset.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+# The commands, in the order `resnet-tui --help` lists them.
+COMMANDS = (
+    ("run", run.run_command),
+    ("runs", runs.list_runs),
+    ("show", runs.show_run),
+    ("compare", runs.compare_runs),
+    ("resume", run.resume_run),
+    ("ensemble", fuse.ensemble_runs),
+    ("soup", fuse.soup_runs),
+    ("rm", runs.remove_runs),
+    ("sweep", queue.sweep_command),
+    ("worker", queue.run_worker),
+    ("summary", queue.show_summary),
+    ("queue", queue.show_queue),
+    ("stop", run.stop_runs),
+    ("archs", catalog.list_architectures),
+    ("datasets", catalog.list_datasets),
+    ("devices", catalog.list_devices),
+    ("app", runs.open_app),
+)
+for name, command in COMMANDS:
+    app.command(name)(command)
+
+
+def main() -> None:
+    """Entry point: Click's usage errors become one line and exit code 2."""
+    try:
+        code = app(standalone_mode=False)
+    except click_exceptions.UsageError as error:
+        hint = ""
+        if error.ctx is not None:
+            hint = f" (see `{error.ctx.command_path} --help`)"
+        say_error(f"{error.format_message()}{hint}")
+        sys.exit(EXIT_USER_ERROR)
+    except typer.Abort:
+        sys.exit(130)
+    except typer.Exit as exit_:
+        sys.exit(exit_.exit_code)
+    except click_exceptions.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,269 @@
+"""Training in the foreground: `run`, `resume` and `stop`, and following a run to its end."""
+
+import json
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from engine.contract import events as ev
+from engine.contract import locate
+from engine.contract.spec import RunSpec, SpecError
+from resnet_tui.cli import config
+from resnet_tui.cli.common import (
+    EXIT_USER_ERROR,
+    POLL_INTERVAL_S,
+    DbOption,
+    console,
+    count,
+    errors,
+    fail,
+    get_run,
+    open_store,
+    say,
+    say_error,
+)
+from resnet_tui.cli.progress import RunProgress
+from resnet_tui.cli.queue import print_summary
+from resnet_tui.cli.spec_options import (
+    command_from_parameters,
+    json_and_db_parameters,
+    run_option,
+    spec_parameters,
+)
+from resnet_tui.display import run_error
+from resnet_tui.runs import launcher
+from resnet_tui.runs.follower import catch_up
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.state import RunState
+from resnet_tui.runs.store import RunStore
+from resnet_tui.runs.worker import Worker, queue_folds
+
+
+def _exit_code(run: Run) -> int:
+    if run.status == "completed":
+        return 0
+    if run.status == "failed" and run.error is not None:
+        return EXIT_USER_ERROR if run.error.kind in ev.USER_ERROR_KINDS else 1
+    if run.status == "stopped":
+        return 130
+    return 1
+
+
+def follow_run(
+    store: RunStore, run_id: int, supervisor: subprocess.Popen[bytes], as_json: bool
+) -> int:
+    """Show a run started in the foreground until its supervisor has recorded its end;
+    Ctrl-C asks it to stop cleanly. The events file is read, never written, here."""
+    run = store.run(run_id)
+    assert run is not None
+    state, offset = RunState(), run.events_offset
+    state.apply_all(ev.read_events(run.events_path, 0, end=offset).events)
+    display = None if as_json else RunProgress(console, run_id)
+    stopping = False
+
+    def on_interrupt(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if not stopping:
+            stopping = True
+            supervisor.send_signal(signal.SIGINT)  # our child: its id is its own
+            errors.print("stopping after this step (the last checkpoint is kept)...")
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        if display:
+            display.__enter__()
+        while True:
+            ended = supervisor.poll() is not None
+            read = ev.read_events(run.events_path, offset)
+            offset = read.offset
+            state.apply_all(read.events)
+            if display:
+                display.update(state, read.events)
+            else:
+                for event in read.events:
+                    print(json.dumps(event.to_dict()), flush=True)
+            if ended:
+                break
+            time.sleep(POLL_INTERVAL_S)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if display:
+            display.__exit__(None, None, None)
+    catch_up(store)  # a supervisor that died leaves its run to the next viewer: us
+    ended_run = store.run(run_id)
+    if ended_run is None:
+        say_error(f"run {run_id} was deleted while it ran")
+        return 1
+    if display:
+        display.summary(ended_run)
+    if ended_run.status == "failed":
+        say_error(run_error(ended_run))
+    return _exit_code(ended_run)
+
+
+def follow_or_detach(
+    store: RunStore, run_id: int, process: subprocess.Popen[bytes], detach: bool, as_json: bool
+) -> None:
+    """Print the run id and return (`--detach`), or follow the run and exit with its code."""
+    if detach:
+        print(run_id)
+        return
+    raise typer.Exit(follow_run(store, run_id, process, as_json))
+
+
+def _run(
+    config_file: Path | None, detach: bool, as_json: bool, db: Path | None, **options: Any
+) -> None:
+    values: dict[str, Any] = {}
+    if config_file is not None:
+        try:
+            values.update(config.read_options(config_file))
+        except config.ConfigError as error:
+            raise fail(str(error)) from None
+    values.update({name: value for name, value in options.items() if value is not None})
+    if values.get("data_root"):
+        values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
+    try:
+        spec = RunSpec.from_dict(values)
+        locate.check_dataset(spec)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    store = open_store(db)
+    if spec.folds:
+        _run_folds(store, spec, detach, as_json)
+        return
+    try:
+        run_id, process = launcher.launch(store, spec)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    follow_or_detach(store, run_id, process, detach, as_json)
+
+
+def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> None:
+    """`run --folds K`: the K runs queued as one sweep and trained one after another here
+    (with --detach, by a worker of their own in the background), then the mean and spread
+    of their metrics."""
+    try:
+        folds = queue_folds(store, spec, in_background=detach)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    if detach:
+        print(json.dumps({"sweep": folds.sweep, "runs": folds.run_ids}) if as_json else folds.sweep)
+        return
+    report = (lambda line: None) if as_json else say
+    worker = Worker(store, [spec.device], report=report, among=folds.run_ids)
+    try:
+        worker.run()
+    except KeyboardInterrupt:
+        worker.stop_running()
+        worker.run()
+    print_summary(store, folds.sweep, as_json)
+    runs = store.sweep_runs(folds.sweep)
+    raise typer.Exit(0 if all(run.status == "completed" for run in runs) else 1)
+
+
+run_command = command_from_parameters(
+    _run,
+    [
+        *spec_parameters(),
+        run_option(
+            "config_file",
+            Optional[Path],
+            typer.Option(
+                None,
+                "--config",
+                help="TOML or JSON file of options; flags override it.",
+                rich_help_panel="Run",
+            ),
+        ),
+        run_option(
+            "detach",
+            bool,
+            typer.Option(
+                False,
+                "--detach",
+                help="Print the run id and return; the run goes on.",
+                rich_help_panel="Run",
+            ),
+        ),
+        *json_and_db_parameters("Print the events as JSON lines instead of progress bars."),
+    ],
+    "Train one run and show its progress; exit 0 when it completes. "
+    "With no options: a ResNet-8 on the built-in shapes dataset, under a minute on a CPU.",
+)
+
+
+def resume_run(
+    run_id: Annotated[int, typer.Argument(help="The id of a stopped, crashed or failed run.")],
+    detach: Annotated[
+        bool, typer.Option("--detach", help="Print the run id and return; the run goes on.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the events as JSON lines instead of bars.")
+    ] = False,
+    device: Annotated[
+        Optional[str],
+        typer.Option(
+            "--device",
+            help="Go on on another device (cpu, cuda:N, ...), say after a GPU failed; "
+            "default: where it ran.",
+        ),
+    ] = None,
+    db: DbOption = None,
+) -> None:
+    """Continue a stopped, crashed or failed run in place from its last checkpoint.
+
+    Weights, optimiser, schedule, freeze policy, random state and epoch counter all carry on,
+    so a seeded CPU run ends as it would have without the interruption.
+    """
+    store = open_store(db)
+    catch_up(store)
+    try:
+        process = launcher.resume(store, run_id, device)
+    except SpecError as error:
+        raise fail(str(error)) from None
+    follow_or_detach(store, run_id, process, detach, as_json)
+
+
+def stop_runs(
+    run_ids: Annotated[list[int], typer.Argument(help="Ids of the runs to stop.")],
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Return once the runs have stopped (default), or at once.",
+        ),
+    ] = True,
+    db: DbOption = None,
+) -> None:
+    """Stop running runs cleanly: each finishes its step and keeps its last checkpoint, so
+    `resnet-tui resume` can go on from it. Ctrl-C while waiting leaves them stopping."""
+    store = open_store(db)
+    catch_up(store)
+    runs = [get_run(store, run_id) for run_id in run_ids]
+    for run in runs:
+        if run.status != "running":
+            raise fail(f"run {run.id} is not running (it is {run.status})")
+    asked = []
+    for run in runs:
+        if launcher.stop(run):
+            asked.append(run.id)
+            console.print(f"asked run {run.id} to stop after its step")
+        else:
+            say_error(f"run {run.id} has no process left to stop; `resnet-tui runs` marks it")
+    left = list(asked) if wait else []
+    while left:
+        time.sleep(POLL_INTERVAL_S)
+        catch_up(store)
+        for run_id in list(left):
+            now = store.run(run_id)
+            if now is None or not now.live:
+                left.remove(run_id)
+                how = f"{now.status} after {count(now.epochs_done, 'epoch')}" if now else "gone"
+                console.print(f"run {run_id} {how}")
+    if len(asked) < len(runs):
+        raise typer.Exit(1)
