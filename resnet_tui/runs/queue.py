@@ -1,8 +1,8 @@
 """The queue of runs waiting for a worker: places in line, taken by one worker each.
 
 A queued run waits with status `queued` and a place (`queue_position`); a worker takes the
-first in one write, so two workers never take one run. Moving and cancelling are single
-writes that refuse a run a worker took meanwhile.
+first in one write, so two workers never take one run. Moving is a single write that refuses
+a run a worker took meanwhile; cancelling is deleting a run seen queued (`removal.py`).
 """
 
 from resnet_tui.runs.model import Run
@@ -101,10 +101,3 @@ class RunQueue:
                     [new_place, revision, run],
                 )
         return True
-
-    def cancel(self, run_id: int) -> Run | None:
-        """Take a run out of the queue and out of the store, with its folder, in one write,
-        while no worker has taken it: returns the run as it was, or None where it is not
-        waiting in the queue (any more)."""
-        cancelled = self.store.delete_runs([run_id], queued=[run_id])
-        return cancelled[0] if cancelled else None

@@ -214,7 +214,7 @@ def test_a_run_a_worker_took_is_neither_moved_nor_cancelled(store):
     assert taken.id == ids[0]
     assert queue.move(ids[0], 1) is False
     assert queue.move_to_front(ids[0]) is False
-    assert queue.cancel(ids[0]) is None
+    assert store.delete_runs([ids[0]], queued=[ids[0]]) == []  # seen queued: cancel it
     assert store.run(ids[0]).status == "running" and store.run(ids[0]).queue_position is None
     assert store.run(ids[0]).folder.is_dir()  # a refused cancel leaves the folder alone
     assert queue.move(ids[1], -1) is False  # the taken run is no neighbour
@@ -226,14 +226,15 @@ def test_cancelling_a_queued_run_takes_it_out_of_the_queue_and_the_store(store):
     queue = RunQueue(store)
     ids = [store.create_run(RunSpec()) for _ in range(2)]
     queue.enqueue(ids)
-    cancelled = queue.cancel(ids[0])
+    (cancelled,) = store.delete_runs([ids[0]], queued=[ids[0]])  # seen queued: cancel it
     assert cancelled.id == ids[0] and cancelled.run_dir
     assert not cancelled.folder.exists()  # its folder goes with it
     assert store.run(ids[0]) is None
     assert _queue_order(store) == [ids[1]]
-    assert queue.cancel(ids[0]) is None  # gone already
+    assert store.delete_runs([ids[0]], queued=[ids[0]]) == []  # gone already
     launched = store.create_run(RunSpec())  # queued while being launched: not in the queue
-    assert queue.cancel(launched) is None and queue.move_to_front(launched) is False
+    assert store.delete_runs([launched], queued=[launched]) == []
+    assert queue.move_to_front(launched) is False
     assert store.run(launched).queue_position is None
 
 
