@@ -1,7 +1,10 @@
-"""`resnet-tui run` and what follows a run: real runs in a real runs.db with a real engine.
+"""`resnet-tui run` and what follows a run, in a real runs.db.
 
 The runs that matter as a user starts them (end to end, --detach, stop and resume, Ctrl-C)
-run `resnet-tui` in a subprocess; the rest run it in the test's process (`invoke`).
+run `resnet-tui` in a subprocess; the rest run it in the test's process (`invoke`). The
+engine is the real one where what it trains is the point (a run end to end, Ctrl-C, real
+MNIST, weights from an earlier run); where the command is the point (--json, --detach, stop
+and resume) it is the torch-free fake that replays a recorded run.
 """
 
 import json
@@ -15,8 +18,9 @@ import time
 import pytest
 
 from tests.cli.command import TINY, cli, invoke, runs_json
+from tests.fake_engine import WAIT_AFTER_EPOCH_VARIABLE
 
-# Every test here trains with the real engine: they start first on the xdist workers.
+# Every test here trains: they start first on the xdist workers.
 pytestmark = pytest.mark.slow
 
 PARTS = ["stem", "stage1", "stage2", "stage3", "head"]
@@ -53,7 +57,7 @@ def test_a_tiny_run_completes_and_lands_in_the_store(tmp_path):
     assert runs_json(tmp_path) == [] and not folder.exists()
 
 
-def test_json_mode_prints_events_and_a_config_file_sets_options(tmp_path):
+def test_json_mode_prints_events_and_a_config_file_sets_options(tmp_path, fake_engine):
     config = tmp_path / "tiny.toml"
     config.write_text(
         'arch = "resnet8"\nwidth = 4\nlimit = 128\nimage-size = 16\nepochs = 3\n'
@@ -69,7 +73,7 @@ def test_json_mode_prints_events_and_a_config_file_sets_options(tmp_path):
     assert run["spec"]["limit"] == 128
 
 
-def test_detach_returns_at_once_and_the_run_finishes_on_its_own(tmp_path):
+def test_detach_returns_at_once_and_the_run_finishes_on_its_own(tmp_path, fake_engine):
     result = cli("run", *TINY, "--detach", cwd=tmp_path)
     assert result.returncode == 0
     run_id = int(result.stdout.strip())
@@ -83,14 +87,15 @@ def test_detach_returns_at_once_and_the_run_finishes_on_its_own(tmp_path):
     assert run["epochs_done"] == 2
 
 
-def test_a_stopped_run_resumes_in_place_and_completes(tmp_path):
-    # Epochs of a second or so: the stop lands well before the last one.
+def test_a_stopped_run_resumes_in_place_and_completes(tmp_path, fake_engine, monkeypatch):
+    # The engine waits for the stop after its second epoch, however slow the machine.
+    monkeypatch.setenv(WAIT_AFTER_EPOCH_VARIABLE, "2")
     args = [*TINY, "--epochs", "8", "--limit", "1024", "--detach"]
     run_id = int(cli("run", *args, cwd=tmp_path).stdout)
     assert "nothing to resume" in invoke("resume", str(run_id), cwd=tmp_path).stderr
     deadline = time.time() + 120
-    while not (tmp_path / "runs" / str(run_id) / "checkpoints" / "last.pt").exists():
-        assert time.time() < deadline, "no checkpoint"
+    while runs_json(tmp_path)[0]["epochs_done"] < 2:
+        assert time.time() < deadline, "no second epoch"
         time.sleep(0.2)
     stopping = cli("stop", str(run_id), cwd=tmp_path)
     assert stopping.returncode == 0 and f"run {run_id} stopped after" in stopping.stdout

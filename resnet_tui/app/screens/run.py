@@ -245,6 +245,7 @@ class RunScreen(Screen[None]):
         for event in read.events:
             self.show_event(event)
         self.sync_epoch_table()
+        self.chart_series()
         for chart in self.query(MetricChart):
             chart.dirty = True
 
@@ -359,7 +360,6 @@ class RunScreen(Screen[None]):
         # share the processor with the app's thread the more.
         dirty = [chart for chart in self.query(MetricChart) if chart.dirty and not chart.drawing]
         if dirty:
-            self.chart_series()
             chart = min(dirty, key=lambda chart: chart.drawn_at)
             chart.draw()
 
