@@ -37,6 +37,24 @@ def _devices() -> list[dict[str, object]]:
     return found
 
 
+def _refuse_spec(path: Path, events: Path, error: Exception) -> int:
+    """End a run whose spec cannot be read: one line on stderr, and an `error` event, so
+    that the run is recorded as failed with the reason rather than as crashed."""
+    reason = " ".join(str(error).split()) or type(error).__name__
+    message = f"the run's spec {path} is damaged or unreadable ({reason})"
+    hint = "start a new run instead (--init run:ID starts it from a run's weights)"
+    print(f"error: {message}; {hint}", file=sys.stderr)
+    from engine.contract import events as ev
+
+    try:
+        writer = ev.EventWriter(events)
+        writer.emit(ev.ERROR, kind="bad_input", message=message, hint=hint)
+        writer.close()
+    except OSError:
+        pass  # no events file to write to: the line on stderr is all there is
+    return 2
+
+
 def main(argv: list[str] | None = None) -> int:
     stop = StopRequest().install()
     parser = argparse.ArgumentParser(prog="python -m engine", description=__doc__)
@@ -64,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fuse":
         try:
             fusion = FusionSpec.from_json(args.fusion.read_text(encoding="utf-8"))
-        except (OSError, SpecError) as error:
+        except (OSError, ValueError, SpecError) as error:  # ValueError: not UTF-8
             print(f"error: {error}", file=sys.stderr)
             return 2
         from engine.fusion.run import run_fusion
@@ -72,9 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_fusion(fusion, args.events, run_dir, stop)
     try:
         spec = RunSpec.from_json(args.spec.read_text(encoding="utf-8"))
-    except (OSError, SpecError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (OSError, ValueError, SpecError) as error:  # ValueError: not UTF-8
+        return _refuse_spec(args.spec, args.events, error)
     from engine.distributed import Ranks, launch_ranks
 
     if spec.world > 1 and Ranks.from_environment() is None:

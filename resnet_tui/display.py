@@ -3,13 +3,45 @@
 The CLI's live progress bars are `resnet_tui/cli/progress.py`.
 """
 
+import math
+import re
 from typing import Any
 
 from rich.console import Group
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from engine.contract import events as ev
 from resnet_tui.runs.model import Run
+
+# What a terminal would act on rather than show: C0 controls (newline and tab too), DEL, C1
+# controls (0x9b starts a sequence as ESC [ does), lone surrogates (undecodable bytes in argv
+# or a file name) and the bidi controls that reorder what follows them.
+_UNSAFE = re.compile(
+    r"[\x00-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def safe(text: object) -> str:
+    """Any text as it can be shown in a terminal: each control character, lone surrogate or
+    bidi override written as a visible escape (`\\x1b`, `\\u202e`), never emitted as it is."""
+    return _UNSAFE.sub(_visible, str(text))
+
+
+def shown(text: object, style: str = "") -> Text:
+    """User text (a name, tag, path, message) for Rich: made safe, and never read as markup."""
+    return Text(safe(text), style=style)
+
+
+def markup_safe(text: object) -> str:
+    """User text to put inside a markup string: made safe, its brackets escaped."""
+    return escape(safe(text))
 
 
 def device_chosen(asked: str, started: ev.Started | None) -> str:
@@ -30,35 +62,64 @@ def duration(seconds: float | None) -> str:
 
 
 def test_report_view(report: dict[str, Any]) -> Group:
-    """The test metrics and the confusion matrix of a finished run."""
+    """The test metrics and the confusion matrix of a finished run; a value a damaged or
+    forged report holds in the wrong shape shows as `-`, a confusion matrix as a note."""
     summary = Table(title="Test metrics", show_header=False, box=None, padding=(0, 2))
-    summary.add_row("top-1", percent(report["top1"]))
-    summary.add_row(f"top-{report.get('top5_k', 5)}", percent(report["top5"]))
-    summary.add_row("macro-F1", f"{report['macro_f1']:.4f}")
-    auroc = report.get("auroc")
-    summary.add_row("macro AUROC", "-" if auroc is None else f"{auroc:.4f}")
-    summary.add_row("loss", f"{report['loss']:.4f}")
+    summary.add_row("top-1", percent(_fraction(report.get("top1"))))
+    summary.add_row(shown(f"top-{report.get('top5_k', 5)}"), percent(_fraction(report.get("top5"))))
+    summary.add_row("macro-F1", _formatted(report.get("macro_f1"), ".4f"))
+    summary.add_row("macro AUROC", _formatted(report.get("auroc"), ".4f"))
+    summary.add_row("loss", _formatted(report.get("loss"), ".4f"))
     old_task = report.get("old_task")
-    if old_task:
+    if isinstance(old_task, dict):
         summary.add_row(
-            f"old task top-1 ({old_task['dataset']})",
-            f"{percent(old_task['top1'])} (the source: {percent(old_task['source_top1'])})",
+            shown(f"old task top-1 ({old_task.get('dataset')})"),
+            f"{percent(_fraction(old_task.get('top1')))} "
+            f"(the source: {percent(_fraction(old_task.get('source_top1')))})",
         )
-    summary.add_row("images", str(report.get("samples", "-")))
-    classes = report["classes"]
+    summary.add_row("images", shown(str(report.get("samples", "-"))))
+    classes, matrix = report.get("classes"), report.get("confusion")
+    if not _is_confusion(classes, matrix):
+        return Group(summary, "", Text("the confusion matrix is damaged", style="dim"))
     confusion = Table(title="Confusion matrix (rows: true class)", box=None, padding=(0, 1))
     confusion.add_column("", style="bold")
     for index in range(len(classes)):
         confusion.add_column(str(index), justify="right")
     confusion.add_column("acc", justify="right")
-    per_class = report["per_class_accuracy"]
-    for index, (name, row) in enumerate(zip(classes, report["confusion"], strict=True)):
+    per_class = report.get("per_class_accuracy")
+    per_class = per_class if isinstance(per_class, dict) else {}
+    for index, (name, row) in enumerate(zip(classes, matrix, strict=True)):
         cells = [
             f"[bold green]{count}[/]" if column == index else (str(count) if count else "[dim]·[/]")
             for column, count in enumerate(row)
         ]
-        confusion.add_row(f"{index} {name}", *cells, percent(per_class.get(name)))
+        accuracy = percent(_fraction(per_class.get(str(name))))
+        confusion.add_row(shown(f"{index} {name}"), *cells, accuracy)
     return Group(summary, "", confusion)
+
+
+def _fraction(value: Any) -> float | None:
+    """A number of a report, or None where it holds something else."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    return float(value) if is_number and math.isfinite(value) else None
+
+
+def _formatted(value: Any, form: str) -> str:
+    number = _fraction(value)
+    return "-" if number is None else format(number, form)
+
+
+def _is_confusion(classes: Any, matrix: Any) -> bool:
+    """Whether a report's classes and confusion matrix have the shape of one: a square of
+    whole numbers, a row per class."""
+    if not isinstance(classes, list) or not isinstance(matrix, list):
+        return False
+    return len(matrix) == len(classes) and all(
+        isinstance(row, list)
+        and len(row) == len(classes)
+        and all(isinstance(count, int) and not isinstance(count, bool) for count in row)
+        for row in matrix
+    )
 
 
 def policy_line(event: ev.Policy) -> str:

@@ -7,6 +7,11 @@ import sys
 
 
 def main() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        # A terminal whose encoding cannot show a character (the C locale's ASCII) shows
+        # it as an escape rather than failing the command.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     first = sys.argv[1] if len(sys.argv) > 1 else ""
     if first == "--db" or first.startswith("--db="):
         sys.argv.insert(1, "app")  # `resnet-tui --db PATH` opens the app on that store

@@ -8,6 +8,7 @@ after every field has passed its own check, and raises that line as its SpecErro
 from typing import TYPE_CHECKING
 
 from engine.contract import catalog
+from engine.contract.freezing import parse_freeze
 
 if TYPE_CHECKING:
     from engine.contract.spec import FusionSpec, RunSpec
@@ -93,6 +94,18 @@ def lp_ft_leaves_epochs_to_fine_tune(spec: "RunSpec") -> None:
         )
 
 
+def freeze_fits_the_architecture(spec: "RunSpec") -> None:
+    policy = parse_freeze(spec.freeze)
+    if policy.last_stages is None:
+        return
+    body = [part for part in catalog.stage_table_of(spec.arch).parts() if part != "head"]
+    if policy.last_stages > len(body):
+        raise ValueError(
+            f"--freeze {spec.freeze}: {spec.arch} has {len(body)} parts below the head "
+            f"({', '.join(body)}); write last-K with K from 1 to {len(body)}"
+        )
+
+
 def fold_is_one_of_the_folds(spec: "RunSpec") -> None:
     if spec.fold is not None and (spec.folds is None or not 0 <= spec.fold < spec.folds):
         raise ValueError("a run's fold must be one of its --folds (0 to K-1)")
@@ -117,6 +130,7 @@ RUN_RULES = (
     l2sp_needs_starting_weights,
     lwf_needs_a_source_run,
     lp_ft_leaves_epochs_to_fine_tune,
+    freeze_fits_the_architecture,
     fold_is_one_of_the_folds,
     warmup_ends_before_training,
     width_is_for_cifar_resnets_and_cnn,

@@ -2,13 +2,13 @@
 
 The torch-free contract between the two processes: one typed definition per event type, the
 `EventWriter` the engine writes them with, and `parse_event` / `read_events`, the only code
-that turns a line back into an event or rejects it with a reason. Every line is
-`{"seq": n, "t": unix_time, "type": ..., ...fields}`; a reader ignores fields it does not
-know (a newer engine may add some) and rejects a line that lacks one it needs.
-"""
+that turns a line (`{"seq": n, "t": unix_time, "type": ..., ...fields}`) back into an event
+or rejects it with a reason. A reader ignores fields it does not know (a newer engine may
+add some), and rejects a line that lacks one it needs or holds a value out of its range."""
 
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -32,8 +32,7 @@ HEARTBEAT = "heartbeat"
 FINISHED = "finished"
 ERROR = "error"
 
-# Kinds of error that are the user's to fix (bad options, unreadable data, a missing dataset
-# or device): the CLI answers them with exit code 2, as for any other bad input.
+# Kinds of error that are the user's to fix: the CLI answers them with exit code 2.
 USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing")
 
 # A live engine writes an event at least this often (a `heartbeat` where nothing else
@@ -42,9 +41,11 @@ USER_ERROR_KINDS = ("bad_input", "bad_data", "dataset_missing", "device_missing"
 HEARTBEAT_S = 30.0
 STALL_AFTER_S = 6 * HEARTBEAT_S
 
-# A log's sequence numbers stay far below SQLite's largest integer, so that a forged one
-# cannot stop the next event from being numbered.
+# Sequence numbers stay far below SQLite's largest integer (a forged one cannot stop the next).
 _LARGEST_SEQ = 2**53
+_LATEST_T = 1e11  # an event's time is a unix time a clock can show (up to the year 5138)
+# A longer line is damage, not an event (a thousand classes' confusion matrix takes a few MB).
+LONGEST_LINE = 32 * 2**20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -253,6 +254,10 @@ def event_from_dict(values: Any) -> Event:
         raise BadEvent(
             f"{_a(kind.TYPE)} event numbered {given['seq']}; events count from 1 to {_LARGEST_SEQ}"
         )
+    if not 0 <= given["t"] <= _LATEST_T:
+        raise BadEvent(f"{_a(kind.TYPE)} event at time {given['t']:.6g}, not a unix time")
+    if "epochs" in given and "epoch" in given and not 1 <= given["epoch"] <= given["epochs"]:
+        raise BadEvent(f"{_a(kind.TYPE)} event of epoch {given['epoch']} of {given['epochs']}")
     return kind(**given)
 
 
@@ -264,8 +269,8 @@ def parse_event(line: str | bytes) -> Event:
     """The typed event one line of the log holds; raises BadEvent with the reason."""
     try:
         values = json.loads(line)
-    except ValueError:
-        raise BadEvent("a line that is not JSON") from None
+    except ValueError:  # invalid UTF-8 included
+        raise BadEvent("a line that is not JSON (in UTF-8)") from None
     except RecursionError:
         raise BadEvent("a line nested too deep to be an event") from None
     return event_from_dict(values)
@@ -273,41 +278,69 @@ def parse_event(line: str | bytes) -> Event:
 
 @dataclass
 class EventsRead:
-    """What one read of the log found: the events, where to read next, the lines rejected
-    (each with its byte offset and why)."""
+    """One read of the log: the events, where to read next, the lines rejected (byte, why)."""
 
     events: list[Event]
     offset: int
     rejected: list[tuple[int, str]]
 
 
-def read_events(path: str | Path, offset: int = 0, end: int | None = None) -> EventsRead:
+def read_events(
+    path: str | Path, offset: int = 0, end: int | None = None, final: bool = False
+) -> EventsRead:
     """Read the complete lines after byte `offset` (up to byte `end`) as events.
 
-    A last line without its newline is being written (or was torn by a crash): it is left for
-    the next read. A complete line that is not an event of the contract is skipped, and
-    listed in `rejected`.
+    A last line without its newline is being written (left for the next read) unless the read
+    is `final` (its writer gone). A line that is no event of the contract is skipped, listed
+    in `rejected`, as is a log that cannot be read or is no file (never read: /dev/zero).
     """
     try:
-        with open(path, "rb") as file:
-            file.seek(offset)
-            data = file.read() if end is None else file.read(max(0, end - offset))
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         return EventsRead([], offset, [])
-    except OSError as error:  # a folder, a file we may not read: nothing to take from it
+    except OSError as error:
         return EventsRead([], offset, [(offset, f"the log cannot be read: {error.strerror}")])
-    whole = data.rfind(b"\n") + 1
-    events: list[Event] = []
-    rejected: list[tuple[int, str]] = []
-    position = offset
-    for line in data[:whole].split(b"\n")[:-1]:
-        if line.strip():
-            try:
-                events.append(parse_event(line))
-            except BadEvent as error:
-                rejected.append((position, str(error)))
-        position += len(line) + 1
-    return EventsRead(events, offset + whole, rejected)
+    if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        os.close(descriptor)
+        return EventsRead([], offset, [(offset, "the log is not a file")])
+    with os.fdopen(descriptor, "rb") as file:
+        return _read_lines(file, offset, end, final)
+
+
+def _read_lines(file: Any, offset: int, end: int | None, final: bool) -> EventsRead:
+    """The lines from `offset` as events, read by chunks: no more of a line than LONGEST_LINE."""
+    read = EventsRead([], offset, [])
+    file.seek(offset)
+    line, length, start, position = bytearray(), 0, offset, offset  # the line gathered
+    while end is None or position < end:
+        chunk = file.read(2**20 if end is None else min(2**20, end - position))
+        if not chunk:
+            break
+        position += len(chunk)
+        *whole, tail = chunk.split(b"\n")
+        for piece in whole:
+            length += len(piece)
+            _take(read, line + piece if length <= LONGEST_LINE else b"", start, length)
+            start += length + 1
+            line, length = bytearray(), 0
+        length += len(tail)
+        line += tail if length <= LONGEST_LINE else b""
+    read.offset = start
+    if final and length:
+        _take(read, line, start, length)
+        read.offset = start + length
+    return read
+
+
+def _take(read: EventsRead, line: bytes, start: int, length: int) -> None:
+    """Add the event of the line at byte `start` to `read`, or why it is none to `rejected`."""
+    if length > LONGEST_LINE:
+        read.rejected.append((start, f"a line of {length} bytes, longer than any event"))
+    elif line.strip():
+        try:
+            read.events.append(parse_event(bytes(line)))
+        except BadEvent as error:
+            read.rejected.append((start, str(error)))
 
 
 class EventWriter:
@@ -318,8 +351,7 @@ class EventWriter:
         self.seq = _last_seq(self.path)
         self._file: TextIO = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (held open)
         if self._file.tell() and not _ends_a_line(self.path):
-            # A line torn by a crash stays a line of its own (skipped by readers), rather
-            # than swallowing the first event written now.
+            # A line torn by a crash stays one of its own, not the start of the next event.
             self._file.write("\n")
         self.last_emit = time.monotonic()
 

@@ -1,8 +1,10 @@
 """Checking a JSON object read from a file against a dataclass's annotated fields.
 
 What anything may have written is checked for the right JSON types (a bool is no number),
-containers one level deep, and integers that fit in SQLite's 64 bits."""
+containers one level deep, integers that count (from 0, and fit in SQLite's 64 bits) and
+numbers that are finite (JSON has no NaN or Infinity, though Python's reader takes them)."""
 
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -39,10 +41,11 @@ def _check(hint: Any) -> Check:
         nullable = NONE in typing.get_args(hint)
         return lambda value: (nullable and value is None) or any(c(value) for c in options)
     if hint is int:
-        return lambda value: type(value) is int and abs(value) <= LARGEST_INTEGER
+        return lambda value: type(value) is int and 0 <= value <= LARGEST_INTEGER
     if hint is float:
         return lambda value: (
-            type(value) is float or (type(value) is int and abs(value) <= LARGEST_INTEGER)
+            (type(value) is float and math.isfinite(value))
+            or (type(value) is int and abs(value) <= LARGEST_INTEGER)
         )
     if hint in (bool, str):
         return lambda value: type(value) is hint
@@ -56,10 +59,6 @@ def _check(hint: Any) -> Check:
         item = _check(typing.get_args(hint)[0])
         return lambda value: type(value) is list and all(item(entry) for entry in value)
     raise TypeError(f"no check for {hint!r}")
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
 
 
 def field_names(kind: type) -> set[str]:
@@ -79,7 +78,7 @@ def checked_fields(kind: type, values: dict[str, Any], what: str) -> dict[str, A
             continue
         if not conforms(value):
             raise ValueError(
-                f"{name!r} of {what} should be {_hint_name(hint)}, not {type_name(value)}"
+                f"{name!r} of {what} should be {_hint_name(hint)}, not {_shown(value)}"
             )
         given[name] = value
     return given
@@ -90,7 +89,17 @@ def type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+def _shown(value: Any) -> str:
+    """A value that does not fit its field, as a message names it: a number by its value
+    (shortened), anything else by its type."""
+    return f"{value:.6g}" if type(value) in (int, float) else type_name(value)
+
+
 def _hint_name(hint: Any) -> str:
+    if hint is int:
+        return f"int from 0 to {LARGEST_INTEGER}"
+    if hint is float:
+        return "a finite number"
     if isinstance(hint, type):
         return hint.__name__
     return str(hint).replace("typing.", "").replace("NoneType", "null")

@@ -6,6 +6,7 @@ reads its files from the same places.
 """
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,6 +71,22 @@ def dataset_file(folder: Path, stem: str) -> Path | None:
     return None
 
 
+# The most files an image folder's scan looks at: `imagefolder:/` must not walk a whole disk.
+MOST_FILES = 2_000_000
+
+
+def _files_under(folder: Path) -> Iterator[Path]:
+    """The files in `folder` and its subfolders, not following links to folders (a link
+    back up would loop)."""
+    for parent, folders, files in os.walk(folder, onerror=_raise):
+        yield from (Path(parent) / name for name in files)
+        folders.sort()
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
 @dataclass
 class ImageFolderLayout:
     """The images of an image folder, by split and class."""
@@ -90,18 +107,31 @@ def scan_image_folder(root: Path) -> ImageFolderLayout:
         split_dirs = {"all": root}
     splits: dict[str, dict[str, list[Path]]] = {}
     skipped: list[Path] = []
-    for split, folder in split_dirs.items():
-        by_class: dict[str, list[Path]] = {}
-        for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
-            images = []
-            for file in sorted(p for p in class_dir.rglob("*") if p.is_file()):
-                if file.suffix.lower() in IMAGE_EXTENSIONS:
-                    images.append(file)
-                else:
-                    skipped.append(file)
-            if images:
-                by_class[class_dir.name] = images
-        splits[split] = by_class
+    seen = 0
+    try:
+        for split, folder in split_dirs.items():
+            by_class: dict[str, list[Path]] = {}
+            for class_dir in sorted(p for p in folder.iterdir() if p.is_dir()):
+                images = []
+                for file in sorted(_files_under(class_dir)):
+                    seen += 1
+                    if seen > MOST_FILES:
+                        raise SpecError(
+                            f"image folder {root} holds more than {MOST_FILES:,} files; give "
+                            "a folder of class folders of images, not a whole disk"
+                        )
+                    if file.suffix.lower() in IMAGE_EXTENSIONS:
+                        images.append(file)
+                    else:
+                        skipped.append(file)
+                if images:
+                    by_class[class_dir.name] = images
+            splits[split] = by_class
+    except OSError as error:  # a folder that cannot be listed: /proc, another's files
+        raise SpecError(
+            f"cannot read {error.filename or root} in the image folder {root} "
+            f"({error.strerror or error}); give a folder of class folders that you can read"
+        ) from None
     first = "train" if "train" in splits else "all"
     classes = sorted(splits[first])
     if not classes:

@@ -25,13 +25,15 @@ _KIND_WORDS = {
 @dataclass(frozen=True)
 class SpecField:
     """One option users set: its name, kind (bool, int, float, str or list, a list of text),
-    default (None: chosen by the run), help text, and its panel of `resnet-tui run --help`."""
+    default (None: chosen by the run), help text, its panel of `resnet-tui run --help`, and
+    the range a number must lie in, in words ("1 to 100000"; empty for other kinds)."""
 
     name: str
     kind: type
     default: Any
     help: str
     panel: str
+    range: str = ""
 
     @property
     def flag(self) -> str:
@@ -42,7 +44,8 @@ class SpecField:
 @dataclass(frozen=True)
 class Bounds:
     """The range a number lies in; any bound may be left out. `message` is the refusal, with
-    `{flag}` and `{value}` filled in: "{flag} must be a positive number, not {value}"."""
+    `{flag}` and `{value}` filled in: "{flag} must be a positive number up to 100000, not
+    {value}". NaN lies in no range."""
 
     message: str
     above: float | None = None
@@ -58,8 +61,57 @@ class Bounds:
             and (self.at_most is None or value <= self.at_most)
         )
         if not inside:
-            raise ValueError(self.message.format(flag=flag, value=value))
+            raise ValueError(self.message.format(flag=flag, value=_shown(value)))
         return value
+
+    @property
+    def range(self) -> str:
+        """The range in words, for --help: "1 to 100000", "above 0, at most 100"."""
+        if self.at_least is not None and self.at_most is not None:
+            return f"{_number(self.at_least)} to {_number(self.at_most)}"
+        said = [
+            f"{word} {_number(bound)}"
+            for word, bound in (
+                ("above", self.above),
+                ("at least", self.at_least),
+                ("below", self.below),
+                ("at most", self.at_most),
+            )
+            if bound is not None
+        ]
+        return ", ".join(said)
+
+
+def whole_numbers(low: int, high: int) -> Bounds:
+    """Whole numbers from `low` (0 or 1) to `high`: "--epochs must be a positive number up
+    to 100000, not 0"."""
+    said = "a positive number" if low == 1 else f"{low} or more,"
+    return Bounds(
+        f"{{flag}} must be {said} up to {high}, not {{value}}", at_least=low, at_most=high
+    )
+
+
+def positive_up_to(high: float) -> Bounds:
+    """Numbers above 0 and at most `high`: "--lr must be a positive number up to 100"."""
+    return Bounds(
+        f"{{flag}} must be a positive number up to {_number(high)}, not {{value}}",
+        above=0,
+        at_most=high,
+    )
+
+
+def _number(bound: float) -> str:
+    """A bound as a user types it: 100000, 0.5."""
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def _shown(value: Any) -> Any:
+    """`value` for a message: a whole number too long for Python to print is said so."""
+    try:
+        str(value)
+    except ValueError:
+        return "a number of more digits than Python prints"
+    return value
 
 
 @dataclass(frozen=True)
@@ -86,7 +138,6 @@ class Normalised:
 
 
 Check = Union[Bounds, Choice, Normalised]
-POSITIVE = Bounds("{flag} must be a positive number, not {value}", above=0)
 
 
 def option(panel: str, kind: type, default: Any, help: str, check: Check | None = None) -> Any:
@@ -120,7 +171,14 @@ def _declared(
 def user_fields(spec_class: type) -> list[SpecField]:
     """The fields of `spec_class` that users set, in the order they are declared."""
     return [
-        SpecField(item.name, item.metadata["kind"], item.default, item.metadata["help"], panel)
+        SpecField(
+            item.name,
+            item.metadata["kind"],
+            item.default,
+            item.metadata["help"],
+            panel,
+            check.range if isinstance(check := item.metadata["check"], Bounds) else "",
+        )
         for item in fields(spec_class)
         if (panel := item.metadata["panel"]) is not None
     ]

@@ -7,7 +7,15 @@ options with their checks run, the rules between them, their JSON form and what 
 from dataclasses import dataclass
 
 from engine.contract import catalog
-from engine.contract.options import POSITIVE, Bounds, Choice, Normalised, internal, option
+from engine.contract.options import (
+    Bounds,
+    Choice,
+    Normalised,
+    internal,
+    option,
+    positive_up_to,
+    whole_numbers,
+)
 from engine.contract.values import (
     read_classes,
     read_dataset,
@@ -22,6 +30,16 @@ from engine.contract.values import (
 MODEL, DATA, WEIGHTS, TRAINING = "Model", "Data", "Weights", "Training"
 DISTILLATION, DEVICE, SEVERAL_DEVICES = "Distillation", "Device", "Several devices (DDP)"
 PANELS = (MODEL, DATA, WEIGHTS, TRAINING, DISTILLATION, DEVICE, SEVERAL_DEVICES)
+
+# The most of each kind of count a run takes: beyond them a number is a typo, and SQLite
+# (whole numbers below 2**63) and torch (seeds below 2**32) take every number within them.
+MOST_EPOCHS = 100_000
+MOST_IMAGES = 2**31
+MOST_IN_A_BATCH = 65_536
+MOST_PIXELS = 4_096
+MOST_CHANNELS = 4_096
+MOST_PROCESSES = 1_024
+MOST_SEED = 2**32 - 1
 
 
 @dataclass
@@ -41,7 +59,7 @@ class RunOptions:
         int,
         None,
         "Channels of the first stage, for CIFAR ResNets and cnn (default: 16; 8 for resnet8).",
-        POSITIVE,
+        whole_numbers(1, MOST_CHANNELS),
     )
     small_stem: bool | None = option(
         MODEL,
@@ -75,7 +93,7 @@ class RunOptions:
         int,
         None,
         "Few-shot: this many training images per class, chosen by the seed.",
-        POSITIVE,
+        whole_numbers(1, MOST_IMAGES),
     )
     val_fraction: float = option(
         DATA,
@@ -92,12 +110,21 @@ class RunOptions:
         "training on the rest; the mean and spread of their metrics are reported.",
         Bounds("{flag} must be from 2 to 20, e.g. --folds 5", at_least=2, at_most=20),
     )
-    fold: int | None = internal(int, None, "Which fold of --folds this run validates on.")
+    fold: int | None = internal(
+        int,
+        None,
+        "Which fold of --folds this run validates on.",
+        Bounds("a run's fold must be one of its --folds (0 to K-1)", at_least=0, at_most=19),
+    )
     limit: int | None = option(
-        DATA, int, None, "Train on at most this many images (quick runs).", POSITIVE
+        DATA,
+        int,
+        None,
+        "Train on at most this many images (quick runs).",
+        whole_numbers(1, MOST_IMAGES),
     )
     image_size: int | None = option(
-        DATA, int, None, "Resize images to this many pixels a side.", POSITIVE
+        DATA, int, None, "Resize images to this many pixels a side.", whole_numbers(1, MOST_PIXELS)
     )
     augment: bool = option(DATA, bool, True, "Random crop and flip for natural images and shapes.")
     init: str = option(
@@ -132,16 +159,24 @@ class RunOptions:
         Normalised(read_freeze),
     )
     unfreeze_every: int = option(
-        WEIGHTS, int, 1, "gradual: epochs between thawing one more stage.", POSITIVE
+        WEIGHTS,
+        int,
+        1,
+        "gradual: epochs between thawing one more stage.",
+        whole_numbers(1, MOST_EPOCHS),
     )
     probe_epochs: int = option(
-        WEIGHTS, int, 1, "lp-ft: epochs of the linear probe before fine-tuning.", POSITIVE
+        WEIGHTS,
+        int,
+        1,
+        "lp-ft: epochs of the linear probe before fine-tuning.",
+        whole_numbers(1, MOST_EPOCHS),
     )
     ft_lr_scale: float = option(
-        WEIGHTS, float, 0.1, "lp-ft: fine-tuning runs at this times the lr.", POSITIVE
+        WEIGHTS, float, 0.1, "lp-ft: fine-tuning runs at this times the lr.", positive_up_to(100)
     )
     backbone_lr_scale: float = option(
-        WEIGHTS, float, 1.0, "Learning rate of the backbone, times the lr.", POSITIVE
+        WEIGHTS, float, 1.0, "Learning rate of the backbone, times the lr.", positive_up_to(100)
     )
     layer_decay: float = option(
         WEIGHTS,
@@ -157,7 +192,7 @@ class RunOptions:
         0.0,
         "L2-SP: pull the backbone toward its starting weights with this strength, in place of "
         "weight decay on it (e.g. 0.01).",
-        Bounds("{flag} must be 0 (off) or more, e.g. 0.01", at_least=0),
+        Bounds("{flag} must be 0 (off) or more, up to 1000, e.g. 0.01", at_least=0, at_most=1000),
     )
     bn: str = option(
         WEIGHTS,
@@ -190,7 +225,7 @@ class RunOptions:
         float,
         4.0,
         "Distillation: the temperature that softens teacher and student outputs.",
-        POSITIVE,
+        positive_up_to(1000),
     )
     lwf: float = option(
         WEIGHTS,
@@ -220,7 +255,7 @@ class RunOptions:
         None,
         "Processes for DDP on this machine: with --device cuda one GPU each (cuda:0, cuda:1, "
         "...), with --device cpu each on its share of the cores.",
-        POSITIVE,
+        whole_numbers(1, MOST_PROCESSES),
     )
     sync_bn: bool = option(
         SEVERAL_DEVICES, bool, False, "DDP: BatchNorm statistics over the global batch (SyncBN)."
@@ -231,7 +266,7 @@ class RunOptions:
         None,
         "Machines the run spans (torchrun --nnodes): start the same command on each, with "
         "--rdzv-endpoint; each keeps the run's events and checkpoints in its own store.",
-        POSITIVE,
+        whole_numbers(1, MOST_PROCESSES),
     )
     rdzv_endpoint: str | None = option(
         SEVERAL_DEVICES,
@@ -253,7 +288,7 @@ class RunOptions:
         float,
         None,
         "Peak learning rate (default: 5e-3 for adamw, 0.1 for sgd, 1e-3 for adam).",
-        POSITIVE,
+        positive_up_to(100),
     )
     momentum: float = option(
         TRAINING,
@@ -268,7 +303,7 @@ class RunOptions:
         float,
         None,
         "Weight decay, not on norms and biases (default: 5e-4 sgd, 0.05 adamw, 0 adam).",
-        Bounds("{flag} must be 0 or more", at_least=0),
+        Bounds("{flag} must be 0 or more, up to 10, e.g. 0.05", at_least=0, at_most=10),
     )
     schedule: str = option(
         TRAINING,
@@ -282,7 +317,11 @@ class RunOptions:
         float,
         0.0,
         "Linear warm-up epochs for cosine, step and constant.",
-        Bounds("{flag} must be 0 or more and fewer than --epochs", at_least=0),
+        Bounds(
+            "{flag} must be 0 or more and fewer than --epochs",
+            at_least=0,
+            below=MOST_EPOCHS,
+        ),
     )
     lr_gamma: float = option(
         TRAINING,
@@ -299,7 +338,11 @@ class RunOptions:
         Bounds("{flag} must be at least 0 and below 1, e.g. 0.1", at_least=0, below=1),
     )
     grad_clip: float | None = option(
-        TRAINING, float, None, "Clip the gradient norm to this value.", POSITIVE
+        TRAINING,
+        float,
+        None,
+        "Clip the gradient norm to this value.",
+        positive_up_to(1_000_000),
     )
     amp: str = option(
         DEVICE,
@@ -317,18 +360,28 @@ class RunOptions:
         False,
         "Compile the model with torch.compile (slower first epoch, faster after, on CUDA).",
     )
-    epochs: int = option(TRAINING, int, 8, "Training epochs.", POSITIVE)
-    batch_size: int = option(TRAINING, int, 64, "Training batch size.", POSITIVE)
+    epochs: int = option(TRAINING, int, 8, "Training epochs.", whole_numbers(1, MOST_EPOCHS))
+    batch_size: int = option(
+        TRAINING, int, 64, "Training batch size.", whole_numbers(1, MOST_IN_A_BATCH)
+    )
     eval_batch_size: int | None = option(
-        TRAINING, int, None, "Evaluation batch size (default 2x batch size).", POSITIVE
+        TRAINING,
+        int,
+        None,
+        "Evaluation batch size (default 2x batch size).",
+        whole_numbers(1, MOST_IN_A_BATCH),
     )
     workers: int | None = option(
         DEVICE,
         int,
         None,
         "Data-loading processes for image folders.",
-        Bounds("{flag} must be 0 or more", at_least=0),
+        whole_numbers(0, 256),
     )
     seed: int = option(
-        TRAINING, int, 0, "Random seed; a seeded CPU run is reproducible bit for bit."
+        TRAINING,
+        int,
+        0,
+        "Random seed; a seeded CPU run is reproducible bit for bit.",
+        whole_numbers(0, MOST_SEED),
     )

@@ -12,6 +12,8 @@ from pathlib import Path
 from engine.contract import catalog
 from engine.contract.freezing import parse_freeze
 
+# The largest id a run can have: SQLite's largest whole number.
+MOST_RUN_ID = 2**63 - 1
 INIT_FORMS = "scratch, imagenet, imagenet:v1, imagenet:v2, run:ID, run:ID:last or file:PATH"
 
 
@@ -26,6 +28,10 @@ def read_init(init: str) -> str:
     if kind == "run":
         run_id, _, which = rest.partition(":")
         number = whole_number(run_id)
+        if number is not None and number > MOST_RUN_ID:
+            raise ValueError(
+                f"--init {init}: there is no run {number}; `resnet-tui runs` lists them"
+            )
         if number is not None and which in ("", "best", "last"):
             return f"run:{number}" + (":last" if which == "last" else "")
         raise ValueError(f"--init {init}: write run:ID or run:ID:last, e.g. run:12")

@@ -1,6 +1,8 @@
 """Batches for training and evaluation: in-memory splits on the device, image files by workers."""
 
 import math
+import re
+import warnings
 from collections.abc import Callable, Iterator
 
 import torch
@@ -120,12 +122,27 @@ class ImageFileDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path = self.split.files[index]
         try:
-            with Image.open(path) as image:
-                picture = image.convert("RGB")
+            with warnings.catch_warnings():
+                # An image claiming more pixels than PIL's limit is refused, not decoded: a
+                # decompression bomb would take the computer's memory.
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(path) as image:
+                    picture = image.convert("RGB")
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
+            raise UnreadableImage(
+                f"cannot read image {path}: {_claimed_size(error)}, more than the "
+                f"{Image.MAX_IMAGE_PIXELS} pixels an image may have (a decompression bomb?)"
+            ) from None
         except (OSError, UnidentifiedImageError, ValueError) as error:
             reason = " ".join(str(error).split())  # one line, so train.py can find it
             raise UnreadableImage(f"cannot read image {path}: {reason}") from None
         return self.transform(picture), int(self.split.labels[index])
+
+
+def _claimed_size(error: Exception) -> str:
+    """The pixels PIL's message says a refused image claims."""
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    return f"its header claims {found.group(1)} pixels" if found else "it is too large"
 
 
 class FileBatches:

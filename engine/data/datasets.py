@@ -14,7 +14,7 @@ from engine.contract import catalog, locate
 from engine.contract.errors import RunError
 from engine.contract.spec import RunSpec, dataset_kind
 from engine.data.shapes import draw_shapes
-from engine.data.sources import load_cifar, load_idx_dataset, load_image_folder
+from engine.data.sources import load_cifar, load_idx_dataset, load_image_folder, unreadable_data
 from engine.data.splits import ShapesSplit, Split, few_shot, fold_split, keep_classes, split_off
 
 SHAPES_SEEDS = {"shapes": (1, 2), "shapes-shift": (11, 12)}
@@ -49,7 +49,10 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
     """Load the spec's dataset with its class subset, few-shot subset, limit and val split."""
     kind = dataset_kind(spec.dataset)
     info = catalog.DATASETS[kind]
-    locate.check_dataset(spec)
+    try:
+        locate.check_dataset(spec)
+    except OSError as error:
+        raise unreadable_data(error, spec) from None
     notes: list[str] = []
     if kind in SHAPES_SEEDS:
         train_seed, test_seed = SHAPES_SEEDS[kind]

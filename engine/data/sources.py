@@ -71,13 +71,30 @@ def load_cifar(spec: RunSpec) -> tuple[TensorSplit, TensorSplit, list[str]]:
     return splits[0], splits[1], list(dataset.classes)
 
 
+def unreadable_data(error: OSError, spec: RunSpec) -> RunError:
+    """The run's error for a dataset folder that cannot be read: one in an image folder that
+    the user may not list (/proc, another's files), say."""
+    kind, _, folder = spec.dataset.partition(":")
+    where = f"the image folder {folder}" if kind == "imagefolder" else str(locate.data_root(spec))
+    return RunError(
+        "bad_data",
+        f"cannot read {error.filename or folder} in {where}: {error.strerror or error}",
+        "give a folder of class folders of images that you can read"
+        if kind == "imagefolder"
+        else "check the permissions of the data folder (--data-root)",
+    )
+
+
 def load_image_folder(
     spec: RunSpec,
 ) -> tuple[FileSplit, FileSplit | None, FileSplit, list[str], list[str]]:
     """An image folder's train, val (None without val/) and test splits, its classes and notes
     on what was skipped or held out."""
     root = Path(spec.dataset.split(":", 1)[1])
-    layout = locate.scan_image_folder(root)
+    try:
+        layout = locate.scan_image_folder(root)
+    except OSError as error:
+        raise unreadable_data(error, spec) from None
     classes = layout.classes
     notes = []
     if layout.skipped:

@@ -12,32 +12,54 @@ from typing import Any
 import torch
 
 from engine.contract import events as ev
-from engine.contract.errors import RunError
+from engine.contract.errors import RunError, load_failure_reason
 from engine.contract.events import EventWriter
 from engine.contract.spec import RunSpec
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    """Write a checkpoint to a temporary name, then rename it into place.
+    """Write a checkpoint to a temporary name, flushed to disk, then rename it into place.
 
-    A write that fails (a full disk, say) leaves the previous checkpoint as it was and
-    fails the run with what happened and what to do.
+    Written through a Python file, so that a full disk is an OSError saying so (torch's own
+    file writer says only "unexpected pos"). A write that fails leaves the previous checkpoint as
+    it was, no temporary file behind, and fails the run with what happened and what to do.
     """
     temporary = path.with_name(path.name + ".tmp")
     try:
-        torch.save(payload, temporary)
+        with open(temporary, "wb") as file:
+            torch.save(payload, file)
+            file.flush()
+            os.fsync(file.fileno())
         os.replace(temporary, path)
-    except OSError as error:
+    except (OSError, RuntimeError) as error:
+        # torch's writer turns a failed write into a RuntimeError ("unexpected pos") raised
+        # while the OSError is handled, so the OSError says what happened
+        failed = error if isinstance(error, OSError) else error.__context__
+        if not isinstance(failed, OSError):
+            raise
+        raise write_failure(failed, path, "the previous checkpoint is kept") from None
+    finally:
         temporary.unlink(missing_ok=True)
-        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
-        raise RunError(
-            "disk_full" if full else "write_failed",
-            f"could not write {path.name} in {path.parent} ({error.strerror or error}); "
-            "the previous checkpoint is kept",
-            "free some space there, then resume the run"
-            if full
-            else "check the folder, then resume the run",
-        ) from None
+
+
+def write_failure(
+    error: OSError, path: Path, kept: str, then: str = "resume the run (resnet-tui resume ID)"
+) -> RunError:
+    """The run's error for a file it could not write: `disk_full` for a full disk or quota,
+    else `write_failed`; `kept` says what is left as it was, `then` what to do after."""
+    full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return RunError(
+        "disk_full" if full else "write_failed",
+        f"could not write {path.name} in {path.parent}: "
+        f"{_NO_SPACE.get(error.errno) or error.strerror or error}; {kept}",
+        f"free some space on that disk, then {then}; or choose another folder: a store on "
+        "another disk (--db PATH) keeps its runs there"
+        if full
+        else f"check that folder and its permissions, then {then}",
+    )
+
+
+_NO_SPACE = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is used up"}
 
 
 def share_file(source: Path, path: Path) -> None:
@@ -95,11 +117,7 @@ def _keep(source: Path, folder: Path, stem: str, role: str, resume: bool) -> Pat
     try:
         share_file(source, kept)
     except OSError as error:
-        raise RunError(
-            "disk_full" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "write_failed",
-            f"could not keep a copy of {source} in {folder} ({error.strerror or error})",
-            "free some space there, then launch the run again",
-        ) from None
+        raise write_failure(error, kept, "nothing was kept", "launch the run again") from None
     return kept
 
 
@@ -114,13 +132,35 @@ def save_epoch(
     writer.emit(ev.CHECKPOINT, path=str(last), name="last", epoch=epoch, best=False)
     if improved:
         best = folder / "best.pt"
-        share_file(last, best)
+        try:
+            share_file(last, best)
+        except OSError as error:
+            raise write_failure(error, best, "last.pt holds this epoch") from None
         writer.emit(ev.CHECKPOINT, path=str(best), name="best", epoch=epoch, best=True)
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:
-    """A checkpoint's contents, its tensors on `device`."""
-    return torch.load(path, map_location=device, weights_only=True)
+    """A checkpoint's contents, its tensors on `device`; a file that cannot be read as one
+    is a damaged checkpoint."""
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except OSError as error:
+        raise damaged_checkpoint(path, error.strerror or str(error)) from None
+    except Exception as error:  # not a checkpoint: truncated, overwritten, or a foreign file
+        raise damaged_checkpoint(path, load_failure_reason(error)) from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise damaged_checkpoint(path, "it holds no model weights")
+    return state
+
+
+def damaged_checkpoint(path: Path, reason: str) -> RunError:
+    """The run's error for a checkpoint of its own that cannot be used, and what to do."""
+    return RunError(
+        "bad_data",
+        f"the checkpoint {path} is damaged ({reason}), so the run cannot go on from it",
+        "start a new run instead (--init run:ID starts it from a run's best weights), "
+        "or remove this one (resnet-tui rm ID)",
+    )
 
 
 def last_checkpoint(folder: Path, device: torch.device) -> dict[str, Any]:

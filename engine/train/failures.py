@@ -1,5 +1,6 @@
 """A run's failures as `error` events: what went wrong in one line, and what to try."""
 
+import errno
 import sys
 import traceback
 from collections.abc import Callable
@@ -20,44 +21,82 @@ def report_failures(
     batch_size: int | None,
 ) -> int:
     """Do `work`, turning any failure into an `error` event; close the log. Returns the exit
-    code: `work`'s own, or 1 after a failure."""
+    code: `work`'s own, or 1 after a failure. Where the log itself cannot be written (a full
+    disk), the failure is one line on stderr, which ends in engine.log."""
     try:
-        return work()
-    except RunError as error:
-        writer.emit(ev.ERROR, kind=error.kind, message=error.message, hint=error.hint)
-    except SpecError as error:
-        kind = "dataset_missing" if isinstance(error, DatasetMissing) else "bad_input"
-        writer.emit(ev.ERROR, kind=kind, message=str(error), hint="")
-    except UnreadableImage as error:
-        writer.emit(
-            ev.ERROR,
-            kind="bad_data",
-            message=_unreadable_image_message(error),
-            hint="remove or replace the file",
-        )
-    except torch.OutOfMemoryError:
-        if batch_size is None:
-            message, hint = "out of memory", "fuse fewer runs at once, or use --device cpu"
-        else:
-            message = f"out of memory at batch size {batch_size}"
-            hint = f"try --batch-size {max(1, batch_size // 2)} or --amp bf16"
-        writer.emit(ev.ERROR, kind="out_of_memory", message=message, hint=hint)
-    except Exception as error:
-        traceback.print_exc(file=sys.stderr)
-        lost = device_lost(error)
-        if lost is not None:
-            writer.emit(ev.ERROR, kind="device_lost", message=lost, hint=DEVICE_LOST_HINT)
-            return 1
-        # an engine bug: report it, with the traceback in engine.log
-        writer.emit(
-            ev.ERROR,
-            kind="internal",
-            message=f"{type(error).__name__}: {error}",
-            hint="see engine.log in the run folder",
-        )
-    finally:
-        writer.close()
+        try:
+            return work()
+        except Exception as error:
+            kind, message, hint = what_failed(error, batch_size)
+            if kind in ("internal", "device_lost"):  # the traceback goes to engine.log
+                traceback.print_exception(error, file=sys.stderr)
+            writer.emit(ev.ERROR, kind=kind, message=message, hint=hint)
+        finally:
+            writer.close()
+    except OSError as error:
+        print(f"error: the run's events cannot be written: {error}", file=sys.stderr)
     return 1
+
+
+def what_failed(error: Exception, batch_size: int | None) -> tuple[str, str, str]:
+    """The kind, message and hint of the `error` event a failure of a run becomes."""
+    if isinstance(error, RunError):
+        return error.kind, error.message, error.hint
+    if isinstance(error, SpecError):
+        return (
+            ("dataset_missing" if isinstance(error, DatasetMissing) else "bad_input"),
+            str(error),
+            "",
+        )
+    if isinstance(error, UnreadableImage):
+        return "bad_data", _unreadable_image_message(error), "remove or replace the file"
+    if isinstance(error, torch.OutOfMemoryError):
+        if batch_size is None:
+            return "out_of_memory", "out of memory", "fuse fewer runs at once, or use --device cpu"
+        return (
+            "out_of_memory",
+            f"out of memory at batch size {batch_size}",
+            f"try --batch-size {max(1, batch_size // 2)} or --amp bf16",
+        )
+    if isinstance(error, MemoryError) or _CPU_ALLOCATOR in str(error):
+        return "out_of_memory", *_out_of_memory(batch_size)
+    if _WORKER_KILLED in str(error):
+        return (
+            "out_of_memory",
+            "a data-loading worker was killed by SIGKILL (often the kernel's out-of-memory killer)",
+            "try fewer --workers, or a smaller --batch-size",
+        )
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+        where = f" ({error.filename})" if error.filename else ""
+        return (
+            "disk_full",
+            f"the disk is full: a file of the run could not be written{where}",
+            "free some space on that disk, or choose another folder for the run",
+        )
+    if isinstance(error, PermissionError):
+        where = error.filename or "a file the run needs"
+        return "bad_input", f"permission denied: {where}", "check the permissions of that path"
+    lost = device_lost(error)
+    if lost is not None:
+        return "device_lost", lost, DEVICE_LOST_HINT
+    first_line = next(iter(str(error).strip().splitlines()), "")
+    return "internal", f"{type(error).__name__}: {first_line}", "see engine.log in the run folder"
+
+
+# What torch's CPU allocator says when the computer's memory runs out (a RuntimeError).
+_CPU_ALLOCATOR = "DefaultCPUAllocator: can't allocate memory"
+# What the DataLoader says when a worker process of its dies of SIGKILL.
+_WORKER_KILLED = "is killed by signal: Killed"
+
+
+def _out_of_memory(batch_size: int | None) -> tuple[str, str]:
+    """The message and hint of a run that ran the computer (not a GPU) out of memory."""
+    if batch_size is None:
+        return "the computer ran out of memory", "fuse fewer runs at once"
+    return (
+        f"the computer ran out of memory at batch size {batch_size}",
+        f"try --batch-size {max(1, batch_size // 2)}, or --limit N to train on fewer images",
+    )
 
 
 DEVICE_LOST_HINT = (

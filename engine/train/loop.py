@@ -18,6 +18,7 @@ from engine.data.datasets import DatasetBundle, load_dataset
 from engine.distributed import STOP_CHECK_STEPS, Ranks, any_rank, total
 from engine.models import count_parameters
 from engine.train.checkpoints import (
+    damaged_checkpoint,
     last_checkpoint,
     random_state,
     read_checkpoint,
@@ -170,16 +171,21 @@ class Trainer:
         the middle of an epoch goes on with the next one.
         """
         state = last_checkpoint(self.checkpoints, self.device)
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.scaler.load_state_dict(state["scaler"])
-        self.step, self.best_val_acc = state["step"], state["best_val_acc"]
-        self.best_epoch, self.elapsed_before = state["best_epoch"], state["elapsed"]
-        self.first_epoch = state["epoch"] + 1
-        self.freeze.apply_at(self.model, state["epoch"])
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scheduler.load_state_dict(state["scheduler"])
+            self.scaler.load_state_dict(state["scaler"])
+            self.step, self.best_val_acc = state["step"], state["best_val_acc"]
+            self.best_epoch, self.elapsed_before = state["best_epoch"], state["elapsed"]
+            self.first_epoch = state["epoch"] + 1
+            self.freeze.apply_at(self.model, state["epoch"])
+            restore_random_state(state["rng"], self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as error:
+            # a file that loads but is not this run's: keys missing, shapes that differ
+            reason = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
+            raise damaged_checkpoint(self.checkpoints / "last.pt", reason) from None
         self._wrap_for_ranks()
-        restore_random_state(state["rng"], self.device)
 
     def started_event(self) -> None:
         """The run's first event, then the dataset's notes as `log` events."""
@@ -344,6 +350,7 @@ class Trainer:
             epoch_start = time.perf_counter()
             train_loss, train_acc, loss_parts = self.train_epoch(epoch)
             val_loss, val_acc = loss_and_accuracy(*self.evaluate(self.val_batches))
+            self._check_finite(val_loss)  # weights gone to inf can still give a finite train loss
             improved = val_acc > self.best_val_acc
             if improved:
                 self.best_val_acc, self.best_epoch = val_acc, epoch

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from engine.contract.errors import RunError
+from engine.contract.errors import RunError, load_failure_reason
 from engine.contract.spec import RunSpec
 from engine.models import build_model, model_stages
 
@@ -87,10 +87,9 @@ def read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickles with code in them, truncated files, other formats
-        message = str(error).strip().splitlines()[0]
         raise RunError(
             "bad_input",
-            f"{path} cannot be read as weights ({message})",
+            f"{path} cannot be read as weights ({load_failure_reason(error)})",
             "give a state dict saved with torch.save, or a .safetensors file",
         ) from None
     if isinstance(payload, dict) and isinstance(payload.get("model"), dict):

@@ -16,7 +16,7 @@ from subprocess import Popen
 from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding
-from textual.markup import escape
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 
 from engine.contract.events import STALL_AFTER_S
@@ -28,6 +28,7 @@ from resnet_tui.app.screens.history import HistoryScreen
 from resnet_tui.app.screens.launch import LaunchScreen
 from resnet_tui.app.screens.queue import QueueScreen
 from resnet_tui.app.screens.sweep import SweepScreen
+from resnet_tui.display import markup_safe, safe
 from resnet_tui.runs.follower import RunFollower, catch_up
 from resnet_tui.runs.launcher import fuse, launch, resume, stop
 from resnet_tui.runs.model import Run
@@ -65,13 +66,13 @@ class ResnetApp(App[None]):
         self.garbage = GarbageSchedule()
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.store.path)
+        self.sub_title = safe(self.store.path)
         catch_up(self.store, self.caught_up)
         self.live = {run.id: run for run in self.store.live_runs()}
         self.push_screen(self.history)
         running = sum(run.status == "running" for run in self.live.values())
         if running:
-            self.notify(f"following {running} live run{'s' if running > 1 else ''} again")
+            self.tell(f"following {running} live run{'s' if running > 1 else ''} again")
         self.set_interval(LOOK_INTERVAL_S, self.look_at_the_store)
         self.call_after_refresh(self._take_over_garbage_collection)
 
@@ -138,6 +139,21 @@ class ResnetApp(App[None]):
             if message is not None:
                 self.tell_screens(message)
 
+    def tell(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+    ) -> None:
+        """A notification of the app or its screens, its text as written: a run name or an
+        error quoting one is never read as markup, a control character in it is shown as an
+        escape. (Textual's own notifications, written in markup, keep `notify`.)"""
+        self.notify(
+            safe(message), title=safe(title), severity=severity, timeout=timeout, markup=False
+        )
+
     def tell_screens(self, message: RunsAdded | RunsChanged | RunsRemoved) -> None:
         """Post a message to every screen on the stack but dialogs (they show no runs)."""
         for screen in self.screen_stack:
@@ -152,7 +168,7 @@ class ResnetApp(App[None]):
             elif self.live.pop(run.id, None) is not None:
                 self.stalled.discard(run.id)
                 severity = "information" if run.status == "completed" else "warning"
-                self.notify(f"run {run.id} {run.status}", severity=severity)
+                self.tell(f"run {run.id} {run.status}", severity=severity)
 
     def _stall_changed(self, run: Run) -> bool:
         """Note a live run that fell silent (or spoke again); True when that changed."""
@@ -161,7 +177,7 @@ class ResnetApp(App[None]):
             return False
         if stalled:
             self.stalled.add(run.id)
-            self.notify(
+            self.tell(
                 f"run {run.id} has written nothing for {STALL_AFTER_S / 60:.0f} minutes, "
                 "though its engine is there: stalled?",
                 severity="warning",
@@ -191,7 +207,7 @@ class ResnetApp(App[None]):
         from resnet_tui.app.screens.run import RunScreen
 
         if self.store.run(run_id) is None:
-            self.notify(f"run {run_id} was deleted", severity="warning")
+            self.tell(f"run {run_id} was deleted", severity="warning")
             self.look_at_the_store()
             return
         self.push_screen(RunScreen(self.store, run_id))
@@ -208,7 +224,7 @@ class ResnetApp(App[None]):
 
         gone = [str(run_id) for run_id in run_ids if self.store.run(run_id) is None]
         if gone:
-            self.notify(f"run {', '.join(gone)} was deleted meanwhile", severity="warning")
+            self.tell(f"run {', '.join(gone)} was deleted meanwhile", severity="warning")
             self.look_at_the_store()
             return
         self.push_screen(CompareScreen(self.store, run_ids))
@@ -220,7 +236,7 @@ class ResnetApp(App[None]):
         try:
             run_id, supervisor = launch(self.store, spec)
         except SpecError as error:
-            self.notify(str(error), severity="error")
+            self.tell(str(error), severity="error")
             return
         self._show_new_run(run_id, supervisor)
 
@@ -231,14 +247,14 @@ class ResnetApp(App[None]):
         try:
             folds = queue_folds(self.store, spec, in_background=True)
         except SpecError as error:
-            self.notify(str(error), severity="error")
+            self.tell(str(error), severity="error")
             return
         assert folds.worker is not None  # started in the background, as asked
         self.started_here.append(folds.worker)
         self.action_history()
         self.open_sweep(folds.sweep)
         first, last = folds.run_ids[0], folds.run_ids[-1]
-        self.notify(
+        self.tell(
             f"{spec.folds}-fold cross-validation: runs {first}-{last} queued as sweep "
             f"{folds.sweep}; a worker trains them one after another, with or without the app"
         )
@@ -249,7 +265,7 @@ class ResnetApp(App[None]):
         self.action_history()
         self.open_run(run_id)
         run = self.store.run(run_id)
-        self.notify(f"run {run_id} started: {run.name if run else ''}")
+        self.tell(f"run {run_id} started: {run.name if run else ''}")
 
     def choose_fusion(self, run_ids: list[int]) -> None:
         """Ask how to fuse the runs (ensemble, soup, greedy soup, WiSE-FT), then do it."""
@@ -271,7 +287,7 @@ class ResnetApp(App[None]):
             fusion.validate()
             run_id, supervisor = fuse(self.store, fusion, run_ids)
         except SpecError as error:
-            self.notify(str(error), severity="error")
+            self.tell(str(error), severity="error")
             return
         self._show_new_run(run_id, supervisor)
 
@@ -281,17 +297,17 @@ class ResnetApp(App[None]):
         try:
             supervisor = resume(self.store, run_id)
         except SpecError as error:
-            self.notify(str(error), severity="error")
+            self.tell(str(error), severity="error")
             return
         self.started_here.append(supervisor)
         self.open_run(run_id)
-        self.notify(f"run {run_id} resumed from its last checkpoint")
+        self.tell(f"run {run_id} resumed from its last checkpoint")
 
     def launch_again(self, run_id: int) -> None:
         """Open the form on a run's settings; an ensemble or soup is simply made again."""
         run = self.store.run(run_id)
         if run is None:
-            self.notify(f"run {run_id} is no longer in the store", severity="warning")
+            self.tell(f"run {run_id} is no longer in the store", severity="warning")
             return
         if not run.trained:
             fusion = run.fusion
@@ -300,7 +316,7 @@ class ResnetApp(App[None]):
         try:
             spec = run.spec
         except SpecError as error:
-            self.notify(f"run {run_id}'s spec cannot be read: {error}", severity="error")
+            self.tell(f"run {run_id}'s spec cannot be read: {error}", severity="error")
             return
         spec.name = None
         self.push_screen(LaunchScreen(spec))
@@ -310,23 +326,25 @@ class ResnetApp(App[None]):
         if run is None:
             return
         if run.live and not run.waits_in_queue:
-            self.notify(f"run {run_id} is still {run.status}; stop it first", severity="error")
+            self.tell(f"run {run_id} is still {run.status}; stop it first", severity="error")
             return
 
         def answered(yes: bool | None) -> None:
             if not yes:
                 return
             if not delete_runs(self.store, [run]).started:
-                self.notify(f"deleted run {run_id}")
+                self.tell(f"deleted run {run_id}")
             else:
-                self.notify(
+                self.tell(
                     f"run {run_id} started meanwhile (a resume or a worker); stop it first",
                     severity="warning",
                 )
             self.look_at_the_store()
 
         self.push_screen(
-            ConfirmDialog(f"Delete run {run_id} ({escape(run.name)}) and its files?", "Delete"),
+            ConfirmDialog(
+                f"Delete run {run_id} ({markup_safe(run.name)}) and its files?", "Delete"
+            ),
             answered,
         )
 
@@ -338,10 +356,10 @@ class ResnetApp(App[None]):
         def answered(values: dict[str, str] | None) -> None:
             if values and self.store.run(run_id) is not None:
                 self.store.edit(run_id, **values)
-                self.notify(f"saved run {run_id}")
+                self.tell(f"saved run {run_id}")
                 self.look_at_the_store()
             elif values:
-                self.notify(f"run {run_id} was deleted meanwhile", severity="warning")
+                self.tell(f"run {run_id} was deleted meanwhile", severity="warning")
 
         self.push_screen(EditRunDialog(run_id, run.name, run.tags, run.notes), answered)
 
@@ -349,7 +367,7 @@ class ResnetApp(App[None]):
         def answered(yes: bool | None) -> None:
             run = self.store.run(run_id) if yes else None
             if run is not None and stop(run):
-                self.notify(f"stopping run {run_id} after this step")
+                self.tell(f"stopping run {run_id} after this step")
 
         self.push_screen(
             ConfirmDialog(f"Stop run {run_id}? Its last checkpoint is kept.", "Stop"), answered

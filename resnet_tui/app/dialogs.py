@@ -6,6 +6,8 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label
 
+from resnet_tui.runs.labels import LabelError, check_label
+
 
 class ConfirmDialog(ModalScreen[bool]):
     """Asks a yes/no question; dismisses with True for yes. Escape means no."""
@@ -94,7 +96,13 @@ class EditRunDialog(ModalScreen[dict[str, str] | None]):
     def _save(self) -> None:
         values = {key: self.query_one(f"#{key}", Input).value.strip() for key in self.values}
         if not values["name"]:
-            self.notify("a run needs a name", severity="error")
+            self.app.tell("a run needs a name", severity="error")
+            return
+        try:
+            for what, text in values.items():
+                check_label(text, what)
+        except LabelError as error:  # the dialog stays open, the text as typed
+            self.app.tell(str(error), severity="error")
             return
         self.dismiss(values)
 

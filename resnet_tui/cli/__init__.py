@@ -7,12 +7,19 @@ summary, queue), fuse.py (ensemble, soup) and catalog.py (archs, datasets, devic
 they share is in common.py, and the options made from the run spec in spec_options.py.
 """
 
+import errno
+import sqlite3
 import sys
 
 import typer
 
 from resnet_tui.cli import catalog, fuse, queue, run, runs
 from resnet_tui.cli.common import EXIT_USER_ERROR, say_error
+from resnet_tui.runs.identity import StoreError, describe_database_error, is_passing_fault
+from resnet_tui.runs.labels import LabelError
+
+# A command that could not finish for a fault of the machine (not of its input).
+EXIT_FAILED = 1
 
 try:  # Typer 0.20 and later carry their own copy of Click
     from typer._click import exceptions as click_exceptions
@@ -68,4 +75,21 @@ def main() -> None:
     except click_exceptions.ClickException as error:
         error.show()
         sys.exit(error.exit_code)
+    except LabelError as error:  # a name, tag or note that no path checked before the store
+        say_error(str(error))
+        sys.exit(EXIT_USER_ERROR)
+    except StoreError as error:  # a store that went bad while a command used it
+        say_error(str(error))
+        sys.exit(EXIT_USER_ERROR)
+    except sqlite3.Error as error:  # locked too long, a full disk, a damaged page
+        say_error(describe_database_error(None, error))
+        sys.exit(EXIT_FAILED if is_passing_fault(error) else EXIT_USER_ERROR)
+    except OSError as error:
+        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        say_error(
+            f"the disk is full ({error.filename or error.strerror}); free some space, or "
+            "keep the store on another disk with --db, and try again"
+        )
+        sys.exit(EXIT_FAILED)
     sys.exit(code if isinstance(code, int) else 0)

@@ -4,15 +4,49 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
+from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
+from rich.segment import Segment
 from rich.text import Text
 
+from resnet_tui.display import safe, shown
+from resnet_tui.runs.labels import LabelError, check_label
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.store import RunStore, StoreError
 
-# No emoji codes: `run:abc:` in a message is what the user typed, not a picture.
-console = Console(emoji=False)
-errors = Console(stderr=True, emoji=False)
+
+class _Shown:
+    """A renderable whose text segments are made safe as they go out (styles, line breaks and
+    Rich's own cursor moves, which are control segments, pass as they are)."""
+
+    def __init__(self, renderable: RenderableType) -> None:
+        self.renderable = renderable
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        for segment in console.render(self.renderable, options):
+            if segment.control:
+                yield segment
+            else:  # a line break here is Rich's own: the text it breaks was made safe
+                lines = segment.text.split("\n")
+                yield Segment("\n".join(safe(line) for line in lines), segment.style)
+
+
+class _NothingRaw(RenderHook):
+    """The last guard: whatever a command prints, no control character or lone surrogate
+    reaches the terminal raw, even from text a caller forgot to pass through `shown`."""
+
+    def process_renderables(self, renderables: list[RenderableType]) -> list[RenderableType]:
+        return [_Shown(renderable) for renderable in renderables]
+
+
+def _console(stderr: bool) -> Console:
+    # No emoji codes: `run:abc:` in a message is what the user typed, not a picture.
+    made = Console(stderr=stderr, emoji=False)
+    made.push_render_hook(_NothingRaw())
+    return made
+
+
+console = _console(stderr=False)
+errors = _console(stderr=True)
 
 # The engine reports progress about four times a second; following it more often only takes
 # CPU from training (on two cores, every cycle the viewer uses is one the engine waits for).
@@ -27,13 +61,25 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of 
 
 
 def say_error(message: str) -> None:
-    """Print `error: message` on stderr, the message as written (no markup in it)."""
-    errors.print(Text.assemble(("error:", "bold red"), " ", message), soft_wrap=True)
+    """Print `error: message` on stderr, the message as written (no markup in it, any
+    control character it quotes shown as an escape)."""
+    errors.print(Text.assemble(("error:", "bold red"), " ", shown(message)), soft_wrap=True)
 
 
 def say(line: str) -> None:
     """Print a line as written: run names in it are never read as markup."""
-    console.print(line, markup=False, highlight=False)
+    console.print(shown(line), highlight=False)
+
+
+def label(text: str | None, what: str) -> str | None:
+    """A name, tags or notes the user gave, checked before anything is made of it
+    (exit 2 saying what is wrong), or None where none was given."""
+    if text is None:
+        return None
+    try:
+        return check_label(text, what)
+    except LabelError as error:
+        raise fail(str(error)) from None
 
 
 def fail(message: str) -> typer.Exit:

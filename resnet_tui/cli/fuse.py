@@ -6,7 +6,7 @@ from typing import Annotated, Optional
 import typer
 
 from engine.contract.spec import FusionSpec, SpecError
-from resnet_tui.cli.common import DbOption, fail, open_store
+from resnet_tui.cli.common import DbOption, fail, label, open_store
 from resnet_tui.cli.run import follow_or_detach
 from resnet_tui.runs import launcher
 from resnet_tui.runs.follower import catch_up
@@ -46,6 +46,7 @@ def _fuse(
     as_json: bool,
     db: Path | None,
 ) -> None:
+    name = label(name, "name")
     store = open_store(db)
     catch_up(store)
     try:

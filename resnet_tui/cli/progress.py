@@ -23,6 +23,7 @@ from resnet_tui.display import (
     percent,
     policy_line,
     run_error,
+    shown,
     test_report_view,
 )
 from resnet_tui.runs.model import Run
@@ -92,35 +93,45 @@ class RunProgress:
         if isinstance(event, ev.Started) and event.fusion:
             sizes = event.sizes
             self.console.print(
-                f"[bold]run {self.run_id}[/]: {fusion_title(event.fusion)} on "
-                f"{event.device} ({event.device_name}) · {sizes['val']:,} val / "
-                f"{sizes['test']:,} test images · {len(event.classes)} classes"
+                Text.assemble(
+                    (f"run {self.run_id}", "bold"),
+                    shown(
+                        f": {fusion_title(event.fusion)} on {event.device} "
+                        f"({event.device_name}) · {sizes['val']:,} val / "
+                        f"{sizes['test']:,} test images · {len(event.classes)} classes"
+                    ),
+                )
             )
             self.progress.update(self.epochs, description="fusing", total=event.fusion["steps"])
             self.progress.update(self.steps, visible=False)
         elif isinstance(event, ev.Started):
             sizes = event.sizes
             self.console.print(
-                f"[bold]run {self.run_id}[/] on {event.device} ({event.device_name}, "
-                f"{event.threads} threads) · {event.parameters:,} parameters · "
-                f"{sizes['train']:,} train / {sizes['val']:,} val / {sizes['test']:,} test images"
-                f" · {len(event.classes)} classes"
+                Text.assemble(
+                    (f"run {self.run_id}", "bold"),
+                    shown(
+                        f" on {event.device} ({event.device_name}, {event.threads} threads) · "
+                        f"{event.parameters:,} parameters · {sizes['train']:,} train / "
+                        f"{sizes['val']:,} val / {sizes['test']:,} test images · "
+                        f"{len(event.classes)} classes"
+                    ),
+                )
             )
             for line in init_lines(event.init):
-                self.console.print(line, highlight=False)
+                self.console.print(shown(line))
             distilling = distillation_line(event.distillation)
             if distilling:
-                self.console.print(distilling, highlight=False)
+                self.console.print(shown(distilling))
             self.progress.update(self.epochs, total=event.epochs)
             self.progress.update(self.steps, total=event.steps_per_epoch)
         elif isinstance(event, ev.EpochEnded):
-            self.console.print(epoch_line(event), highlight=False)
+            self.console.print(shown(epoch_line(event)))
         elif isinstance(event, ev.Log):
-            self.console.print(Text(f"{event.level}: {event.message}", style="dim"))
+            self.console.print(shown(f"{event.level}: {event.message}", style="dim"))
         elif isinstance(event, ev.Policy):
-            self.console.print(Text(policy_line(event), style="cyan"))
+            self.console.print(shown(policy_line(event), style="cyan"))
         elif isinstance(event, ev.Fusion):
-            self.console.print(fusion_line(event), highlight=False)
+            self.console.print(shown(fusion_line(event)))
 
     def summary(self, run: Run) -> None:
         """The closing lines: the test report of a completed run, else its status."""
@@ -140,5 +151,5 @@ class RunProgress:
             )
         elif run.status == "crashed":
             self.console.print(
-                Text.assemble(("crashed", "red"), f" run {self.run_id}: ", run_error(run))
+                Text.assemble(("crashed", "red"), f" run {self.run_id}: ", shown(run_error(run)))
             )

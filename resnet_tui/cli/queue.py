@@ -6,7 +6,6 @@ from typing import Annotated, Any, Optional
 
 import typer
 from rich.table import Table
-from rich.text import Text
 
 from engine.contract import locate
 from engine.contract.spec import SpecError
@@ -16,11 +15,12 @@ from resnet_tui.cli.spec_options import (
     json_and_db_parameters,
     spec_parameters,
 )
+from resnet_tui.display import shown
 from resnet_tui.runs import launcher
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.sweeps import spread, summary, sweep_specs
-from resnet_tui.runs.worker import Worker
+from resnet_tui.runs.worker import MOST_RUNS_PER_DEVICE, Worker, missing_device
 
 
 def print_summary(store: RunStore, sweep: int, as_json: bool) -> None:
@@ -34,7 +34,7 @@ def print_summary(store: RunStore, sweep: int, as_json: bool) -> None:
     )
     for row in rows:
         table.add_row(
-            Text(row["setting"]),
+            shown(row["setting"]),
             f"{row['completed']}/{row['runs']}",
             spread(row["best_val_acc"]),
             spread(row["test_acc"]),
@@ -88,7 +88,10 @@ def run_worker(
     devices: Annotated[
         str, typer.Option(help="Devices to run the queue on, e.g. cuda:0,cuda:1 or cpu.")
     ],
-    per_device: Annotated[int, typer.Option(help="Runs at once on each device.")] = 1,
+    per_device: Annotated[
+        int,
+        typer.Option(help=f"Runs at once on each device \\[range: 1 to {MOST_RUNS_PER_DEVICE}]."),
+    ] = 1,
     wait: Annotated[
         bool, typer.Option("--wait", help="Keep waiting for queued runs when the queue is empty.")
     ] = False,
@@ -102,8 +105,9 @@ def run_worker(
     db: DbOption = None,
 ) -> None:
     """Run the queue: start queued runs on the devices, one (or --per-device) at a time on
-    each, until the queue is empty. Ctrl-C takes no more runs and waits for the running ones;
-    a second Ctrl-C leaves them running in the background."""
+    each, until the queue is empty; a device the engine cannot see is refused at the start.
+    Ctrl-C takes no more runs and waits for the running ones; a second Ctrl-C leaves them
+    running in the background."""
     store = open_store(db)
     among = None
     if sweep is not None:
@@ -112,8 +116,13 @@ def run_worker(
             raise fail(f"no sweep {sweep} in {store.path}; `resnet-tui runs --json` shows sweeps")
     try:
         worker = Worker(store, devices.split(","), per_device, wait, say, among)
+        missing = missing_device([slot.device for slot in worker.slots])
     except SpecError as error:
         raise fail(str(error)) from None
+    except launcher.DevicesUnavailable as error:
+        raise fail(f"the engine could not list its devices: {error}") from None
+    if missing:
+        raise fail(f"{missing}; `resnet-tui devices` lists them")
     waiting = len(RunQueue(store).waiting()) if among is None else len(among)
     console.print(f"{waiting} queued run{'s' if waiting != 1 else ''}; running on {devices}")
     try:
@@ -164,5 +173,5 @@ def show_queue(
         return
     table = Table("place", "id", "name", "sweep", box=None)
     for place, run in enumerate(queued, start=1):
-        table.add_row(str(place), str(run.id), Text(run.name), str(run.sweep or ""))
+        table.add_row(str(place), str(run.id), shown(run.name), str(run.sweep or ""))
     console.print(table)

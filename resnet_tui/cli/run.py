@@ -22,6 +22,7 @@ from resnet_tui.cli.common import (
     errors,
     fail,
     get_run,
+    label,
     open_store,
     say,
     say_error,
@@ -42,6 +43,9 @@ from resnet_tui.runs.state import RunState
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.worker import Worker, queue_folds
 
+# What stops a run followed in the foreground (after its step, its last checkpoint kept).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
 
 def _exit_code(run: Run) -> int:
     if run.status == "completed":
@@ -56,8 +60,12 @@ def _exit_code(run: Run) -> int:
 def follow_run(
     store: RunStore, run_id: int, supervisor: subprocess.Popen[bytes], as_json: bool
 ) -> int:
-    """Show a run started in the foreground until its supervisor has recorded its end;
-    Ctrl-C asks it to stop cleanly. The events file is read, never written, here."""
+    """Show a run started in the foreground until its supervisor has recorded its end.
+
+    Ctrl-C or SIGTERM (a `kill`, a job scheduler ending us) asks it to stop cleanly: the
+    engine finishes its step, keeps its last checkpoint, and we exit 130 once it has
+    stopped. A hang-up (SIGHUP) ends us alone and leaves the run training, detached. The
+    events file is read, never written, here."""
     run = store.run(run_id)
     assert run is not None
     state, offset = RunState(), run.events_offset
@@ -72,7 +80,7 @@ def follow_run(
             supervisor.send_signal(signal.SIGINT)  # our child: its id is its own
             errors.print("stopping after this step (the last checkpoint is kept)...")
 
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {signum: signal.signal(signum, on_interrupt) for signum in STOP_SIGNALS}
     try:
         if display:
             display.__enter__()
@@ -90,7 +98,8 @@ def follow_run(
                 break
             time.sleep(POLL_INTERVAL_S)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         if display:
             display.__exit__(None, None, None)
     catch_up(store)  # a supervisor that died leaves its run to the next viewer: us
@@ -125,6 +134,8 @@ def _run(
         except config.ConfigError as error:
             raise fail(str(error)) from None
     values.update({name: value for name, value in options.items() if value is not None})
+    if isinstance(values.get("name"), str):
+        label(values["name"], "name")
     if values.get("data_root"):
         values["data_root"] = str(Path(values["data_root"]).expanduser().resolve())
     try:
@@ -156,11 +167,14 @@ def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> N
         return
     report = (lambda line: None) if as_json else say
     worker = Worker(store, [spec.device], report=report, among=folds.run_ids)
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM as Ctrl-C
     try:
         worker.run()
     except KeyboardInterrupt:
         worker.stop_running()
         worker.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print_summary(store, folds.sweep, as_json)
     runs = store.sweep_runs(folds.sweep)
     raise typer.Exit(0 if all(run.status == "completed" for run in runs) else 1)
@@ -192,7 +206,8 @@ run_command = command_from_parameters(
         ),
         *json_and_db_parameters("Print the events as JSON lines instead of progress bars."),
     ],
-    "Train one run and show its progress; exit 0 when it completes. "
+    "Train one run and show its progress; exit 0 when it completes. Ctrl-C or SIGTERM "
+    "stops it after its step, keeping its last checkpoint (exit 130). "
     "With no options: a ResNet-8 on the built-in shapes dataset, under a minute on a CPU.",
 )
 

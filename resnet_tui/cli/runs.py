@@ -6,7 +6,6 @@ import time
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -29,9 +28,12 @@ from resnet_tui.display import (
     fusion_line,
     fusion_title,
     init_lines,
+    markup_safe,
     percent,
     policy_line,
     run_error,
+    safe,
+    shown,
     test_report_view,
     weights_from,
 )
@@ -89,9 +91,9 @@ def list_runs(
         if everything and (status or arch or dataset):
             kept = " ".join(f"{value}" for value in (status, arch, dataset) if value)
             total = f"{everything} run{'s' if everything != 1 else ''} in all"
-            console.print(f"no {kept} runs in {store.path} ({total})", markup=False)
+            console.print(shown(f"no {kept} runs in {store.path} ({total})"))
         else:
-            console.print(f"no runs in {store.path}; start one with `resnet-tui run`")
+            console.print(shown(f"no runs in {store.path}; start one with `resnet-tui run`"))
         return
     wide = console.width >= 110
     columns = ["id", "name", "status", "arch", "dataset"]
@@ -111,11 +113,11 @@ def list_runs(
     for run in runs:
         cells = {
             "id": str(run.id),
-            "name": Text(run.name),
+            "name": shown(run.name),
             "status": _status_cell(run, colours),
             "arch": run.arch,
-            "dataset": Text(run.dataset),
-            "init": Text(weights_from(run)),
+            "dataset": shown(run.dataset),
+            "init": shown(weights_from(run)),
             "freeze": run.freeze,
             "epochs": f"{run.epochs_done}/{run.epochs}" if run.trained else run.kind,
             "val": percent(run.best_val_acc),
@@ -137,7 +139,7 @@ def _status_cell(run: Run, colours: dict[str, str]) -> str:
 def _state_of(run: Run) -> RunState:
     """Everything the run's events file tells: each change its freeze policy made, each
     candidate an ensemble or soup weighed."""
-    return RunState().apply_all(ev.read_events(run.events_path).events)
+    return RunState().apply_read(ev.read_events(run.events_path, final=not run.live))
 
 
 def show_run(
@@ -159,20 +161,21 @@ def show_run(
             "epoch_table": epochs,
             "policy": [event.to_dict() for event in policies],
             "fusion": [event.to_dict() for event in candidates],
+            "skipped_lines": state.skipped_notes,
         }
         print(json.dumps(summary, indent=2))
         return
-    console.print(Text.assemble((f"run {run.id}", "bold"), f" · {run.name} · {run.status}"))
+    console.print(Text.assemble((f"run {run.id}", "bold"), shown(f" · {run.name} · {run.status}")))
     chain = store.lineage(run_id)
     if chain:
         steps = " ← ".join(f"run {r.id} ({r.name}, {r.status})" for r in chain)
-        console.print(f"started from {steps}", highlight=False, markup=False)
+        console.print(shown(f"started from {steps}"), highlight=False)
     if run.teachers:
         console.print(
-            "distilled from " + _run_names(store, list(run.teachers)), highlight=False, markup=False
+            shown("distilled from " + _run_names(store, list(run.teachers))), highlight=False
         )
     if run.tags or run.notes:
-        console.print(f"tags: {run.tags or '-'} · notes: {run.notes or '-'}", markup=False)
+        console.print(shown(f"tags: {run.tags or '-'} · notes: {run.notes or '-'}"))
     if not run.trained:
         _show_fusion(store, run, candidates)
         return
@@ -183,17 +186,20 @@ def show_run(
     info = run.engine_info
     if info:
         console.print(
-            f"device {info.device} ({info.device_name}), torch {info.torch_version}, "
-            f"{info.parameters:,} parameters ({info.trainable_parameters:,} trainable), "
-            f"amp {info.amp}, channels_last {info.channels_last}",
-            markup=False,
+            shown(
+                f"device {info.device} ({info.device_name}), torch {info.torch_version}, "
+                f"{info.parameters:,} parameters ({info.trainable_parameters:,} trainable), "
+                f"amp {info.amp}, channels_last {info.channels_last}"
+            )
         )
         for line in init_lines(info.init):
-            console.print(line, highlight=False, markup=False)
+            console.print(shown(line), highlight=False)
     for event in policies:
-        console.print(Text.assemble(("policy", "cyan"), " ", policy_line(event)))
+        console.print(Text.assemble(("policy", "cyan"), " ", shown(policy_line(event))))
     if epochs:
         console.print(_epoch_table(epochs))
+    for note in state.skipped_notes:  # a damaged or forged line of the log
+        console.print(shown(note, style="dim"))
     _show_outcome(run)
 
 
@@ -237,8 +243,8 @@ def _show_outcome(run: Run) -> None:
     if run.test_report:
         console.print(test_report_view(run.test_report))
     if run.error is not None:
-        console.print(Text.assemble((f"{_ended_how(run)}:", "red"), " ", run_error(run)))
-    console.print(Text(f"folder: {run.run_dir}", style="dim"))
+        console.print(Text.assemble((f"{_ended_how(run)}:", "red"), " ", shown(run_error(run))))
+    console.print(shown(f"folder: {run.run_dir}", style="dim"))
 
 
 def _spec_table(run: Run) -> Table:
@@ -251,16 +257,16 @@ def _spec_table(run: Run) -> Table:
     for key, value in run.spec_values.items():
         marker = "" if getattr(defaults, key, None) == value else " [dim](set)[/]"
         if value is None and key in used:
-            shown = f"{used[key]:g} [dim](the {run_spec.optimizer} default)[/]"
+            value_shown = f"{used[key]:g} [dim](the {run_spec.optimizer} default)[/]"
         elif value is None or value == []:
             continue
         elif isinstance(value, list):
-            shown = escape(",".join(map(str, value)))
+            value_shown = markup_safe(",".join(map(str, value)))
         elif key == "device":
-            shown = escape(device_chosen(value, run.engine_info))
+            value_shown = markup_safe(device_chosen(value, run.engine_info))
         else:
-            shown = escape(str(value))
-        settings.add_row(key.replace("_", "-"), f"{shown}{marker}")
+            value_shown = markup_safe(value)
+        settings.add_row(key.replace("_", "-"), f"{value_shown}{marker}")
     return settings
 
 
@@ -283,10 +289,12 @@ def _show_fusion(store: RunStore, run: Run, candidates: list[ev.Fusion]) -> None
         return
     members = [member["run"] for member in fusion.members]
     title = fusion_title({**(run.recipe or {}), "members": members})
-    console.print(f"{title}: `resnet-tui {launcher.fusion_command(fusion)}`", highlight=False)
-    console.print("members: " + _run_names(store, members), markup=False)
+    console.print(
+        shown(f"{title}: `resnet-tui {launcher.fusion_command(fusion)}`"), highlight=False
+    )
+    console.print(shown("members: " + _run_names(store, members)))
     for event in candidates:
-        console.print(f"  {fusion_line(event)}", highlight=False, markup=False)
+        console.print(shown(f"  {fusion_line(event)}"), highlight=False)
     outcome = run.fusion_outcome
     if "kept" in outcome and fusion.greedy:
         console.print("kept: " + ", ".join(f"run {m}" for m in outcome["kept"]))
@@ -315,10 +323,11 @@ def compare_runs(
     table = Table(box=None, header_style="bold")
     table.add_column("")
     for run in result["runs"]:
-        table.add_column(Text(f"{run['id']} {run['name']}"), justify="right")
+        table.add_column(shown(f"{run['id']} {run['name']}"), justify="right")
     rows = table_rows(result)
     for index, row in enumerate(rows):
-        table.add_row(*row, end_section=index == len(result["settings"]) - 1)
+        cells = [shown(cell) for cell in row]
+        table.add_row(*cells, end_section=index == len(result["settings"]) - 1)
     console.print(table)
 
 
@@ -338,7 +347,7 @@ def remove_runs(
         names = ", ".join(f"{run.id} ({run.name})" for run in runs)
         if not sys.stdin.isatty():
             raise fail("rm asks for confirmation; add --yes to delete without asking")
-        if not typer.confirm(f"Delete run {names} and its files?"):
+        if not typer.confirm(f"Delete run {safe(names)} and its files?"):
             raise typer.Exit(1)
     deletion = delete_runs(store, runs)
     gone = len(deletion.deleted) + len(deletion.gone)

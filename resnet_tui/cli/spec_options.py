@@ -18,8 +18,8 @@ from engine.contract.spec import spec_fields
 
 def spec_parameters(listed: bool = False) -> list[inspect.Parameter]:
     """One Typer option per RunSpec field, each defaulting to None (not given), grouped by
-    panel in the spec's panel order; with `listed`, numbers are read as text too, for a
-    sweep's lists (`--lr 0.1,0.01`)."""
+    panel in the spec's panel order, a number's help saying its range; with `listed`,
+    numbers are read as text too, for a sweep's lists (`--lr 0.1,0.01`)."""
     parameters = []
     for field in sorted(spec_fields(), key=lambda field: PANELS.index(field.panel)):
         if field.kind is bool:
@@ -32,6 +32,7 @@ def spec_parameters(listed: bool = False) -> list[inspect.Parameter]:
         name, default, help_text = field.name, field.default, field.help
         value = str(default).lower() if isinstance(default, bool) else default
         shown = "" if default is None else f" \\[default: {value}]"
+        shown += f" \\[range: {field.range}]" if field.range else ""
         option = typer.Option(
             None,
             declaration,

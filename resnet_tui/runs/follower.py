@@ -6,7 +6,9 @@ resnet-tui), the next viewer catches the run up from its events file with the sa
 marks it crashed once its engine is gone too. Both are idempotent on (run, seq).
 """
 
+import os
 import socket
+from pathlib import Path
 
 from engine.contract import events as ev
 from resnet_tui.runs import ownership
@@ -24,18 +26,20 @@ class RunFollower:
         self.run_id = run.id
         self.path = run.events_path
         before = ev.read_events(self.path, 0, end=run.events_offset)
-        self.state = RunState(keep_steps=False).apply_all(before.events)
+        self.state = RunState(keep_steps=False).apply_read(before)
         self.offset = before.offset
         self.rejected: list[tuple[int, str]] = []  # lines skipped by the last poll, and why
 
-    def poll(self) -> list[ev.Event]:
+    def poll(self, final: bool = False) -> list[ev.Event]:
         """Record what the engine wrote since the last poll; return the new events. Lines
-        that are not events of the contract are skipped, and listed in `rejected`."""
-        read = ev.read_events(self.path, self.offset)
+        that are not events of the contract are skipped, listed in `rejected` and noted in
+        the state. `final`: the engine is gone, so a last line without its newline is read
+        as it is (an epoch whose newline was lost is kept)."""
+        read = ev.read_events(self.path, self.offset, final=final)
         self.rejected = read.rejected
+        self.state.apply_read(read)
         if read.offset == self.offset:
             return []
-        self.state.apply_all(read.events)
         self.store.record(self.run_id, self.state, read.events, read.offset)
         self.offset = read.offset
         return read.events
@@ -96,14 +100,26 @@ def _catch_up_one(store: RunStore, kept: dict[int, RunFollower], run: Run) -> No
     follower = kept.get(run.id)
     if follower is None:
         follower = kept[run.id] = RunFollower(store, run)
-    follower.poll()
+    follower.poll(final=dead)
     after = store.run(run.id)
     if dead and after is not None and after.live:
         store.record_end(
             run.id,
             "crashed",
             "crashed",
-            "the run's engine and supervisor are gone without a final event",
-            f"see engine.log in {run.run_dir}; `resnet-tui resume {run.id}` goes on from its "
-            "last checkpoint, where it saved one",
+            "the run's engine and supervisor are gone without a final event"
+            + _trouble_with(follower.path),
+            f"see engine.log in {run.run_dir}; its metrics up to its last event are kept; "
+            f"`resnet-tui resume {run.id}` goes on from its last checkpoint, where it saved one",
         )
+
+
+def _trouble_with(log: Path) -> str:
+    """What is wrong with a run's events file, if anything, as the end of a sentence."""
+    if not os.path.lexists(log):
+        return f", and its events file {log} is gone"
+    if not log.is_file():
+        return f", and its events file {log} is not a file"
+    if not os.access(log, os.R_OK):
+        return f", and its events file {log} cannot be read"
+    return ""

@@ -34,7 +34,8 @@ def supervise(
 ) -> subprocess.Popen[bytes]:
     """Take the run's lock, `check` (under the lock) that it may start, start its supervisor
     with the lock, and mark it running. Raises SpecError where another process owns the run
-    or `check` refuses it."""
+    or `check` refuses it, or the run's folder is not this store's."""
+    check_folder_is_ours(store, run)
     lock = _take(store, run)
     try:
         now = store.run(run.id)
@@ -47,6 +48,16 @@ def supervise(
     finally:
         ownership.release(lock)
     return process
+
+
+def check_folder_is_ours(store: RunStore, run: Run) -> None:
+    """SpecError where the run's folder is another store's (this store a copy of the one
+    that made it, say): nothing is started or written there."""
+    if not store.owns_folder(run.folder):
+        raise SpecError(
+            f"run {run.id}'s folder {run.folder} belongs to another store (this one is a copy "
+            f"of it, or was moved); train on from it with --init run:{run.id}"
+        )
 
 
 # A supervisor that has recorded its run's end holds the lock until its engine has exited
@@ -139,6 +150,7 @@ def setting_of(spec: RunSpec) -> str:
 
 def start_queued(store: RunStore, run: Run, device: str) -> subprocess.Popen[bytes]:
     """Start a run a worker took from the queue, on `device` (the worker's to give)."""
+    check_folder_is_ours(store, run)
     spec = run.spec.on_one_device(device)
     write_atomically(run.folder / "spec.json", spec.to_json())
     store.update(run.id, spec=spec.to_json(), device=device)
@@ -193,6 +205,19 @@ def check_resumable(run: Run) -> None:
             f"run {run.id} has no checkpoint to resume from (it ended before its first epoch); "
             "launch it again instead (`a` in the app)"
         )
+    try:
+        RunSpec.from_json((run.folder / "spec.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, SpecError) as error:  # ValueError: not UTF-8
+        raise SpecError(
+            f"run {run.id} cannot be resumed: its spec.json is damaged ({one_line(error)}); "
+            f"start a new run from it with --init run:{run.id}, or remove it (resnet-tui rm "
+            f"{run.id})"
+        ) from None
+
+
+def one_line(error: Exception) -> str:
+    """An error's text as one line, for a message that must be one."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def stop(run: Run) -> bool:

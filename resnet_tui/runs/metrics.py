@@ -5,6 +5,7 @@ events arrive, from the run's `RunState`, so listing runs never reads `metrics`.
 """
 
 import json
+import math
 import sqlite3
 from typing import Any
 
@@ -75,8 +76,8 @@ def summary_columns(state: RunState, recipe: dict[str, Any] | None) -> dict[str,
         "epochs_done": state.epochs_done,
         "best_val_acc": state.best_val_acc,
         "seconds": state.seconds,
-        "test_acc": test.get("top1") if test else None,
-        "test_top5": test.get("top5") if test else None,
+        "test_acc": _number(test.get("top1")) if test else None,
+        "test_top5": _number(test.get("top5")) if test else None,
         "test_report": json.dumps(test) if test else None,
         "last_seq": state.last_seq,
         "last_event_at": state.last_event_at,
@@ -88,6 +89,13 @@ def summary_columns(state: RunState, recipe: dict[str, Any] | None) -> dict[str,
     if state.finished is not None and state.finished.fusion:
         columns["recipe"] = json.dumps({**(recipe or {}), "outcome": state.finished.fusion})
     return columns
+
+
+def _number(value: Any) -> float | None:
+    """A test report's number (the report is free-form JSON): None where it is none."""
+    if type(value) not in (int, float) or abs(value) > 1e300:
+        return None
+    return float(value) if math.isfinite(value) else None
 
 
 def lifecycle_columns(state: RunState) -> dict[str, Any]:

@@ -10,7 +10,9 @@ import re
 import sqlite3
 from collections.abc import Callable
 
-SCHEMA_VERSION = 4
+from resnet_tui.runs.identity import make_identity
+
+SCHEMA_VERSION = 5
 
 # The columns of `runs` as version 1 made them, with their types.
 _FIRST_COLUMNS = {
@@ -159,4 +161,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_teachers_recipe_and_last_event,
     _add_sweeps_and_the_queue,
     _add_lineage_settings_and_revisions,
+    make_identity,  # version 5: the store's id, its runs folder and its run folders marked
 ]

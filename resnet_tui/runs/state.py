@@ -39,6 +39,8 @@ class RunState:
     step_losses: dict[int, ev.Progress] = field(default_factory=dict)
     policies: dict[int, ev.Policy] = field(default_factory=dict)
     fusion_steps: dict[int, ev.Fusion] = field(default_factory=dict)
+    # The lines of the log that were no event, by byte offset: why each was skipped.
+    skipped: dict[int, str] = field(default_factory=dict)
 
     def apply(self, event: ev.Event) -> "RunState":
         """Fold one event in (in place); returns the state, for chaining."""
@@ -71,6 +73,19 @@ class RunState:
         for event in events:
             self.apply(event)
         return self
+
+    def apply_read(self, read: ev.EventsRead) -> "RunState":
+        """Fold in what one read of the log found: its events, and the lines it skipped."""
+        self.skipped.update(read.rejected)
+        return self.apply_all(read.events)
+
+    @property
+    def skipped_notes(self) -> list[str]:
+        """One line for each line of the log skipped, in order: where it is and why."""
+        return [
+            f"skipped the line at byte {at} of events.jsonl: {why}"
+            for at, why in sorted(self.skipped.items())
+        ]
 
     # What was done again after a resume does not count
 

@@ -21,14 +21,15 @@ from typing import Any
 
 from engine.contract import events as ev
 from engine.contract.spec import RunSpec
-from resnet_tui.runs import metrics, queries
+from resnet_tui.runs import identity, metrics, queries
+from resnet_tui.runs.identity import BUSY_TIMEOUT_S, StoreError
+from resnet_tui.runs.labels import check_label
 from resnet_tui.runs.model import LIVE_STATUSES, Run
 from resnet_tui.runs.ownership import LOCK_FILE, supervised
 from resnet_tui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 from resnet_tui.runs.state import RunState
 
-BUSY_TIMEOUT_S = 30
-
+LARGEST_ID = 2**63 - 1  # SQLite's largest integer: an id beyond it names no run
 # The columns of `runs` that code may set, and sort by.
 RUN_COLUMNS = (
     *("id", "name", "kind", "status", "created_at", "started_at", "ended_at", "arch"),
@@ -40,10 +41,6 @@ RUN_COLUMNS = (
 SORTABLE = RUN_COLUMNS
 
 
-class StoreError(Exception):
-    """A store that cannot be used; the message says which file and what to do."""
-
-
 @dataclass
 class StoreChanges:
     """What changed in the store since a revision: runs added or changed, runs deleted."""
@@ -51,11 +48,6 @@ class StoreChanges:
     runs: list[Run]
     deleted: list[int]
     revision: int
-
-
-def _writable(path: Path) -> bool:
-    """Writable for us, and not marked read-only (which root could otherwise ignore)."""
-    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
 
 
 def default_db_path() -> Path:
@@ -68,38 +60,34 @@ class RunStore:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else default_db_path()
-        self.runs_dir = self.path.parent / "runs"
-        if self.path.is_dir():
-            raise StoreError(f"{self.path} is a folder; --db wants a runs.db file")
-        creating = not self.path.exists()
-        if creating and not os.access(self.path.parent if str(self.path.parent) else ".", os.W_OK):
-            raise StoreError(
-                f"cannot create {self.path}: its folder is not writable; choose another --db"
-            )
-        if not creating and not _writable(self.path):
-            raise StoreError(f"{self.path} is read-only; make it writable or choose another --db")
+        creating = identity.check_file(self.path)
         try:
             connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                connection.close()
+                raise StoreError(
+                    f"{self.path} was written by a newer resnet-tui (schema {version}, this "
+                    f"one knows {SCHEMA_VERSION}); upgrade resnet-tui to open it"
+                )
+            identity.check_ours(connection, version, self.path)
             connection.execute("PRAGMA journal_mode = WAL")
             connection.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent on a crash
+            connection.row_factory = sqlite3.Row
+            self.connection = connection
+            if version < SCHEMA_VERSION:
+                self._migrate()
+            self.identity = identity.read_identity(connection)
+            if not identity.is_this_file(self.identity, self.path):
+                with self.write_transaction() as writing:
+                    self.identity = identity.renew_identity(writing, self.path)
         except sqlite3.DatabaseError as error:
-            raise StoreError(
-                f"{self.path} is not a resnet-tui run store ({error}); choose another --db"
-            ) from None
+            raise StoreError(identity.describe_database_error(self.path, error)) from None
         if creating:
             os.chmod(self.path, 0o600)
-        if version > SCHEMA_VERSION:
-            connection.close()
-            raise StoreError(
-                f"{self.path} was written by a newer resnet-tui (schema {version}, this one "
-                f"knows {SCHEMA_VERSION}); upgrade resnet-tui to open it"
-            )
-        connection.row_factory = sqlite3.Row
-        self.connection = connection
-        if version < SCHEMA_VERSION:
-            self._migrate()
+        identity.tighten_permissions(self.path)
+        self.runs_dir = self.path.parent / self.identity.runs_folder
 
     def _migrate(self) -> None:
         """Bring the schema forward under a write lock, so two processes migrate it once."""
@@ -152,7 +140,7 @@ class RunStore:
         a sweep is made with its `setting` (what its folds share); its fold is the spec's.
         """
         record = {
-            "name": spec.display_name,
+            "name": check_label(spec.display_name, "name"),
             "kind": kind,
             "status": status,
             "created_at": time.time(),
@@ -188,9 +176,8 @@ class RunStore:
                     "INSERT INTO run_sources VALUES (?, ?, ?, ?)",
                     [(run_id, source, role, position) for position, source in enumerate(sources)],
                 )
-            run_dir = self.folder_of(run_id)
-            self.runs_dir.mkdir(mode=0o700, exist_ok=True)
-            run_dir.mkdir(mode=0o700, exist_ok=True)
+            # Inside the write that adds the run: a folder that cannot be made leaves no row.
+            run_dir = identity.make_run_folder(self.runs_dir, run_id, self.identity.store_id)
             (run_dir / LOCK_FILE).touch(mode=0o600)  # the run's lock, for whoever runs it
             connection.execute(
                 "UPDATE runs SET run_dir = ? WHERE id = ?", [str(run_dir.resolve()), run_id]
@@ -210,8 +197,12 @@ class RunStore:
             )
 
     def edit(self, run_id: int, name: str, tags: str, notes: str) -> None:
-        """A user's rename, tags and notes for a run."""
-        self.update(run_id, name=name, tags=tags, notes=notes)
+        """A user's rename, tags and notes for a run (LabelError where one is unfit)."""
+        labels = {
+            what: check_label(text, what)
+            for what, text in (("name", name), ("tags", tags), ("notes", notes))
+        }
+        self.update(run_id, **labels)
 
     def delete_runs(self, run_ids: Iterable[int], queued: Iterable[int] = ()) -> list[Run]:
         """Take runs out of the store, with their metrics, lineage rows and folders; returns
@@ -237,14 +228,19 @@ class RunStore:
         return gone
 
     def folder_of(self, run_id: int) -> Path:
-        """Where a run of this store keeps its files: `runs/<id>/` beside `runs.db`."""
+        """Where a new run of this store keeps its files: `runs/<id>/` beside `runs.db`
+        (`<name>-runs/<id>/` beside any other name; see identity.py)."""
         return self.runs_dir / str(run_id)
 
+    def owns_folder(self, folder: Path) -> bool:
+        """Whether a run folder is this store's: it holds this store's id (a folder of
+        another store, or of the store this one was copied from, is not)."""
+        return identity.folder_owner(folder) == self.identity.store_id
+
     def remove_folder(self, folder: Path) -> None:
-        """Remove a run's folder, if it lies in this store's `runs/` (a folder named by a
-        damaged or forged row is never touched)."""
-        runs_dir = self.runs_dir.resolve()
-        if folder.resolve().parent == runs_dir and folder.name.isdigit():
+        """Remove a run's folder, if it is this store's and a run folder (named by its id);
+        a folder named by a damaged or forged row, or another store's, is never touched."""
+        if folder.name.isdigit() and not folder.is_symlink() and self.owns_folder(folder):
             shutil.rmtree(folder, ignore_errors=True)
 
     def record(self, run_id: int, state: RunState, fresh: list[Any], offset: int) -> None:
@@ -295,6 +291,8 @@ class RunStore:
     # Reading runs
 
     def run(self, run_id: int) -> Run | None:
+        if not 0 < run_id <= LARGEST_ID:
+            return None
         runs = self.runs_where("WHERE id = ?", [run_id])
         return runs[0] if runs else None
 
@@ -355,6 +353,8 @@ class RunStore:
 
     def sweep_runs(self, sweep: int) -> list[Run]:
         """The runs of one sweep, in the order they were made."""
+        if not 0 < sweep <= LARGEST_ID:
+            return []
         return self.runs_where("WHERE sweep = ? ORDER BY id", [sweep])
 
     def revision(self) -> int:

@@ -100,13 +100,14 @@ def how_it_ended(exit_code: int, run_dir: Path) -> tuple[str, str]:
             name = signal.Signals(-exit_code).name
         except ValueError:
             name = f"signal {-exit_code}"
-        what = f"the engine was killed by {name} without a final event"
-        if exit_code == -signal.SIGKILL:
-            what += " (often the kernel's out-of-memory killer)"
+        often = " (often the kernel's out-of-memory killer)" if name == "SIGKILL" else ""
+        what = f"the engine was killed by {name}{often} without a final event"
     else:
         what = f"the engine exited with code {exit_code} without a final event"
     last = _last_line(run_dir / ENGINE_LOG)
     resume = "`resnet-tui resume` goes on from its last checkpoint, where it saved one"
+    if exit_code == -signal.SIGKILL:
+        resume += "; if memory ran out, launch it again with a smaller --batch-size or --limit"
     message = f"{what}{f' ({last})' if last else ''}"
     return message, (f"see engine.log in the run folder; {resume}" if last else resume)
 
@@ -160,7 +161,8 @@ class Supervisor:
         note(f"run {self.run.id}: engine {self.engine.pid} started")
         while True:
             exit_code = self.engine.poll()
-            follow(follower)
+            # Once the engine is gone, a last line that lost its newline is read as it is.
+            follow(follower, final=exit_code is not None)
             if exit_code is not None:  # and all it wrote is read
                 break
             time.sleep(POLL_INTERVAL_S)
@@ -180,9 +182,9 @@ def _meaning(exit_code: int) -> str:
     return f"exit code {exit_code}: {known.get(exit_code, 'unknown')}"
 
 
-def follow(follower: RunFollower) -> None:
+def follow(follower: RunFollower, final: bool = False) -> None:
     """Record what the engine wrote since the last look; note the lines skipped."""
-    follower.poll()
+    follower.poll(final)
     for position, reason in follower.rejected:
         note(f"skipped the line at byte {position} of {follower.path}: {reason}")
 

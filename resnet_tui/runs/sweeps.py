@@ -24,10 +24,7 @@ def sweep_specs(options: dict[str, Any]) -> list[RunSpec]:
     axes: list[tuple[str, list[str]]] = []
     for name, value in options.items():
         if isinstance(value, str) and "," in value and name not in list_options:
-            choices = [part.strip() for part in value.split(",") if part.strip()]
-            if len(set(choices)) < len(choices):
-                raise SpecError(f"--{name.replace('_', '-')} lists a value twice: {value}")
-            axes.append((name, choices))
+            axes.append((name, listed_values(name, value)))
         else:
             fixed[name] = value
     count = 1
@@ -51,6 +48,23 @@ def sweep_specs(options: dict[str, Any]) -> list[RunSpec]:
         except SpecError as error:
             raise SpecError(f"{label or 'the run'}: {error}") from None
     return specs
+
+
+def listed_values(name: str, value: str) -> list[str]:
+    """The values of a sweep's list (`0.1, 0.01`), each once; raises SpecError for a list
+    with an empty value (`1,,2`, `0.1,`) or none at all (`,`)."""
+    flag = "--" + name.replace("_", "-")
+    shown = value if value.isprintable() else repr(value)
+    choices = [part.strip() for part in value.split(",")]
+    if not any(choices):
+        raise SpecError(f"{flag} {shown} names no value; list values with commas, e.g. 1,2")
+    if not all(choices):
+        raise SpecError(
+            f"{flag} {shown} has an empty value between commas; write each value, e.g. 1,2"
+        )
+    if len(set(choices)) < len(choices):
+        raise SpecError(f"{flag} lists a value twice: {shown}")
+    return choices
 
 
 def fold_specs(spec: RunSpec) -> list[RunSpec]:

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from engine.contract.spec import RunSpec, SpecError, normalise_device
-from resnet_tui.runs.launcher import queue, start_queued, stop
+from resnet_tui.runs.launcher import list_devices, queue, start_queued, stop
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.sweeps import fold_specs
 
 POLL_INTERVAL_S = 0.5
+# More runs at once on one device than this runs the machine out of memory, not faster.
+MOST_RUNS_PER_DEVICE = 64
 
 
 @dataclass
@@ -51,8 +53,10 @@ class Worker:
         report: Callable[[str], None] = print,
         among: list[int] | None = None,
     ) -> None:
-        if per_device < 1:
-            raise SpecError("--per-device must be 1 or more")
+        if not 1 <= per_device <= MOST_RUNS_PER_DEVICE:
+            raise SpecError(
+                f"--per-device must be 1 or more, up to {MOST_RUNS_PER_DEVICE}, not {per_device}"
+            )
         names = [normalise_device(name) for name in devices if name.strip()]
         if not names:
             raise SpecError("--devices needs at least one device, e.g. cuda:0,cuda:1 or cpu")
@@ -121,6 +125,22 @@ class Worker:
             self.stopping = True
             self.report("a run was stopped, so the others wait in the queue")
         slot.run_id, slot.supervisor = None, None
+
+
+def missing_device(devices: list[str]) -> str | None:
+    """The first of `devices` (a worker's, each written as `read_device` writes it) that the
+    engine cannot see, with what it sees, as one line; None where all are there. The CPU and
+    `auto` are always there; the engine is asked (`list_devices`) only for another device.
+    Raises DevicesUnavailable where the engine cannot list its devices."""
+    wanted = [name for name in devices if name not in ("cpu", "auto")]
+    if not wanted:
+        return None
+    seen = [str(device["name"]) for device in list_devices()]
+    for name in wanted:
+        there = any(found.startswith("cuda:") for found in seen) if name == "cuda" else name in seen
+        if not there:
+            return f"device {name} is not there; the engine sees {', '.join(seen)}"
+    return None
 
 
 def _outcome(run: Run | None) -> str:

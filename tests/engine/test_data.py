@@ -6,6 +6,7 @@ import pytest
 import torch
 from PIL import Image
 
+from engine.contract import locate
 from engine.contract.errors import RunError
 from engine.contract.locate import DatasetMissing, check_dataset, scan_image_folder
 from engine.contract.spec import RunSpec, SpecError
@@ -289,3 +290,13 @@ def test_a_hold_out_too_small_for_one_test_image_says_so(tmp_path):
     with pytest.raises(RunError, match="^the test data has no images$") as caught:
         load_dataset(spec(dataset=f"imagefolder:{tmp_path / 'colours'}"))
     assert caught.value.kind == "bad_input" and caught.value.hint
+
+
+def test_an_image_folder_scan_is_bounded_and_names_a_folder_it_cannot_read(tmp_path, monkeypatch):
+    write_images(tmp_path / "colours", 3)
+    monkeypatch.setattr(locate, "MOST_FILES", 5)
+    with pytest.raises(SpecError, match="holds more than 5 files; give a folder of class"):
+        scan_image_folder(tmp_path / "colours")
+    if Path("/proc/1").is_dir():
+        with pytest.raises(SpecError, match=r"^cannot read /proc/\S+ in the image folder /proc"):
+            check_dataset(spec(dataset="imagefolder:/proc"))

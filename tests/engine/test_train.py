@@ -202,7 +202,7 @@ def test_a_device_that_is_not_there_is_an_error_not_a_fallback(tmp_path, tiny_sp
 
 
 def test_a_diverging_loss_fails_the_run_and_says_what_to_try(tmp_path, tiny_spec_options):
-    options = {**tiny_spec_options, "optimizer": "sgd", "lr": 1e12, "schedule": "constant"}
+    options = {**tiny_spec_options, "optimizer": "sgd", "lr": 100.0, "schedule": "constant"}
     code, events = train(tmp_path, **options)
     assert code != 0
     error = events[-1]

@@ -9,7 +9,7 @@ from engine.contract.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.runs import launcher, sources
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
-from tests.cli.command import TINY, cli, invoke, runs_json
+from tests.cli.command import TINY, invoke, runs_json
 from tests.runs.made_events import started
 from tests.runs.old_stores import back_to_version_one
 
@@ -133,8 +133,9 @@ def test_distil_ensemble_and_soup_from_the_command_line(tmp_path):
     # an ensemble or soup) reaches it through the spec and fusion files, and what it makes
     # of them comes back through its events.
     def run(*args: str) -> subprocess.CompletedProcess:
-        """A command as a user types it: the runs it trains are followed to their end."""
-        result = cli(*args, cwd=tmp_path)
+        """A command as a user types it (in this process; each run's engine is a process of
+        its own): the runs it trains are followed to their end."""
+        result = invoke(*args, cwd=tmp_path)
         assert result.returncode == 0, result.stdout + result.stderr
         return result
 

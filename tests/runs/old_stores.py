@@ -24,10 +24,19 @@ def _opened(path: Path) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
+def back_to_version_four(path: Path) -> None:
+    """Take a store of this version back to version 4's tables: the store's identity (its
+    id, its runs folder) goes; its run folders keep their marks."""
+    with _opened(path) as db:
+        db.execute("DROP TABLE store_info")
+        db.execute("PRAGMA user_version = 4")
+
+
 def back_to_version_three(path: Path) -> None:
     """Take a store of this version back to version 3's tables, keeping its runs: lineage
     goes back into the `parents` and `teachers` JSON lists of each run, and what version 4
     added (run_sources, setting, fold, revision, deleted_runs, store_revision) goes."""
+    back_to_version_four(path)
     with _opened(path) as db:
         sources: dict[tuple[int, str], list[int]] = {}
         rows = db.execute(

@@ -1,6 +1,5 @@
 """The compare screen: several runs' curves of one metric overlaid, and their differences."""
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
@@ -8,6 +7,7 @@ from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.messages import RunsChanged, RunsRemoved
 from resnet_tui.app.screens.run import MetricChart
+from resnet_tui.display import safe, shown
 from resnet_tui.runs.compare import CURVES, comparison, smooth, table_rows
 from resnet_tui.runs.store import RunStore
 
@@ -51,11 +51,11 @@ class CompareScreen(Screen[None]):
         table.clear(columns=True)
         table.add_column("")
         for run in result["runs"]:
-            table.add_column(Text(f"{run['id']} {run['name']}"))
+            table.add_column(shown(f"{run['id']} {run['name']}"))
         for cells in table_rows(result):
-            table.add_row(*(Text(cell) for cell in cells))
+            table.add_row(*(shown(cell) for cell in cells))
         table.move_cursor(row=row)
-        self.names = {run["id"]: run["name"] for run in result["runs"]}
+        self.names = {run["id"]: safe(run["name"]) for run in result["runs"]}
         self.draw()
 
     def on_runs_changed(self, message: RunsChanged) -> None:
@@ -68,7 +68,7 @@ class CompareScreen(Screen[None]):
         if not gone:
             return
         self.run_ids = [run_id for run_id in self.run_ids if run_id not in gone]
-        self.notify(f"run {', '.join(map(str, gone))} was deleted; comparing the rest")
+        self.app.tell(f"run {', '.join(map(str, gone))} was deleted; comparing the rest")
         if self.run_ids:
             self.show_comparison()
         else:

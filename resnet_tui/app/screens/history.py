@@ -11,7 +11,7 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
-from resnet_tui.display import duration, percent, weights_from
+from resnet_tui.display import duration, percent, shown, weights_from
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.store import RunStore
 
@@ -45,7 +45,8 @@ STATUS_STYLES = {
 
 def run_cells(run: Run) -> list[Text]:
     """A run's row as the table shows it: Text, so that a name is shown as typed (never
-    read as markup) and the table does not parse markup for every cell it measures."""
+    read as markup, a control character in it as an escape) and the table does not parse
+    markup for every cell it measures."""
     silent = run.stalled_for()
     if silent is None:
         status = Text(run.status, style=STATUS_STYLES.get(run.status, "white"))
@@ -66,7 +67,7 @@ def run_cells(run: Run) -> list[Text]:
         duration(run.seconds),
         time.strftime("%m-%d %H:%M", time.localtime(run.created_at)),
     ]
-    return [status if text is None else Text(text) for text in plain]
+    return [status if text is None else shown(text) for text in plain]
 
 
 def run_under_cursor(table: DataTable) -> int | None:
@@ -285,7 +286,7 @@ class HistoryScreen(Screen[None]):
 
     def action_compare(self) -> None:
         if len(self.marked) < 2:
-            self.notify("mark two or more runs with space, then press c", severity="warning")
+            self.app.tell("mark two or more runs with space, then press c", severity="warning")
             return
         self.app.compare_runs(list(self.marked))
 
@@ -305,7 +306,7 @@ class HistoryScreen(Screen[None]):
         run = self.store.run(run_id)
         sweep = run.sweep if run else None
         if sweep is None:
-            self.notify(
+            self.app.tell(
                 f"run {run_id} is not part of a sweep; `resnet-tui sweep` and the launch "
                 "form's Cross-val folds make sweeps",
                 severity="warning",

@@ -2,7 +2,6 @@
 
 from typing import Any
 
-from rich.markup import escape
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -14,6 +13,7 @@ from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
 from engine.contract import catalog, locate
 from engine.contract.freezing import what_trains
 from engine.contract.spec import RunSpec, SpecError, dataset_kind
+from resnet_tui.display import markup_safe
 from resnet_tui.runs.launcher import DevicesUnavailable, list_devices
 from resnet_tui.runs.sources import resolve_init, resolve_teachers
 from resnet_tui.runs.sweeps import fold_specs
@@ -86,8 +86,8 @@ def _summary(spec: RunSpec, folds: int) -> str:
     )
     return (
         f"[green]✓[/] {spec.arch} ({arch.parameters / 1e6:.2f} M parameters) on "
-        f"{escape(spec.dataset)}, {spec.epochs} epochs of batch {spec.batch_size}, "
-        f"{spec.optimizer} lr {spec.peak_lr:g}; weights {escape(spec.init)} "
+        f"{markup_safe(spec.dataset)}, {spec.epochs} epochs of batch {spec.batch_size}, "
+        f"{spec.optimizer} lr {spec.peak_lr:g}; weights {markup_safe(spec.init)} "
         f"({catalog.describe_init(spec.init)}), policy {spec.freeze} "
         f"({catalog.describe_freeze(spec.freeze)})"
         + (
@@ -104,7 +104,7 @@ def _summary(spec: RunSpec, folds: int) -> str:
             if spec.folds
             else ""
         )
-        + f"\n{escape(trains)}"
+        + f"\n{markup_safe(trains)}"
     )
 
 
@@ -277,7 +277,7 @@ class LaunchScreen(Screen[None]):
             folds = fold_specs(spec)
             dataset = self.dataset_checked(spec)
             if dataset is None:
-                problem.update(f"[dim]… checking {escape(spec.dataset)}[/]")
+                problem.update(f"[dim]… checking {markup_safe(spec.dataset)}[/]")
                 self._check_dataset_soon(spec)
             elif isinstance(dataset, SpecError):
                 raise dataset
@@ -286,7 +286,7 @@ class LaunchScreen(Screen[None]):
                 self.spec = spec
                 problem.update(_summary(spec, len(folds)))
         except SpecError as error:
-            problem.update(f"[red]✗ {escape(str(error))}[/]")
+            problem.update(f"[red]✗ {markup_safe(str(error))}[/]")
         self.query_one("#launch", Button).disabled = self.spec is None
 
     def dataset_checked(self, spec: RunSpec) -> list[str] | SpecError | None:
@@ -326,6 +326,6 @@ class LaunchScreen(Screen[None]):
     def action_launch(self) -> None:
         self.validate_form()
         if self.spec is None:
-            self.notify(str(self.query_one("#problem", Static).render()), severity="error")
+            self.app.tell(str(self.query_one("#problem", Static).render()), severity="error")
             return
         self.app.start_run(self.spec)

@@ -3,11 +3,11 @@
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.markup import escape
 from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.dialogs import ConfirmDialog
 from resnet_tui.app.screens.live_screen import LiveRunsScreen
+from resnet_tui.display import markup_safe, shown
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.removal import delete_runs
@@ -51,7 +51,7 @@ def queue_cells(place: int, run: Run) -> list[Text]:
         run.dataset,
         run.device,
     )
-    return [Text(text) for text in plain]
+    return [shown(text) for text in plain]
 
 
 class QueueScreen(LiveRunsScreen):
@@ -127,9 +127,9 @@ class QueueScreen(LiveRunsScreen):
         if not self.queue.move(run_id, step):
             gone = self._left_the_queue(run_id)
             if gone:
-                self.notify(gone, severity="warning")
+                self.app.tell(gone, severity="warning")
             else:
-                self.notify(f"run {run_id} is {'first' if step < 0 else 'last'} in line already")
+                self.app.tell(f"run {run_id} is {'first' if step < 0 else 'last'} in line already")
         self.refresh_from_store()
 
     def action_to_front(self) -> None:
@@ -137,10 +137,10 @@ class QueueScreen(LiveRunsScreen):
         if run_id is None:
             return
         if self.queue.move_to_front(run_id):
-            self.notify(f"run {run_id} goes next")
+            self.app.tell(f"run {run_id} goes next")
         else:
             gone = self._left_the_queue(run_id) or f"run {run_id} is not in the queue"
-            self.notify(gone, severity="warning")
+            self.app.tell(gone, severity="warning")
         self.refresh_from_store()
 
     def action_cancel_run(self) -> None:
@@ -152,7 +152,7 @@ class QueueScreen(LiveRunsScreen):
         gone = self._left_the_queue(run_id)
         run = self.store.run(run_id)
         if gone or run is None:
-            self.notify(gone or f"run {run_id} is no longer in the store", severity="warning")
+            self.app.tell(gone or f"run {run_id} is no longer in the store", severity="warning")
             self.refresh_from_store()
             return
 
@@ -161,22 +161,22 @@ class QueueScreen(LiveRunsScreen):
                 return
             deletion = delete_runs(self.store, [run])
             if deletion.deleted:
-                self.notify(f"cancelled run {run_id}: out of the queue and the store")
+                self.app.tell(f"cancelled run {run_id}: out of the queue and the store")
             elif deletion.started:  # taken while the dialog was up
-                self.notify(
+                self.app.tell(
                     f"a worker took run {run_id} meanwhile (it is {deletion.started[0].status}); "
                     f"stop it from its screen (s) or with `resnet-tui stop {run_id}`",
                     severity="warning",
                 )
             else:
-                self.notify(f"run {run_id} is no longer in the store", severity="warning")
+                self.app.tell(f"run {run_id} is no longer in the store", severity="warning")
             self.refresh_from_store()
             self.app.look_at_the_store()
 
         self.app.push_screen(
             ConfirmDialog(
-                f"Cancel queued run {run_id} ({escape(run.name)})? It has not trained; it leaves "
-                "the queue and the store, with its folder.",
+                f"Cancel queued run {run_id} ({markup_safe(run.name)})? It has not trained; "
+                "it leaves the queue and the store, with its folder.",
                 "Cancel run",
                 "Keep it",
             ),

@@ -11,7 +11,6 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
-from textual.markup import escape
 from textual.screen import Screen
 from textual.widgets import (
     DataTable,
@@ -37,6 +36,7 @@ from resnet_tui.display import (
     fusion_title,
     init_lines,
     loss_parts,
+    markup_safe,
     percent,
     policy_line,
     test_report_view,
@@ -58,7 +58,7 @@ def lineage_text(store: RunStore, run: Run) -> str:
     text = ""
     chain = store.lineage(run.id)
     if chain:
-        text += " · from " + " ← ".join(escape(f"run {r.id} ({r.name})") for r in chain)
+        text += " · from " + " ← ".join(markup_safe(f"run {r.id} ({r.name})") for r in chain)
     if run.teachers:
         text += " · distilled from " + ", ".join(f"run {t}" for t in run.teachers)
     return text
@@ -139,7 +139,7 @@ class RunScreen(Screen[None]):
     def runs_came_or_went(self, message: RunsAdded | RunsRemoved) -> None:
         if isinstance(message, RunsRemoved) and self.run_id in message.run_ids:
             self.deleted = True
-            self.notify(f"run {self.run_id} was deleted", severity="warning")
+            self.app.tell(f"run {self.run_id} was deleted", severity="warning")
             if self.is_current:
                 self.app.pop_screen()
             return
@@ -158,7 +158,7 @@ class RunScreen(Screen[None]):
             if ended and run.error is not None and not self.state.ended:
                 # An end the engine could not write (it was killed): the supervisor's word.
                 self.query_one(RichLog).write(
-                    f"[red]{escape(run.status)}: {escape(run.error.line)}[/]"
+                    f"[red]{markup_safe(run.status)}: {markup_safe(run.error.line)}[/]"
                 )
         self.show_run_tabs()
 
@@ -173,7 +173,7 @@ class RunScreen(Screen[None]):
             if run is None:
                 continue
             mark = " ●" if run.live else ""
-            label = escape(f" {run_id} {run.name}{mark} ")
+            label = markup_safe(f" {run_id} {run.name}{mark} ")
             if run_id == self.run_id:
                 labels.append(f"[reverse]{label}[/]")
             else:
@@ -198,7 +198,7 @@ class RunScreen(Screen[None]):
     def action_next_run(self, step: int) -> None:
         ids = self.tab_run_ids
         if len(ids) < 2:
-            self.notify("no other live run")
+            self.app.tell("no other live run")
             return
         self.app.switch_run(ids[(ids.index(self.run_id) + step) % len(ids)])
 
@@ -212,14 +212,14 @@ class RunScreen(Screen[None]):
     def show_settings(self) -> None:
         run = self.run
         self.sub_title = f"run {run.id} · {run.status}"
-        title = f"[b]run {run.id}: {escape(run.name)}[/] · {run.status}"
+        title = f"[b]run {run.id}: {markup_safe(run.name)}[/] · {run.status}"
         lineage = lineage_text(self.store, run)
         if not run.trained:
             recipe = run.recipe or {}
             members = [m["run"] for m in recipe.get("members", []) if isinstance(m, dict)]
             self.query_one("#settings", Static).update(
-                f"{title} · {escape(fusion_title({**recipe, 'members': members}))} · "
-                f"{escape(run.dataset)} · device {recipe.get('device', 'auto')}{lineage}"
+                f"{title} · {markup_safe(fusion_title({**recipe, 'members': members}))} · "
+                f"{markup_safe(run.dataset)} · device {recipe.get('device', 'auto')}{lineage}"
             )
             return
         spec = run.spec_values
@@ -229,10 +229,11 @@ class RunScreen(Screen[None]):
         except SpecError:  # a damaged spec in the store: show what can be shown
             lr = "?"
         self.query_one("#settings", Static).update(
-            f"{title} · {run.arch} on {escape(run.dataset)} · weights {escape(run.init)} · "
+            f"{title} · {run.arch} on {markup_safe(run.dataset)} · "
+            f"weights {markup_safe(run.init)} · "
             f"policy {run.freeze} · {spec.get('optimizer')} lr {lr} · batch "
             f"{spec.get('batch_size')} · {epochs} epoch{'s' if epochs != 1 else ''} · "
-            f"device {escape(device_chosen(run.device, run.engine_info))}{lineage}"
+            f"device {markup_safe(device_chosen(run.device, run.engine_info))}{lineage}"
         )
 
     def follow(self) -> None:
@@ -255,21 +256,21 @@ class RunScreen(Screen[None]):
         if isinstance(event, ev.Started):
             self.started(event)
         elif isinstance(event, ev.EpochEnded):
-            log.write(escape(epoch_line(event)))
+            log.write(markup_safe(epoch_line(event)))
         elif isinstance(event, ev.Log):
-            log.write(f"[dim]{escape(event.level)}: {escape(event.message)}[/]")
+            log.write(f"[dim]{markup_safe(event.level)}: {markup_safe(event.message)}[/]")
         elif isinstance(event, ev.Policy):
-            log.write(f"[cyan]{escape(policy_line(event))}[/]")
+            log.write(f"[cyan]{markup_safe(policy_line(event))}[/]")
         elif isinstance(event, ev.Fusion):
-            log.write(escape(fusion_line(event)))
+            log.write(markup_safe(fusion_line(event)))
         elif isinstance(event, ev.Finished):
             best = percent(event.best_val_acc)
-            log.write(f"[b]{escape(event.status)}[/] · best val {best}")
+            log.write(f"[b]{markup_safe(event.status)}[/] · best val {best}")
             if event.test:
                 log.write(f"test accuracy {percent(event.test.get('top1'))} (see the Test tab)")
                 self.query_one("#test", Static).update(test_report_view(event.test))
         elif isinstance(event, ev.Error):
-            log.write(f"[red]failed ({escape(event.kind)}): {escape(event.line)}[/]")
+            log.write(f"[red]failed ({markup_safe(event.kind)}): {markup_safe(event.line)}[/]")
 
     def started(self, event: ev.Started) -> None:
         log = self.query_one(RichLog)
@@ -285,14 +286,14 @@ class RunScreen(Screen[None]):
             step_bar.display = self.query_one("#step-label").display = False
         what = fusion_title(fusion) if fusion else f"{event.parameters:,} parameters"
         log.write(
-            f"started on {escape(event.device)} ({escape(event.device_name)}) · "
-            f"{escape(what)} · {event.sizes.get('train', 0):,} training images"
+            f"started on {markup_safe(event.device)} ({markup_safe(event.device_name)}) · "
+            f"{markup_safe(what)} · {event.sizes.get('train', 0):,} training images"
         )
         for line in init_lines(event.init):
-            log.write(escape(line))
+            log.write(markup_safe(line))
         distilling = distillation_line(event.distillation)
         if distilling:
-            log.write(escape(distilling))
+            log.write(markup_safe(distilling))
         if event.resumed_from_epoch:
             log.write(f"[b]resumed[/] after epoch {event.resumed_from_epoch}")
 
@@ -367,7 +368,7 @@ class RunScreen(Screen[None]):
         run = self.store.run(self.run_id)
         if run is None or not run.live:
             status = run.status if run else "deleted"
-            self.notify(f"run {self.run_id} is not running (it is {status})")
+            self.app.tell(f"run {self.run_id} is not running (it is {status})")
             return
         self.app.confirm_stop(self.run_id)
 

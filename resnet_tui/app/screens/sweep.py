@@ -2,13 +2,13 @@
 
 from collections import Counter
 
-from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.widgets import DataTable, Footer, Header, Static
 
 from resnet_tui.app.screens.history import COLUMNS, run_cells
 from resnet_tui.app.screens.live_screen import LiveRunsScreen
+from resnet_tui.display import shown
 from resnet_tui.runs.model import STATUSES
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.sweeps import best_per_setting, spread, summary
@@ -75,7 +75,7 @@ class SweepScreen(LiveRunsScreen):
         settings.clear()
         for row in summary(runs):
             settings.add_row(
-                Text(row["setting"]),
+                shown(row["setting"]),
                 str(row["runs"]),
                 str(row["completed"]),
                 spread(row["best_val_acc"]),
@@ -97,19 +97,19 @@ class SweepScreen(LiveRunsScreen):
         if len(runs) > MOST_COMPARED:
             runs = best_per_setting(runs)
             if len(runs) > MOST_COMPARED:
-                self.notify(
+                self.app.tell(
                     f"sweep {self.sweep} has {len(runs)} settings, more than {MOST_COMPARED} "
                     f"to compare at once; filter the history with sweep:{self.sweep}, mark "
                     "the runs to compare (space) and press c",
                     severity="warning",
                 )
                 return
-            self.notify(
+            self.app.tell(
                 f"comparing the best run of each of the {len(runs)} settings "
                 "(by validation accuracy)"
             )
         if len(runs) < 2:
-            self.notify(
+            self.app.tell(
                 f"nothing to compare yet: fewer than two runs of sweep {self.sweep} have "
                 "started (the queue screen, w, shows the waiting ones)",
                 severity="warning",

@@ -1,0 +1,231 @@
+"""Which SQLite file is a run store, and which run folders belong to which store.
+
+A store is recognised before anything is written to it: a file of another program (tables
+of its own, or a `runs` table that is not ours) is refused as it is. Each store has an id
+and a folder of run folders named after its file (`runs/` beside `runs.db`, `lab-runs/`
+beside `lab.db`), so two stores in one folder never share one; every run folder holds the
+id of the store that made it (`.store`), and a store deletes or writes only folders that
+hold its own id. A store also keeps which file it is (device and inode): a copy opened
+elsewhere takes a new id, so it never resumes into, or deletes, the original's folders.
+"""
+
+import os
+import sqlite3
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+STORE_MARK = ".store"
+APP = "resnet-tui"
+# The columns the first schema gave `runs`: a `runs` table without them is not ours.
+OUR_RUN_COLUMNS = {"id", "name", "status", "spec", "run_dir", "events_offset", "last_seq"}
+
+
+# How long a command waits for another process's write to the store before giving up.
+BUSY_TIMEOUT_S = 30
+
+
+class StoreError(Exception):
+    """A store that cannot be used; the message says which file and what to do."""
+
+
+def _writable(path: Path) -> bool:
+    """Writable for us, and not marked read-only (which root could otherwise ignore)."""
+    return os.access(path, os.W_OK) and bool(path.stat().st_mode & 0o222)
+
+
+def check_file(path: Path) -> bool:
+    """Refuse a path no store can be kept in; True where the store is to be made."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; --db wants a runs.db file")
+    if not path.exists():
+        if not os.access(path.parent if str(path.parent) else ".", os.W_OK):
+            raise StoreError(
+                f"cannot create {path}: its folder is not writable; choose another --db"
+            )
+        return True
+    if not path.is_file():
+        raise StoreError(f"{path} is not a regular file; --db wants a runs.db file")
+    if not _writable(path):
+        raise StoreError(f"{path} is read-only; make it writable or choose another --db")
+    return False
+
+
+def describe_database_error(path: Path | None, error: sqlite3.Error) -> str:
+    """One line for an error of SQLite on the store at `path` (None: the store in use):
+    what it means, what to do."""
+    text = str(error)
+    store = path or "the run store"
+    if "locked" in text or "busy" in text:
+        return (
+            f"{store} stayed locked by another process for {BUSY_TIMEOUT_S} s; try again when "
+            "it is done (a `resnet-tui` or `sqlite3` holding a write open)"
+        )
+    if "full" in text:
+        return f"the disk holding {store} is full; free some space and try again"
+    if "malformed" in text or "corrupt" in text:
+        return (
+            f"{store} is damaged ({text}); restore it from a backup, or recover it with "
+            "`sqlite3 runs.db .recover`, or choose another --db"
+        )
+    if "not a database" in text or "encrypted" in text:
+        return f"{store} is not a resnet-tui run store ({text}); choose another --db"
+    return f"{store} cannot be used as a run store ({text}); choose another --db"
+
+
+def is_passing_fault(error: sqlite3.Error) -> bool:
+    """Whether an error of SQLite is the machine's for now (a lock held, a full disk) rather
+    than the file's (damaged, not a store), which the user must see to."""
+    return any(word in str(error) for word in ("locked", "busy", "full", "I/O"))
+
+
+def check_ours(connection: sqlite3.Connection, version: int, path: Path) -> None:
+    """Refuse a database that is not a run store, before anything is written to it.
+
+    Version 0 with no tables is a new file, ours to make; version 0 with tables, or a
+    version that lacks our `runs` table, is another program's.
+    """
+    tables = {
+        row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+    }
+    if version == 0 and not tables:
+        return
+    if version == 0:
+        shown = ", ".join(sorted(tables)[:4]) + (", ..." if len(tables) > 4 else "")
+        raise StoreError(
+            f"{path} is a SQLite database of another program (tables {shown}); resnet-tui "
+            "leaves it as it is: choose another --db"
+        )
+    columns = {row[1] for row in connection.execute("PRAGMA table_info(runs)")}
+    if not columns >= OUR_RUN_COLUMNS:
+        raise StoreError(
+            f"{path} is a SQLite database but not a resnet-tui run store (its `runs` table is "
+            "not ours); resnet-tui leaves it as it is: choose another --db"
+        )
+    if "store_info" in tables:
+        made_by = connection.execute("SELECT app FROM store_info").fetchone()
+        if made_by is None or made_by[0] != APP:
+            raise StoreError(
+                f"{path} is a SQLite database but not a resnet-tui run store; resnet-tui leaves "
+                "it as it is: choose another --db"
+            )
+
+
+def runs_folder_name(path: Path) -> str:
+    """The folder of a store's run folders, beside its file: `runs` for `runs.db` (as it
+    always was), `<name>-runs` for any other name."""
+    return "runs" if path.name == "runs.db" else f"{path.stem}-runs"
+
+
+@dataclass(frozen=True)
+class StoreIdentity:
+    """A store's id, the folder its runs live in, and the file it was made as."""
+
+    store_id: str
+    runs_folder: str
+    device: int
+    inode: int
+
+
+def make_identity(connection: sqlite3.Connection) -> None:
+    """Give a store (new, or one of schema 4 being brought forward) its identity row, and
+    mark the run folders it made with its id where no other store has marked them."""
+    path = Path(connection.execute("PRAGMA database_list").fetchone()[2])
+    made = _new_identity(path)
+    connection.execute(
+        "CREATE TABLE store_info (app TEXT NOT NULL, store_id TEXT NOT NULL, "
+        "runs_folder TEXT NOT NULL, device INTEGER NOT NULL, inode INTEGER NOT NULL)"
+    )
+    connection.execute(
+        "INSERT INTO store_info VALUES (?, ?, ?, ?, ?)",
+        [APP, made.store_id, made.runs_folder, made.device, made.inode],
+    )
+    for (run_dir,) in connection.execute("SELECT run_dir FROM runs WHERE run_dir IS NOT NULL"):
+        folder = Path(run_dir)
+        if folder.is_dir() and not (folder / STORE_MARK).exists():
+            mark_folder(folder, made.store_id)
+
+
+def read_identity(connection: sqlite3.Connection) -> StoreIdentity:
+    """The identity the store keeps."""
+    return StoreIdentity(
+        *connection.execute(
+            "SELECT store_id, runs_folder, device, inode FROM store_info"
+        ).fetchone()
+    )
+
+
+def is_this_file(kept: StoreIdentity, path: Path) -> bool:
+    """Whether `path` is the file the store was made as (not a copy of it)."""
+    here = path.stat()
+    return (here.st_dev, here.st_ino) == (kept.device, kept.inode)
+
+
+def renew_identity(connection: sqlite3.Connection, path: Path) -> StoreIdentity:
+    """A copy's own identity: a new id, and a runs folder named after its file; the run
+    folders of the store it was copied from stay that store's."""
+    made = _new_identity(path)
+    connection.execute(
+        "UPDATE store_info SET store_id = ?, runs_folder = ?, device = ?, inode = ?",
+        [made.store_id, made.runs_folder, made.device, made.inode],
+    )
+    return made
+
+
+def _new_identity(path: Path) -> StoreIdentity:
+    here = path.stat()
+    return StoreIdentity(uuid.uuid4().hex, runs_folder_name(path), here.st_dev, here.st_ino)
+
+
+def mark_folder(folder: Path, store_id: str) -> None:
+    """Write the id of the store a run folder belongs to into it."""
+    descriptor = os.open(folder / STORE_MARK, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+        file.write(store_id)
+
+
+def make_run_folder(runs_dir: Path, run_id: int, store_id: str) -> Path:
+    """A new run's folder in `runs_dir`, marked as the store's; a folder already there is
+    taken only if it is the store's own (left by a run whose row went)."""
+    folder = runs_dir / str(run_id)
+    if runs_dir.exists() and not runs_dir.is_dir():
+        raise StoreError(
+            f"{runs_dir} is a file where this store keeps its run folders; move it away or "
+            "choose another --db"
+        )
+    try:
+        runs_dir.mkdir(mode=0o700, exist_ok=True)
+        folder.mkdir(mode=0o700)
+    except FileExistsError:
+        if not folder.is_dir() or folder_owner(folder) != store_id:
+            raise StoreError(
+                f"{folder} is already there and is not this store's; move it away or choose "
+                "another --db"
+            ) from None
+    except OSError as error:
+        raise StoreError(
+            f"cannot make the run folder {folder} ({error.strerror or error}); {runs_dir} must "
+            "be a folder you can write"
+        ) from None
+    mark_folder(folder, store_id)
+    return folder
+
+
+def folder_owner(folder: Path) -> str | None:
+    """The id of the store a run folder belongs to (None: no mark, or none readable)."""
+    try:
+        with open(folder / STORE_MARK, encoding="utf-8") as file:
+            return file.read(64).strip() or None
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+def tighten_permissions(path: Path) -> None:
+    """Make a store file of ours, and its WAL companions, readable by its owner only."""
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            status = name.stat()
+            if status.st_uid == os.geteuid() and status.st_mode & 0o077:
+                os.chmod(name, 0o600)
+        except OSError:
+            continue

@@ -1,0 +1,12 @@
+"""What the hostile-text tests of the CLI and the app share: their fault rows, and what a
+terminal would act on if it reached it raw."""
+
+import re
+
+SHOWN_LITERALLY = "hostile text in names, tags and paths: shown literally"
+REFUSED = "hostile run names: refused before anything is made (exit 2)"
+# C0 controls but the line breaks of the output, DEL, C1 controls, lone surrogates, bidi
+# controls.
+RAW = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\ud800-\udfff\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
