@@ -24,7 +24,7 @@ def main() -> None:
 
     try:
         store = RunStore()
-    except StoreError as error:
+    except (StoreError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
     from resnet_tui.app.app import ResnetApp

@@ -107,7 +107,7 @@ def no_engine_outlives_its_test(tmp_path: Path):
     yield
     for proc in Path("/proc").glob("[0-9]*"):
         try:
-            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            command = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
         if ("engine run" in command or "engine fuse" in command) and str(tmp_path) in command:

@@ -129,6 +129,8 @@ class RunSpec(RunOptions):
             ) from None
         except ValueError as error:  # a number with more digits than Python reads
             raise SpecError(f"the spec is not valid JSON ({error})") from None
+        except RecursionError:
+            raise SpecError("the spec is not valid JSON (nested too deeply)") from None
         if not isinstance(data, dict):
             raise SpecError("the spec must be a JSON object of option names and values")
         return cls.from_dict(data)
@@ -249,8 +251,10 @@ class FusionSpec:
         try:
             data = json.loads(text)
             fusion = cls(**data)
-        except (json.JSONDecodeError, TypeError) as error:
+        except (ValueError, TypeError) as error:
             raise SpecError(f"the fusion spec is not valid ({error})") from None
+        except RecursionError:
+            raise SpecError("the fusion spec is not valid (nested too deeply)") from None
         fusion.validate()
         return fusion
 

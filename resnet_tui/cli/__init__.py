@@ -84,12 +84,15 @@ def main() -> None:
     except sqlite3.Error as error:  # locked too long, a full disk, a damaged page
         say_error(describe_database_error(None, error))
         sys.exit(EXIT_FAILED if is_passing_fault(error) else EXIT_USER_ERROR)
-    except OSError as error:
-        if error.errno not in (errno.ENOSPC, errno.EDQUOT):
-            raise
-        say_error(
-            f"the disk is full ({error.filename or error.strerror}); free some space, or "
-            "keep the store on another disk with --db, and try again"
-        )
-        sys.exit(EXIT_FAILED)
+    except OSError as error:  # a path the system refuses (too long, a loop), a full disk
+        full = error.errno in (errno.ENOSPC, errno.EDQUOT)
+        where = f"{error.filename}: " if error.filename else ""
+        if full:
+            say_error(
+                f"the disk is full ({where}{error.strerror}); free some space, or keep the "
+                "store on another disk with --db, and try again"
+            )
+        else:
+            say_error(f"{where}{error.strerror or error}")
+        sys.exit(EXIT_FAILED if full else EXIT_USER_ERROR)
     sys.exit(code if isinstance(code, int) else 0)

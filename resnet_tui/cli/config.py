@@ -11,8 +11,24 @@ else:
     import tomli as tomllib
 
 
+# A config file is a page of options: anything longer is not one (and `/dev/zero` never ends).
+LARGEST_CONFIG_BYTES = 1 << 20
+
+
 class ConfigError(Exception):
     """A config file that cannot be used; the message names the file and the problem."""
+
+
+def _read_small_file(path: Path) -> str:
+    """The text of a regular file of at most LARGEST_CONFIG_BYTES; a FIFO or a device is
+    never opened for reading (it could block, or never end)."""
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file; give a .toml or .json file")
+    with open(path, "rb") as file:
+        data = file.read(LARGEST_CONFIG_BYTES + 1)
+    if len(data) > LARGEST_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is over 1 MiB; a config file holds run options")
+    return data.decode("utf-8")
 
 
 def read_options(path: Path) -> dict[str, Any]:
@@ -21,7 +37,7 @@ def read_options(path: Path) -> dict[str, Any]:
     A TOML file may keep them at the top level or under a `[run]` table.
     """
     try:
-        text = path.read_text(encoding="utf-8")
+        text = _read_small_file(path)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -33,11 +49,15 @@ def read_options(path: Path) -> dict[str, Any]:
             raise ConfigError(
                 f"{path} is not valid JSON: {error.msg} at line {error.lineno}"
             ) from None
+        except (ValueError, RecursionError):
+            raise ConfigError(f"{path} is not valid JSON: nested too deeply") from None
     else:
         try:
             data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as error:
             raise ConfigError(f"{path} is not valid TOML: {error}") from None
+        except RecursionError:
+            raise ConfigError(f"{path} is not valid TOML: nested too deeply") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a table of option names and values")
     if isinstance(data.get("run"), dict):

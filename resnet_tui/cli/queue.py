@@ -1,6 +1,7 @@
 """Sweeps and the queue: `sweep`, `worker`, `summary` and `queue`."""
 
 import json
+import signal
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -125,6 +126,17 @@ def run_worker(
         raise fail(f"{missing}; `resnet-tui devices` lists them")
     waiting = len(RunQueue(store).waiting()) if among is None else len(among)
     console.print(f"{waiting} queued run{'s' if waiting != 1 else ''}; running on {devices}")
+    # SIGTERM (kill's and systemd's) ends a worker as Ctrl-C does: no more runs taken.
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        _run_until_interrupted_twice(worker)
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
+def _run_until_interrupted_twice(worker: Worker) -> None:
+    """Run the queue; a first interrupt takes no more runs and waits for the running ones, a
+    second leaves them running."""
     try:
         worker.run()
     except KeyboardInterrupt:
@@ -136,6 +148,10 @@ def run_worker(
             left = [str(slot.run_id) for slot in worker.slots if slot.run_id is not None]
             console.print(f"left running: {', '.join(left) or 'none'} (`resnet-tui stop ID`)")
             raise typer.Exit(130) from None
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def show_summary(

@@ -11,7 +11,7 @@ import typer
 
 from engine.contract import events as ev
 from engine.contract import locate
-from engine.contract.spec import RunSpec, SpecError
+from engine.contract.spec import RunSpec, SpecError, normalise_device
 from resnet_tui.cli import config
 from resnet_tui.cli.common import (
     EXIT_USER_ERROR,
@@ -41,7 +41,7 @@ from resnet_tui.runs.follower import catch_up
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.state import RunState
 from resnet_tui.runs.store import RunStore
-from resnet_tui.runs.worker import Worker, queue_folds
+from resnet_tui.runs.worker import Worker, missing_device, queue_folds
 
 # What stops a run followed in the foreground (after its step, its last checkpoint kept).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -238,8 +238,14 @@ def resume_run(
     store = open_store(db)
     catch_up(store)
     try:
+        if device is not None:  # a device not there refused before the run is touched
+            device = normalise_device(device)
+            launcher.check_resumable(get_run(store, run_id))
+            missing = missing_device([device])
+            if missing:
+                raise fail(f"{missing}; the run stays as it was (`resnet-tui devices` lists them)")
         process = launcher.resume(store, run_id, device)
-    except SpecError as error:
+    except (SpecError, launcher.DevicesUnavailable) as error:
         raise fail(str(error)) from None
     follow_or_detach(store, run_id, process, detach, as_json)
 

@@ -2,13 +2,16 @@
 
 A store is recognised before anything is written to it: a file of another program (tables
 of its own, or a `runs` table that is not ours) is refused as it is. Each store has an id
-and a folder of run folders named after its file (`runs/` beside `runs.db`, `lab-runs/`
+and a folder of run folders named after its file (`runs/` beside `runs.db`, `lab.db-runs/`
 beside `lab.db`), so two stores in one folder never share one; every run folder holds the
 id of the store that made it (`.store`), and a store deletes or writes only folders that
-hold its own id. A store also keeps which file it is (device and inode): a copy opened
-elsewhere takes a new id, so it never resumes into, or deletes, the original's folders.
+hold its own id. A store keeps its run folders relative to its file, so a folder moved
+whole keeps working, and the name of its file: a copy beside the original (the file of
+that name still there, holding the same id) takes a new id, so it never resumes into, or
+deletes, the original's folders.
 """
 
+import contextlib
 import os
 import sqlite3
 import uuid
@@ -39,7 +42,10 @@ def check_file(path: Path) -> bool:
     if path.is_dir():
         raise StoreError(f"{path} is a folder; --db wants a runs.db file")
     if not path.exists():
-        if not os.access(path.parent if str(path.parent) else ".", os.W_OK):
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise StoreError(f"cannot create {path}: there is no folder {folder}; make it first")
+        if not os.access(folder, os.W_OK):
             raise StoreError(
                 f"cannot create {path}: its folder is not writable; choose another --db"
             )
@@ -113,68 +119,82 @@ def check_ours(connection: sqlite3.Connection, version: int, path: Path) -> None
 
 def runs_folder_name(path: Path) -> str:
     """The folder of a store's run folders, beside its file: `runs` for `runs.db` (as it
-    always was), `<name>-runs` for any other name."""
-    return "runs" if path.name == "runs.db" else f"{path.stem}-runs"
+    always was), `<file name>-runs` for any other (`lab.db-runs`), one per file name."""
+    return "runs" if path.name == "runs.db" else f"{path.name}-runs"
 
 
 @dataclass(frozen=True)
 class StoreIdentity:
-    """A store's id, the folder its runs live in, and the file it was made as."""
+    """A store's id, the folder its runs live in, and the name its file had when it was last
+    opened (a file of another name beside it holding the same id is the original)."""
 
     store_id: str
     runs_folder: str
-    device: int
-    inode: int
+    file_name: str
 
 
 def make_identity(connection: sqlite3.Connection) -> None:
-    """Give a store (new, or one of schema 4 being brought forward) its identity row, and
-    mark the run folders it made with its id where no other store has marked them."""
+    """Give a store (new, or one of schema 4 being brought forward) its identity row; keep
+    its run folders relative to its file, so the two move together; mark the folders it made
+    with its id where no other store has marked them."""
     path = Path(connection.execute("PRAGMA database_list").fetchone()[2])
-    made = _new_identity(path)
+    home = path.parent.resolve()
+    made = StoreIdentity(uuid.uuid4().hex, runs_folder_name(path), path.name)
     connection.execute(
         "CREATE TABLE store_info (app TEXT NOT NULL, store_id TEXT NOT NULL, "
-        "runs_folder TEXT NOT NULL, device INTEGER NOT NULL, inode INTEGER NOT NULL)"
+        "runs_folder TEXT NOT NULL, file_name TEXT NOT NULL)"
     )
     connection.execute(
-        "INSERT INTO store_info VALUES (?, ?, ?, ?, ?)",
-        [APP, made.store_id, made.runs_folder, made.device, made.inode],
+        "INSERT INTO store_info VALUES (?, ?, ?, ?)",
+        [APP, made.store_id, made.runs_folder, made.file_name],
     )
-    for (run_dir,) in connection.execute("SELECT run_dir FROM runs WHERE run_dir IS NOT NULL"):
+    rows = connection.execute("SELECT id, run_dir FROM runs WHERE run_dir IS NOT NULL")
+    for run_id, run_dir in rows.fetchall():
         folder = Path(run_dir)
+        if folder.is_relative_to(home):
+            connection.execute(
+                "UPDATE runs SET run_dir = ? WHERE id = ?",
+                [str(folder.relative_to(home)), run_id],
+            )
         if folder.is_dir() and not (folder / STORE_MARK).exists():
             mark_folder(folder, made.store_id)
 
 
 def read_identity(connection: sqlite3.Connection) -> StoreIdentity:
     """The identity the store keeps."""
-    return StoreIdentity(
-        *connection.execute(
-            "SELECT store_id, runs_folder, device, inode FROM store_info"
-        ).fetchone()
-    )
+    row = connection.execute("SELECT store_id, runs_folder, file_name FROM store_info")
+    return StoreIdentity(*row.fetchone())
 
 
-def is_this_file(kept: StoreIdentity, path: Path) -> bool:
-    """Whether `path` is the file the store was made as (not a copy of it)."""
-    here = path.stat()
-    return (here.st_dev, here.st_ino) == (kept.device, kept.inode)
-
-
-def renew_identity(connection: sqlite3.Connection, path: Path) -> StoreIdentity:
-    """A copy's own identity: a new id, and a runs folder named after its file; the run
-    folders of the store it was copied from stay that store's."""
-    made = _new_identity(path)
+def after_a_new_name(connection: sqlite3.Connection, path: Path) -> StoreIdentity:
+    """A store opened under another name than it had: a copy, where the file of its old name
+    beside it holds its id (the copy takes a new id and a runs folder of its own, so the
+    original's run folders stay the original's), else renamed or moved (it keeps its id)."""
+    kept = read_identity(connection)
+    if _same_store(path.parent / kept.file_name, kept.store_id):
+        renewed = StoreIdentity(uuid.uuid4().hex, runs_folder_name(path), path.name)
+    else:
+        renewed = StoreIdentity(kept.store_id, kept.runs_folder, path.name)
     connection.execute(
-        "UPDATE store_info SET store_id = ?, runs_folder = ?, device = ?, inode = ?",
-        [made.store_id, made.runs_folder, made.device, made.inode],
+        "UPDATE store_info SET store_id = ?, runs_folder = ?, file_name = ?",
+        [renewed.store_id, renewed.runs_folder, renewed.file_name],
     )
-    return made
+    return renewed
 
 
-def _new_identity(path: Path) -> StoreIdentity:
-    here = path.stat()
-    return StoreIdentity(uuid.uuid4().hex, runs_folder_name(path), here.st_dev, here.st_ino)
+def _same_store(path: Path, store_id: str) -> bool:
+    """Whether the file at `path` is a store holding `store_id` (read-only; a file that
+    cannot be read is taken to be the original, so a copy never claims its folders)."""
+    if not path.is_file():
+        return False
+    try:
+        with contextlib.closing(
+            sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        ) as db:
+            row = db.execute("SELECT store_id FROM store_info").fetchone()
+    except sqlite3.Error:
+        return True
+    return row is not None and row[0] == store_id
 
 
 def mark_folder(folder: Path, store_id: str) -> None:

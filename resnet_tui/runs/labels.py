@@ -19,13 +19,13 @@ def check_label(text: str, what: str) -> str:
     longest = LONGEST.get(what, LONGEST["name"])
     if _SURROGATE.search(text):
         raise LabelError(
-            f"the {what} {safe(text)[:80]!r} is not valid UTF-8; type it again, or set the "
+            f"the {what} '{safe(text)[:80]}' is not valid UTF-8; type it again, or set the "
             "terminal's encoding to UTF-8"
         )
     found = _CONTROL.search(text)
     if found:
         raise LabelError(
-            f"the {what} {safe(text)[:80]!r} holds the control character "
+            f"the {what} '{safe(text)[:80]}' holds the control character "
             f"{safe(found.group())}; use printable text only"
         )
     if len(text) > longest:

@@ -59,9 +59,10 @@ class Run:
     teachers: tuple[int, ...]
 
     @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Run":
-        """The run of one row of `queries.SELECT_RUNS`. Its JSON columns are decoded by this
-        class alone, each when first asked for."""
+    def from_row(cls, row: sqlite3.Row, home: Path) -> "Run":
+        """The run of one row of `queries.SELECT_RUNS`, in a store whose file lies in the
+        folder `home` (a run folder is kept relative to it, so the two move together). Its
+        JSON columns are decoded by this class alone, each when first asked for."""
         return cls(
             id=row["id"],
             name=row["name"] or "",
@@ -78,7 +79,7 @@ class Run:
             spec_json=row["spec"] or "{}",
             pid=row["pid"],
             host=row["host"],
-            run_dir=row["run_dir"] or "",
+            run_dir=str(home / row["run_dir"]) if row["run_dir"] else "",
             events_offset=row["events_offset"] or 0,
             last_seq=row["last_seq"] or 0,
             epochs=row["epochs"],
@@ -206,7 +207,7 @@ def _object(text: str | None) -> dict[str, Any] | None:
         return None
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return value if isinstance(value, dict) else None
 

@@ -103,7 +103,7 @@ class Owners:
             values = json.loads((run_dir / OWNER_FILE).read_text(encoding="utf-8"))
             supervisor = _name(values["supervisor"])
             engine = _name(values["engine"]) if values.get("engine") else None
-        except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             return None
         return cls(supervisor, engine) if supervisor else None
 

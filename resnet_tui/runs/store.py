@@ -79,15 +79,16 @@ class RunStore:
             if version < SCHEMA_VERSION:
                 self._migrate()
             self.identity = identity.read_identity(connection)
-            if not identity.is_this_file(self.identity, self.path):
+            if self.identity.file_name != self.path.name:  # copied, or renamed
                 with self.write_transaction() as writing:
-                    self.identity = identity.renew_identity(writing, self.path)
+                    self.identity = identity.after_a_new_name(writing, self.path)
         except sqlite3.DatabaseError as error:
             raise StoreError(identity.describe_database_error(self.path, error)) from None
         if creating:
             os.chmod(self.path, 0o600)
         identity.tighten_permissions(self.path)
-        self.runs_dir = self.path.parent / self.identity.runs_folder
+        self.home = self.path.parent.resolve()
+        self.runs_dir = self.home / self.identity.runs_folder
 
     def _migrate(self) -> None:
         """Bring the schema forward under a write lock, so two processes migrate it once."""
@@ -118,7 +119,7 @@ class RunStore:
     def runs_where(self, condition: str = "", args: Iterable[Any] = ()) -> list[Run]:
         """The runs matching an SQL condition (with its ORDER BY and LIMIT), as `Run`s."""
         rows = self.connection.execute(f"{queries.SELECT_RUNS} {condition}", list(args))
-        return [Run.from_row(row) for row in rows]
+        return [Run.from_row(row, self.home) for row in rows]
 
     # Writing runs
 
@@ -176,12 +177,12 @@ class RunStore:
                     "INSERT INTO run_sources VALUES (?, ?, ?, ?)",
                     [(run_id, source, role, position) for position, source in enumerate(sources)],
                 )
-            # Inside the write that adds the run: a folder that cannot be made leaves no row.
+            # In the write that adds the run (a folder that cannot be made leaves no row), kept
+            # relative to the store, so the two move together.
             run_dir = identity.make_run_folder(self.runs_dir, run_id, self.identity.store_id)
             (run_dir / LOCK_FILE).touch(mode=0o600)  # the run's lock, for whoever runs it
-            connection.execute(
-                "UPDATE runs SET run_dir = ? WHERE id = ?", [str(run_dir.resolve()), run_id]
-            )
+            relative = str(run_dir.relative_to(self.home))
+            connection.execute("UPDATE runs SET run_dir = ? WHERE id = ?", [relative, run_id])
         return run_id
 
     def update(self, run_id: int, **values: Any) -> None:
@@ -375,8 +376,6 @@ class RunStore:
             return StoreChanges(runs, [row[0] for row in deleted], now)
         finally:
             self.connection.execute("COMMIT")
-
-    # Metrics
 
     def epoch_table(self, run_id: int) -> list[dict[str, Any]]:
         """One row per epoch: train/val loss and accuracy, learning rate, seconds."""

@@ -70,7 +70,7 @@ def engine_of(db: Path) -> int | None:
         return None
     if not row or row[0] != "running" or not row[1]:
         return None
-    owners = Owners.read(Path(row[1]))
+    owners = Owners.read(db.parent / row[1])  # kept relative to the store
     return owners.engine.pid if owners is not None and owners.engine is not None else None
 
 

@@ -106,15 +106,39 @@ def test_a_path_that_is_no_file_of_ours_is_refused(tmp_path, path, message):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and message in result.stderr
 
 
-def test_two_stores_in_one_folder_keep_their_runs_apart(tmp_path, fake_engine):
-    for name in ("a.db", "b.db", "runs.db"):
-        assert invoke("run", *TINY, "--db", name, cwd=tmp_path).returncode == 0
-    folders = [tmp_path / name / "1" for name in ("a-runs", "b-runs", "runs")]
+def test_stores_in_one_folder_keep_their_runs_apart(tmp_path, fake_engine):
+    names = ("a.db", "b.db", "runs.db", "a.sqlite", "a")
+    for name in names:
+        result = invoke("run", *TINY, "--db", name, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+    folders = [tmp_path / folder / "1" for folder in ("a.db-runs", "b.db-runs", "runs")]
+    folders += [tmp_path / "a.sqlite-runs" / "1", tmp_path / "a-runs" / "1"]
     assert all((folder / "events.jsonl").exists() for folder in folders)
     assert invoke("rm", "1", "--yes", "--db", "a.db", cwd=tmp_path).returncode == 0
-    kept = not folders[0].exists() and folders[1].exists() and folders[2].exists()
+    kept = not folders[0].exists() and all(folder.exists() for folder in folders[1:])
     record_fault(FOREIGN, kept)
     assert kept
+
+
+@pytest.mark.parametrize("how", ["the folder moved whole", "the file restored from a copy"])
+def test_a_store_moved_or_restored_keeps_its_runs(tmp_path, how):
+    home = tmp_path / "lab"
+    home.mkdir()
+    store = RunStore(home / "runs.db")
+    run_id = store.create_run(SPEC, status="stopped")
+    store.connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    if how == "the folder moved whole":
+        home = home.rename(tmp_path / "moved")
+    else:
+        (home / "backup.db").write_bytes((home / "runs.db").read_bytes())
+        (home / "backup.db").replace(home / "runs.db")  # a new file, of the old name
+    store = RunStore(home / "runs.db")
+    run = store.run(run_id)
+    owned = run.folder == home / "runs" / str(run_id) and store.owns_folder(run.folder)
+    store.delete_runs([run_id])
+    record_fault(FOREIGN, owned and not run.folder.exists())
+    assert owned and not run.folder.exists()
 
 
 def test_a_copy_of_a_store_never_deletes_or_reuses_the_originals_folders(tmp_path):
@@ -132,7 +156,7 @@ def test_a_copy_of_a_store_never_deletes_or_reuses_the_originals_folders(tmp_pat
     copy.delete_runs([run_id])
     assert folder.is_dir()  # the original's run keeps its files
     made = copy.run(copy.create_run(SPEC)).folder
-    assert made.parent == tmp_path / "copy-runs" and copy.owns_folder(made)
+    assert made.parent == tmp_path / "copy.db-runs" and copy.owns_folder(made)
     record_fault(FOREIGN, folder.is_dir())
 
 

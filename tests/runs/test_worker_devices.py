@@ -11,7 +11,7 @@ from resnet_tui.runs.worker import missing_device
 from tests.cli.command import invoke, runs_json
 from tests.conftest import record_fault
 
-MISSING_DEVICE = "worker on a device not there: refused at start, queue kept"
+MISSING_DEVICE = "a device not there (worker, resume): refused first, nothing changed"
 CPU_ONLY = [{"name": "cpu", "description": "CPU", "threads": 2}]
 TWO_GPUS = [*CPU_ONLY, {"name": "cuda:0"}, {"name": "cuda:1"}]
 
@@ -85,3 +85,25 @@ def test_missing_device_names_the_first_device_not_there(monkeypatch, devices, m
     monkeypatch.setattr(worker_module, "list_devices", lambda: TWO_GPUS)
     found = missing_device(devices)
     assert found == missing or (missing is not None and found.startswith(missing))
+
+
+def test_a_resume_on_a_device_not_there_leaves_the_run_as_it_was(
+    tmp_path, monkeypatch, tiny_spec_options
+):
+    monkeypatch.setattr(worker_module, "list_devices", lambda: CPU_ONLY)
+    store = RunStore(tmp_path / "runs.db")
+    spec = RunSpec.from_dict(tiny_spec_options)
+    run_id = store.create_run(spec, status="stopped")
+    folder = store.run(run_id).folder
+    (folder / "spec.json").write_text(spec.to_json())
+    (folder / "checkpoints").mkdir()
+    (folder / "checkpoints" / "last.pt").write_bytes(b"kept")
+    result = invoke("resume", str(run_id), "--device", "cuda:1", cwd=tmp_path)
+    [run] = runs_json(tmp_path)
+    kept = run["status"] == "stopped" and run["device"] == "cpu" and run["spec"]["device"] == "cpu"
+    record_fault(MISSING_DEVICE, result.returncode == 2 and kept)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "device cuda:1 is not there" in result.stderr and "the run stays as it was" in (
+        result.stderr
+    )
+    assert kept and RunSpec.from_json((folder / "spec.json").read_text()).device == "cpu"
