@@ -1,6 +1,7 @@
 # Set-up and the two everyday commands. Each target creates .venv when it is missing.
-# `make test` runs the suite on four pytest-xdist workers: most tests wait on an engine process
-# or a timer, so on two cores four finish sooner than two (pytest 4:53 against 5:28, measured here).
+# `make test` runs the suite on four pytest-xdist workers: most tests wait on an engine
+# process or a timer, so on two cores four finish sooner than two (pytest 4:53 against 5:28,
+# measured here).
 # Tests that share a module-wide fixture stay on one worker (tests/conftest.py). A plain
 # `pytest` runs in one process.
 VENV ?= .venv
