@@ -8,8 +8,8 @@ screens, and the charting library under them, load when first opened: the histor
 paint first.
 """
 
+import sqlite3
 from collections.abc import Iterable
-from functools import partial
 from pathlib import Path
 from subprocess import Popen
 
@@ -24,12 +24,14 @@ from engine.contract.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, QuitDialog
 from resnet_tui.app.garbage import YOUNG_EVERY_S, GarbageSchedule
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
+from resnet_tui.app.palette import palette_commands
 from resnet_tui.app.screens.history import HistoryScreen
 from resnet_tui.app.screens.launch import LaunchScreen
 from resnet_tui.app.screens.queue import QueueScreen
 from resnet_tui.app.screens.sweep import SweepScreen
 from resnet_tui.display import markup_safe, safe
 from resnet_tui.runs.follower import RunFollower, catch_up
+from resnet_tui.runs.identity import describe_database_error
 from resnet_tui.runs.launcher import fuse, launch, resume, stop
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.removal import delete_runs
@@ -64,6 +66,7 @@ class ResnetApp(App[None]):
         self.started_here: list[Popen[bytes]] = []  # supervisors and workers started here
         self.caught_up: dict[int, RunFollower] = {}  # runs no supervisor owns, followed here
         self.garbage = GarbageSchedule()
+        self.store_trouble = False  # the last look at the store failed (and the user was told)
 
     def on_mount(self) -> None:
         self.sub_title = safe(self.store.path)
@@ -92,19 +95,7 @@ class ResnetApp(App[None]):
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         """Every key binding of the screen in view is also a command in the palette."""
-        textuals = list(super().get_system_commands(screen))
-        yield from textuals
-        seen = {command.title for command in textuals}
-        for active in screen.active_bindings.values():
-            binding = active.binding
-            if not binding.description or binding.description in seen:
-                continue
-            seen.add(binding.description)
-            yield SystemCommand(
-                binding.description,
-                f"key: {self.get_key_display(binding)}",
-                partial(self.run_action, binding.action, active.node),
-            )
+        return palette_commands(self, screen, super().get_system_commands(screen))
 
     def look_at_the_store(self) -> None:
         """Tell the screens what changed in the store since the last look, from whichever
@@ -113,8 +104,15 @@ class ResnetApp(App[None]):
         if not self.is_running:
             return
         self.started_here = [child for child in self.started_here if child.poll() is None]
-        catch_up(self.store, self.caught_up)
-        changes = self.store.changes_since(self.revision)
+        try:
+            catch_up(self.store, self.caught_up)
+            changes = self.store.changes_since(self.revision)
+        except sqlite3.Error as error:  # locked long by another process, a full disk
+            if not self.store_trouble:
+                self.tell(describe_database_error(self.store.path, error), severity="warning")
+            self.store_trouble = True
+            return
+        self.store_trouble = False
         self.revision = changes.revision
         removed = [run_id for run_id in changes.deleted if run_id in self.known]
         self.known.difference_update(changes.deleted)
