@@ -63,6 +63,14 @@ def list_runs(
         bool, typer.Option("--asc", help="Sort ascending (default: descending).")
     ] = False,
     limit: Annotated[Optional[int], typer.Option(help="Show at most this many runs.")] = None,
+    matching: Annotated[
+        Optional[str],
+        typer.Option(
+            "--filter",
+            help="Only runs matching every word, as the app's filter: e.g. 'deeper tag:lab "
+            "arch:resnet20 acc>90 sweep:2 from:1'.",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -79,19 +87,22 @@ def list_runs(
     store = open_store(db)
     catch_up(store)
     if status == "stalled":  # running, by the store, but silent for long
-        running = store.list_runs("running", arch, dataset, sort, not ascending, None)
+        running = store.list_runs(
+            "running", arch, dataset, sort, not ascending, None, text=matching
+        )
         runs = [run for run in running if run.stalled_for() is not None][:limit]
     else:
-        runs = store.list_runs(status, arch, dataset, sort, not ascending, limit)
+        runs = store.list_runs(status, arch, dataset, sort, not ascending, limit, text=matching)
     if as_json:
         print(json.dumps([run.to_json() for run in runs], indent=2))
         return
     if not runs:
         everything = store.count_runs()
-        if everything and (status or arch or dataset):
-            kept = " ".join(f"{value}" for value in (status, arch, dataset) if value)
+        if everything and (status or arch or dataset or matching):
+            kept = "".join(f"{value} " for value in (status, arch, dataset) if value)
+            words = f" matching '{matching}'" if matching else ""
             total = f"{everything} run{'s' if everything != 1 else ''} in all"
-            console.print(shown(f"no {kept} runs in {store.path} ({total})"))
+            console.print(shown(f"no {kept}runs{words} in {store.path} ({total})"))
         else:
             console.print(shown(f"no runs in {store.path}; start one with `resnet-tui run`"))
         return

@@ -1,6 +1,7 @@
 """The SQL that finds runs: the columns every read takes, and the filters of a listing."""
 
 import re
+import shlex
 from typing import Any
 
 # Every read of runs: their columns and their lineage (the primary key of run_sources keeps
@@ -18,25 +19,60 @@ SELECT_RUNS = (
 def filters(
     status: str | None, arch: str | None, dataset: str | None, text: str | None
 ) -> tuple[str, list[Any]]:
-    """The WHERE clause of a listing, and its arguments (never user text in the SQL)."""
+    """The WHERE clause of a listing, and its arguments (never user text in the SQL).
+
+    `text` is terms, all of which a run must match (quotes keep words together): `from:N`
+    (made from run N), `sweep:N`, `status:`, `arch:`, `dataset:`, `name:` or `tag:` with a
+    value, `acc>90` or `val>=85` (test or best val accuracy, in percent; < <= > >= =), and
+    any other word, looked for in the id, name, status, arch, dataset, init, policy, kind
+    and tags.
+    """
     where, args = [], []
     for column, value in (("status", status), ("arch", arch), ("dataset", dataset)):
         if value:
             where.append(f"{column} = ?")
             args.append(value)
-    lineage = re.fullmatch(r"from:(\d+)", text.strip()) if text else None
-    sweep = re.fullmatch(r"sweep:(\d+)", text.strip()) if text else None
-    if sweep:  # the runs of sweep N, found through its index
-        where.append("sweep = ?")
-        args.append(int(sweep.group(1)))
-    elif lineage:  # runs made from run N: N is among their parents or teachers
-        where.append("id IN (SELECT run_id FROM run_sources WHERE source_id = ?)")
-        args.append(int(lineage.group(1)))
-    elif text:
-        where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in _SEARCHED) + ")")
-        escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        args += [f"%{escaped}%"] * len(_SEARCHED)
+    for term in _terms(text or ""):
+        condition, values = _term_condition(term)
+        where.append(condition)
+        args += values
     return (" WHERE " + " AND ".join(where) if where else ""), args
+
+
+def _terms(text: str) -> list[str]:
+    """The words of a filter, a quoted phrase as one (an unclosed quote: plain words)."""
+    try:
+        return [term for term in shlex.split(text) if term]
+    except ValueError:
+        return text.split()
+
+
+_COMPARED = {"acc": "test_acc", "val": "best_val_acc"}
+_KEYED = {"status": "status", "arch": "arch", "dataset": "dataset", "name": "name", "tag": "tags"}
+_COMPARISON = re.compile(r"(acc|val)(<=|>=|<|>|=)(\d+(?:\.\d+)?)")
+
+
+def _term_condition(term: str) -> tuple[str, list[Any]]:
+    """One term's condition, with its arguments."""
+    if number := re.fullmatch(r"(from|sweep):(\d{1,18})", term):
+        value = int(number.group(2))
+        if number.group(1) == "sweep":  # the runs of sweep N, found through its index
+            return "sweep = ?", [value]
+        # runs made from run N: N is among their parents or teachers
+        return "id IN (SELECT run_id FROM run_sources WHERE source_id = ?)", [value]
+    if compared := _COMPARISON.fullmatch(term):
+        name, operator, percent = compared.groups()
+        return f"{_COMPARED[name]} {operator} ?", [float(percent) / 100]
+    key, _, value = term.partition(":")
+    if key in _KEYED and value:
+        return f"{_KEYED[key]} LIKE ? ESCAPE '\\'", [f"%{_escaped(value)}%"]
+    searched = " OR ".join(f"{column} LIKE ? ESCAPE '\\'" for column in _SEARCHED)
+    return f"({searched})", [f"%{_escaped(term)}%"] * len(_SEARCHED)
+
+
+def _escaped(text: str) -> str:
+    """`text` for LIKE, its wildcards taken literally."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 # The columns a filter's text is looked for in.

@@ -113,8 +113,8 @@ class HistoryScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Input(
-            placeholder="filter: name, arch, dataset, status, tag, sweep:N, from:N (runs from "
-            "run N)",
+            placeholder="filter, every word must match: deeper  status:running  arch:resnet20  "
+            "tag:lab  acc>90  sweep:N  from:N",
             id="filter",
         )
         yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
