@@ -172,7 +172,11 @@ def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> N
         worker.run()
     except KeyboardInterrupt:
         worker.stop_running()
-        worker.run()
+        try:
+            worker.run()
+        except KeyboardInterrupt:  # a second one: the folds stop on their own
+            say("the running folds are stopping on their own (`resnet-tui runs` shows them)")
+            raise typer.Exit(130) from None
     finally:
         signal.signal(signal.SIGTERM, previous)
     print_summary(store, folds.sweep, as_json)

@@ -79,6 +79,33 @@ def describe_database_error(path: Path | None, error: sqlite3.Error) -> str:
     return f"{store} cannot be used as a run store ({text}); choose another --db"
 
 
+def open_store_file(path: Path, schema: int) -> tuple[sqlite3.Connection, int]:
+    """A connection to the store at `path` in WAL mode, and its schema version; StoreError
+    (and the file closed, unchanged) where it is not a store this resnet-tui can open."""
+    try:
+        connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    except sqlite3.Error as error:
+        raise StoreError(describe_database_error(path, error)) from None
+    try:
+        connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+        if version > schema:
+            raise StoreError(
+                f"{path} was written by a newer resnet-tui (schema {version}, this one knows "
+                f"{schema}); upgrade resnet-tui to open it"
+            )
+        check_ours(connection, version, path)
+        connection.execute("PRAGMA journal_mode = WAL")
+        connection.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent on a crash
+    except (sqlite3.Error, StoreError) as error:
+        connection.close()  # another program's file is not kept open either
+        if isinstance(error, StoreError):
+            raise
+        raise StoreError(describe_database_error(path, error)) from None
+    connection.row_factory = sqlite3.Row
+    return connection, version
+
+
 def is_passing_fault(error: sqlite3.Error) -> bool:
     """Whether an error of SQLite is the machine's for now (a lock held, a full disk) rather
     than the file's (damaged, not a store), which the user must see to."""
@@ -136,8 +163,9 @@ class StoreIdentity:
 def make_identity(connection: sqlite3.Connection) -> None:
     """Give a store (new, or one of schema 4 being brought forward) its identity row; keep
     its run folders relative to its file, so the two move together; mark the folders it made
-    with its id where no other store has marked them."""
-    path = Path(connection.execute("PRAGMA database_list").fetchone()[2])
+    with its id where no other store has marked them. A store of schema 4 not named
+    `runs.db` keeps its earlier runs in `runs/` and makes new ones in its own folder."""
+    path = Path(connection.execute("PRAGMA database_list").fetchone()[2]).resolve()
     home = path.parent.resolve()
     made = StoreIdentity(uuid.uuid4().hex, runs_folder_name(path), path.name)
     connection.execute(
@@ -157,13 +185,25 @@ def make_identity(connection: sqlite3.Connection) -> None:
                 [str(folder.relative_to(home)), run_id],
             )
         if folder.is_dir() and not (folder / STORE_MARK).exists():
-            mark_folder(folder, made.store_id)
+            with contextlib.suppress(OSError):  # a folder it cannot write stays unowned
+                mark_folder(folder, made.store_id)
 
 
 def read_identity(connection: sqlite3.Connection) -> StoreIdentity:
     """The identity the store keeps."""
     row = connection.execute("SELECT store_id, runs_folder, file_name FROM store_info")
     return StoreIdentity(*row.fetchone())
+
+
+def named_anew(kept: StoreIdentity, path: Path) -> bool:
+    """Whether the store's file (`path`, its links resolved) has another name than it had:
+    not where the old name is a hard link to the same file."""
+    if path.name == kept.file_name:
+        return False
+    try:
+        return not os.path.samefile(path, path.parent / kept.file_name)
+    except OSError:  # the old name is gone (renamed), or cannot be looked at
+        return True
 
 
 def after_a_new_name(connection: sqlite3.Connection, path: Path) -> StoreIdentity:

@@ -23,9 +23,9 @@ def filters(
 
     `text` is terms, all of which a run must match (quotes keep words together): `from:N`
     (made from run N), `sweep:N`, `status:`, `arch:`, `dataset:`, `name:` or `tag:` with a
-    value, `acc>90` or `val>=85` (test or best val accuracy, in percent; < <= > >= =), and
-    any other word, looked for in the id, name, status, arch, dataset, init, policy, kind
-    and tags.
+    value, `acc>90` or `val>=85` (test or best val accuracy, in percent; < <= > >=), and
+    any other word, looked for in the id, name, status, arch, dataset, init, freeze
+    policy, kind and tags.
     """
     where, args = [], []
     for column, value in (("status", status), ("arch", arch), ("dataset", dataset)):
@@ -49,7 +49,7 @@ def _terms(text: str) -> list[str]:
 
 _COMPARED = {"acc": "test_acc", "val": "best_val_acc"}
 _KEYED = {"status": "status", "arch": "arch", "dataset": "dataset", "name": "name", "tag": "tags"}
-_COMPARISON = re.compile(r"(acc|val)(<=|>=|<|>|=)(\d+(?:\.\d+)?)")
+_COMPARISON = re.compile(r"(acc|val)(<=|>=|<|>)(\d+(?:\.\d+)?)")
 
 
 def _term_condition(term: str) -> tuple[str, list[Any]]:

@@ -22,7 +22,7 @@ from typing import Any
 from engine.contract import events as ev
 from engine.contract.spec import RunSpec
 from resnet_tui.runs import identity, metrics, queries
-from resnet_tui.runs.identity import BUSY_TIMEOUT_S, StoreError
+from resnet_tui.runs.identity import StoreError
 from resnet_tui.runs.labels import check_label
 from resnet_tui.runs.model import LIVE_STATUSES, Run
 from resnet_tui.runs.ownership import LOCK_FILE, supervised
@@ -61,33 +61,23 @@ class RunStore:
     def __init__(self, path: str | Path | None = None) -> None:
         self.path = Path(path) if path else default_db_path()
         creating = identity.check_file(self.path)
+        real = self.path.resolve()  # a link to a store is that store, beside its run folders
+        connection, version = identity.open_store_file(self.path, SCHEMA_VERSION)
+        self.connection = connection
         try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            connection.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-            if version > SCHEMA_VERSION:
-                connection.close()
-                raise StoreError(
-                    f"{self.path} was written by a newer resnet-tui (schema {version}, this "
-                    f"one knows {SCHEMA_VERSION}); upgrade resnet-tui to open it"
-                )
-            identity.check_ours(connection, version, self.path)
-            connection.execute("PRAGMA journal_mode = WAL")
-            connection.execute("PRAGMA synchronous = NORMAL")  # WAL stays consistent on a crash
-            connection.row_factory = sqlite3.Row
-            self.connection = connection
             if version < SCHEMA_VERSION:
                 self._migrate()
             self.identity = identity.read_identity(connection)
-            if self.identity.file_name != self.path.name:  # copied, or renamed
+            if identity.named_anew(self.identity, real):  # copied, or renamed
                 with self.write_transaction() as writing:
-                    self.identity = identity.after_a_new_name(writing, self.path)
+                    self.identity = identity.after_a_new_name(writing, real)
         except sqlite3.DatabaseError as error:
+            connection.close()
             raise StoreError(identity.describe_database_error(self.path, error)) from None
         if creating:
             os.chmod(self.path, 0o600)
         identity.tighten_permissions(self.path)
-        self.home = self.path.parent.resolve()
+        self.home = real.parent
         self.runs_dir = self.home / self.identity.runs_folder
 
     def _migrate(self) -> None:

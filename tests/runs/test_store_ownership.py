@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 
 from engine.contract.spec import RunSpec, SpecError
-from resnet_tui.runs import launcher
-from resnet_tui.runs import store as store_module
+from resnet_tui.runs import identity, launcher
 from resnet_tui.runs.identity import STORE_MARK
 from resnet_tui.runs.store import RunStore, StoreError
 from tests.cli.command import TINY, invoke, runs_json
@@ -194,7 +193,7 @@ def test_a_store_locked_by_another_process_says_so_in_one_line(tmp_path, monkeyp
     RunStore(tmp_path / "runs.db").close()
     holder = sqlite3.connect(tmp_path / "runs.db", isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process writing, for longer than we wait
-    monkeypatch.setattr(store_module, "BUSY_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(identity, "BUSY_TIMEOUT_S", 0.2)
     try:
         result = invoke("run", *TINY, cwd=tmp_path)
     finally:
@@ -217,3 +216,21 @@ def test_a_store_error_met_by_a_command_is_one_line(tmp_path, monkeypatch):
     with pytest.raises(StoreError, match="read-only"):
         (tmp_path / "runs.db").chmod(0o400)
         RunStore(tmp_path / "runs.db")
+
+
+@pytest.mark.parametrize("link", ["a symbolic link", "a hard link"])
+def test_a_store_opened_through_a_link_is_the_same_store(tmp_path, link):
+    store = RunStore(tmp_path / "runs.db")
+    run_id = store.create_run(SPEC)
+    store.close()
+    alias = tmp_path / "alias.db"
+    if link == "a symbolic link":
+        alias.symlink_to(tmp_path / "runs.db")
+    else:
+        alias.hardlink_to(tmp_path / "runs.db")
+    through = RunStore(alias)
+    same = through.identity == RunStore(tmp_path / "runs.db").identity
+    through.delete_runs([run_id])
+    gone = not (tmp_path / "runs" / str(run_id)).exists()
+    record_fault(FOREIGN, same and gone)
+    assert same and gone
