@@ -289,8 +289,9 @@ class ResnetApp(App[None]):
             return
         self._show_new_run(run_id, supervisor)
 
-    def resume_run(self, run_id: int) -> None:
-        """Continue a stopped or crashed run from its last checkpoint, and watch it."""
+    def resume_run(self, run_id: int, open_its_screen: bool = True) -> None:
+        """Continue a stopped or crashed run from its last checkpoint, and watch it (on its
+        own screen, opened unless it is already in view)."""
         catch_up(self.store)
         try:
             supervisor = resume(self.store, run_id)
@@ -298,7 +299,8 @@ class ResnetApp(App[None]):
             self.tell(str(error), severity="error")
             return
         self.started_here.append(supervisor)
-        self.open_run(run_id)
+        if open_its_screen:
+            self.open_run(run_id)
         self.tell(f"run {run_id} resumed from its last checkpoint")
 
     def launch_again(self, run_id: int) -> None:

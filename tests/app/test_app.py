@@ -157,8 +157,9 @@ async def test_stop_a_live_run_from_its_screen(store, fake_engine):
         assert (store.run(run_id).folder / "checkpoints" / "last.pt").exists()
 
 
+@pytest.mark.parametrize("where", ["history", "run screen"])
 async def test_a_stopped_run_resumes_from_the_history_and_completes(
-    store, fake_engine, monkeypatch
+    store, fake_engine, monkeypatch, where
 ):
     monkeypatch.setenv(WAIT_AFTER_EPOCH_VARIABLE, "1")  # trains on only once resumed
     spec = RunSpec.from_dict({**TINY, "epochs": 3, "limit": None})
@@ -167,11 +168,14 @@ async def test_a_stopped_run_resumes_from_the_history_and_completes(
         run_id = await launch_and_stop_after_an_epoch(pilot, store, spec)
         done = store.run(run_id).epochs_done
         assert done < 3
-        await pilot.press("escape")
-        assert isinstance(app.screen, HistoryScreen)
+        screens = len(app.screen_stack)
+        if where == "history":
+            await pilot.press("escape")
+            assert isinstance(app.screen, HistoryScreen)
         await pilot.press("u")
         await pilot.pause()
         assert isinstance(app.screen, RunScreen) and app.screen.run_id == run_id
+        assert where == "history" or len(app.screen_stack) == screens  # the same screen
         await wait_for_status(pilot, store, run_id, "completed")
         chart = app.screen.query_one("#acc-chart")
         # the screen has read the run to its end, and charted it since

@@ -75,6 +75,7 @@ class RunScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.pop_screen", "Back"),
         Binding("s", "stop_run", "Stop"),
+        Binding("u", "resume_run", "Resume"),
         Binding("a", "launch_again", "Again"),
         Binding("t", "switch_tab", "Tabs"),
         Binding("right_square_bracket", "next_run(1)", "Next run"),
@@ -371,6 +372,10 @@ class RunScreen(Screen[None]):
             self.app.tell(f"run {self.run_id} is not running (it is {status})")
             return
         self.app.confirm_stop(self.run_id)
+
+    def action_resume_run(self) -> None:
+        """Go on from the last checkpoint, here: this screen follows the run on."""
+        self.app.resume_run(self.run_id, open_its_screen=False)
 
     def action_launch_again(self) -> None:
         self.app.launch_again(self.run_id)
