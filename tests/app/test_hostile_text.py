@@ -13,7 +13,7 @@ from resnet_tui.app.app import ResnetApp
 from resnet_tui.app.dialogs import EditRunDialog
 from tests.app.pilot import app_store
 from tests.conftest import record_fault
-from tests.hostile_text import RAW, SHOWN_LITERALLY
+from tests.hostile_text import RAW, SHOWN_LITERALLY, forged_test_report
 from tests.hostile_text import REFUSED as REFUSED_ROW
 
 SIZE = (160, 40)
@@ -34,15 +34,7 @@ def _forged(store, text: str) -> int:
     """A completed run whose name, tags, notes, dataset and class names are `text` (as a
     forged or old store could hold them)."""
     hostile = store.create_run(RunSpec(name="plain"), status="completed")
-    report = {
-        "top1": 0.5,
-        "top5": 1.0,
-        "macro_f1": 0.5,
-        "loss": 1.0,
-        "classes": [text, "b"],
-        "confusion": [[1, 1], [0, 2]],
-        "per_class_accuracy": {text: 0.5, "b": 1.0},
-    }
+    report = forged_test_report(text)
     with sqlite3.connect(store.path) as connection:
         connection.execute(
             "UPDATE runs SET name = ?, tags = ?, notes = ?, dataset = ?, test_report = ? "

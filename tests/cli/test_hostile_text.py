@@ -17,7 +17,7 @@ from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
 from tests.cli.command import TINY, cli, invoke, runs_json
 from tests.conftest import record_fault
-from tests.hostile_text import RAW, REFUSED, SHOWN_LITERALLY
+from tests.hostile_text import RAW, REFUSED, SHOWN_LITERALLY, forged_test_report
 
 # (row name, the hostile text, a fragment each command of ours must show, or None)
 HOSTILE = [
@@ -50,15 +50,7 @@ def _hostile_store(tmp_path, text: str) -> tuple[int, int, int, int]:
     plain = store.create_run(RunSpec(name="other"), status="completed")
     queued = store.create_run(RunSpec(name="queued"))
     sweep = RunQueue(store).enqueue([queued])
-    report = {
-        "top1": 0.5,
-        "top5": 1.0,
-        "macro_f1": 0.5,
-        "loss": 1.0,
-        "classes": [text, "b"],
-        "confusion": [[1, 1], [0, 2]],
-        "per_class_accuracy": {text: 0.5, "b": 1.0},
-    }
+    report = forged_test_report(text)
     store.close()
     with sqlite3.connect(tmp_path / "runs.db") as connection:  # past any check: forged
         spec = json.loads(
