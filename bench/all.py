@@ -3,8 +3,8 @@
 Run: .venv/bin/python bench/all.py [--device cuda] [--skip store,app]
 
 Runs, one after another (so that none takes CPU from another): start-up, the app's
-responsiveness under live runs, the store at scale, how current runs.db and an open app
-stay (run state), the data path, and the engine against a
+responsiveness under live runs, a chart of 50,000 steps redrawn, the store at scale, how
+current runs.db and an open app stay (run state), the data path, and the engine against a
 bare loop (on CPU; with `--device cuda` also on the GPU, with the modes of issue #7:
 fp32, bf16, channels_last, torch.compile). Each writes its own bench/RESULTS-<name>.md as
 well; an engine table measured on another machine stays in its file and is linked here.
@@ -23,6 +23,7 @@ from results import BENCH, machine
 BENCHMARKS = {
     "startup": ["startup.py", "--repeats", "9"],
     "app": ["app_responsiveness.py"],
+    "charts": ["chart_draw.py"],
     "store": ["store_scale.py"],
     "run-state": ["run_state_latency.py"],
     "data": ["data_path.py"],
@@ -32,6 +33,7 @@ BENCHMARKS = {
 RESULT_FILES = {
     "startup": "RESULTS-startup.md",
     "app": "RESULTS-responsiveness.md",
+    "charts": "RESULTS-charts.md",
     "store": "RESULTS-store.md",
     "run-state": "RESULTS-run-state.md",
     "data": "RESULTS-data.md",

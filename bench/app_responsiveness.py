@@ -172,7 +172,7 @@ def row(label: str, latencies: list[float]) -> str:
     p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
     return (
         f"| {label} | {statistics.median(latencies):.0f} ms | {p95:.0f} ms | "
-        f"{max(latencies):.0f} ms | 100 ms |"
+        f"{max(latencies):.0f} ms | 50 ms |"
     )
 
 
@@ -208,7 +208,7 @@ def main() -> None:
         "What keeps key presses quick: the app runs Python's garbage collector itself "
         "(`resnet_tui/app/garbage.py`), since a full pass took 70-120 ms here and came "
         "several times a minute, and now waits until no key has come for 3 s; the charts are "
-        "built in a worker thread, so plotext never holds up the app's thread; one-line "
+        "drawn in a worker thread, so a picture never holds up the app's thread; one-line "
         "labels change without a layout of the screen. Before these, p95 was 118 ms with one "
         "live run and 137 ms with four.",
     ]

@@ -15,7 +15,6 @@ from subprocess import Popen
 
 from textual import events
 from textual.app import App, SystemCommand
-from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 
@@ -23,8 +22,10 @@ from engine.contract.events import STALL_AFTER_S
 from engine.contract.spec import FusionSpec, RunSpec, SpecError
 from resnet_tui.app.dialogs import ConfirmDialog, EditRunDialog, FuseDialog, QuitDialog
 from resnet_tui.app.garbage import YOUNG_EVERY_S, GarbageSchedule
+from resnet_tui.app.keys import GLOBAL_KEYS, use_the_users_keys
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
 from resnet_tui.app.palette import palette_commands
+from resnet_tui.app.screens.help import HelpScreen
 from resnet_tui.app.screens.history import HistoryScreen
 from resnet_tui.app.screens.launch import LaunchScreen
 from resnet_tui.app.screens.queue import QueueScreen
@@ -48,12 +49,7 @@ class ResnetApp(App[None]):
 
     TITLE = "resnet-tui"
     CSS_PATH = "app.tcss"
-    BINDINGS = [
-        Binding("q", "quit", "Quit"),
-        Binding("n", "new_run", "New run", show=False),
-        Binding("h", "history", "History", show=False),
-        Binding("ctrl+s", "screenshot", "Save screenshot", show=False),
-    ]
+    BINDINGS = GLOBAL_KEYS
 
     def __init__(self, store: RunStore) -> None:
         super().__init__()
@@ -67,9 +63,11 @@ class ResnetApp(App[None]):
         self.caught_up: dict[int, RunFollower] = {}  # runs no supervisor owns, followed here
         self.garbage = GarbageSchedule()
         self.store_trouble = False  # the last look at the store failed (and the user was told)
+        self.deleted_here: set[int] = set()  # runs this app deleted (and said so)
 
     def on_mount(self) -> None:
         self.sub_title = safe(self.store.path)
+        use_the_users_keys(self)
         catch_up(self.store, self.caught_up)
         self.live = {run.id: run for run in self.store.live_runs()}
         self.push_screen(self.history)
@@ -190,6 +188,9 @@ class ResnetApp(App[None]):
 
     def action_new_run(self) -> None:
         self.push_screen(LaunchScreen())
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.screen))
 
     def action_show_queue(self) -> None:
         self.push_screen(QueueScreen(self.store))
@@ -333,6 +334,7 @@ class ResnetApp(App[None]):
             if not yes:
                 return
             if not delete_runs(self.store, [run]).started:
+                self.deleted_here.add(run_id)
                 self.tell(f"deleted run {run_id}")
             else:
                 self.tell(

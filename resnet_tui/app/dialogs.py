@@ -4,7 +4,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label
+from textual.widgets import Button, Input, Label, Static
 
 from resnet_tui.runs.labels import LabelError, check_label
 
@@ -13,9 +13,9 @@ class ConfirmDialog(ModalScreen[bool]):
     """Asks a yes/no question; dismisses with True for yes. Escape means no."""
 
     BINDINGS = [
-        Binding("escape", "answer(False)", "Cancel"),
-        Binding("y", "answer(True)", "Yes"),
-        Binding("n", "answer(False)", "No"),
+        Binding("escape", "answer(False)", "Cancel", id="dialog.cancel"),
+        Binding("y", "answer(True)", "Yes", id="dialog.yes"),
+        Binding("n", "answer(False)", "No", id="dialog.no"),
     ]
 
     def __init__(self, question: str, yes: str = "Yes", no: str = "Cancel") -> None:
@@ -44,7 +44,7 @@ class ConfirmDialog(ModalScreen[bool]):
 class QuitDialog(ModalScreen[str]):
     """Quitting with live runs: leave them running (the default), stop them, or stay."""
 
-    BINDINGS = [Binding("escape", "choose('cancel')", "Cancel")]
+    BINDINGS = [Binding("escape", "choose('cancel')", "Cancel", id="dialog.cancel")]
 
     def __init__(self, live: int) -> None:
         super().__init__()
@@ -73,7 +73,13 @@ class QuitDialog(ModalScreen[str]):
 class EditRunDialog(ModalScreen[dict[str, str] | None]):
     """Rename a run and set its tags and notes; Enter saves, Escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    DEFAULT_CSS = """
+    EditRunDialog {
+        align: center middle;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, run_id: int, name: str, tags: str, notes: str) -> None:
         super().__init__()
@@ -131,7 +137,24 @@ FUSIONS = (
 class FuseDialog(ModalScreen[str | None]):
     """Choose how to fuse the marked runs (or the one run in view); Escape cancels."""
 
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    # Each way beside its button, wrapped to the dialog's width (a Static: the app's
+    # `.dialog Label` rule makes labels as wide as the dialog, cut beside a button).
+    DEFAULT_CSS = """
+    FuseDialog {
+        align: center middle;
+    }
+    FuseDialog .choice {
+        height: auto;
+    }
+    FuseDialog .choice Static {
+        width: 1fr;
+        height: 3;
+        padding: 0 1;
+        content-align: left middle;
+    }
+    """
+
+    BINDINGS = [Binding("escape", "cancel", "Cancel", id="dialog.cancel")]
 
     def __init__(self, run_ids: list[int]) -> None:
         super().__init__()
@@ -146,7 +169,7 @@ class FuseDialog(ModalScreen[str | None]):
                 if takes == count:
                     with Horizontal(classes="choice"):
                         yield Button(label, id=choice, variant="primary")
-                        yield Label(description)
+                        yield Static(description)
             if count == "one":
                 yield Label("[dim]Mark two or more runs (space) for ensembles and soups.[/]")
             with Horizontal(classes="buttons"):

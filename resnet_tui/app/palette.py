@@ -6,16 +6,19 @@ from functools import partial
 from textual.app import App, SystemCommand
 from textual.screen import Screen
 
+from resnet_tui.app.keys import screen_keys
+
 
 def palette_commands(
     app: App, screen: Screen, textuals: Iterable[SystemCommand]
 ) -> Iterable[SystemCommand]:
     """Textual's commands, then each key binding of the screen in view with a description
-    (once), so whatever a key does can be found by name."""
+    (once), so whatever a key does can be found by name, with its key as the user's
+    keys.toml has it (the screen's own too where a table's key hides it: enter opens)."""
     textuals = list(textuals)
     yield from textuals
     seen = {command.title for command in textuals}
-    for active in screen.active_bindings.values():
+    for _, active in screen_keys(screen):
         binding = active.binding
         if not binding.description or binding.description in seen:
             continue

@@ -35,7 +35,7 @@ from resnet_tui.cli.spec_options import (
     run_option,
     spec_parameters,
 )
-from resnet_tui.display import run_error
+from resnet_tui.display import run_error, shown
 from resnet_tui.runs import launcher
 from resnet_tui.runs.follower import catch_up
 from resnet_tui.runs.model import Run
@@ -144,17 +144,29 @@ def _run(
     except SpecError as error:
         raise fail(str(error)) from None
     store = open_store(db)
+    chosen = launcher.settle_image_size(store, spec)
     if spec.folds:
-        _run_folds(store, spec, detach, as_json)
+        _run_folds(store, spec, detach, as_json, chosen)
         return
     try:
         run_id, process = launcher.launch(store, spec)
     except SpecError as error:
         raise fail(str(error)) from None
+    _say_chosen(chosen)
     follow_or_detach(store, run_id, process, detach, as_json)
 
 
-def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> None:
+def _say_chosen(image_size: str | None) -> None:
+    """Say on stderr, once the run is made, the image size chosen for it where it gave none."""
+    if image_size:
+        errors.print(
+            shown(f"{image_size} (give --image-size to choose)"), highlight=False, soft_wrap=True
+        )
+
+
+def _run_folds(
+    store: RunStore, spec: RunSpec, detach: bool, as_json: bool, image_size: str | None
+) -> None:
     """`run --folds K`: the K runs queued as one sweep and trained one after another here
     (with --detach, by a worker of their own in the background), then the mean and spread
     of their metrics."""
@@ -162,6 +174,7 @@ def _run_folds(store: RunStore, spec: RunSpec, detach: bool, as_json: bool) -> N
         folds = queue_folds(store, spec, in_background=detach)
     except SpecError as error:
         raise fail(str(error)) from None
+    _say_chosen(image_size)
     if detach:
         print(json.dumps({"sweep": folds.sweep, "runs": folds.run_ids}) if as_json else folds.sweep)
         return

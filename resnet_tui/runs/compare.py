@@ -60,9 +60,12 @@ def comparison(store: RunStore, run_ids: list[int]) -> dict[str, Any]:
 
 def smooth(values: list[float], weight: float) -> list[float]:
     """Exponential moving average, as TensorBoard's smoothing slider (0 leaves them as they are)."""
+    if not weight:
+        return list(values)
     smoothed, last = [], None
     for value in values:
-        last = value if last is None else weight * last + (1 - weight) * value
+        # As a step towards the new value: a constant stays exactly itself.
+        last = value if last is None else last + (1 - weight) * (value - last)
         smoothed.append(last)
     return smoothed
 

@@ -12,8 +12,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from functools import cache
 from pathlib import Path
 
+from engine.contract.image_sizes import choose_image_size, typical_image_size
 from engine.contract.spec import FusionSpec, RunSpec, SpecError, normalise_device
 from resnet_tui.runs import ownership
 from resnet_tui.runs.files import write_atomically
@@ -92,6 +94,7 @@ def launch(store: RunStore, spec: RunSpec) -> tuple[int, subprocess.Popen[bytes]
 
     Raises SpecError where `--init run:ID` or `--teacher` cannot be resolved.
     """
+    settle_image_size(store, spec)
     parents = resolve_init(store, spec)
     teachers = resolve_teachers(store, spec)
     run_id = store.create_run(spec, parents=parents, teachers=teachers)
@@ -126,7 +129,9 @@ def queue(store: RunStore, specs: list[RunSpec]) -> tuple[list[int], int | None]
     one sweep, each run with its setting; returns their ids and the sweep's number. Nothing
     starts: a worker does. Raises SpecError, naming the spec, before any run is made."""
     resolved = []
+    typical_of = cache(typical_image_size)  # the folder of a sweep's runs looked at once
     for spec in specs:
+        settle_image_size(store, spec, typical_of)
         try:
             resolved.append((spec, resolve_init(store, spec), resolve_teachers(store, spec)))
         except SpecError as error:
@@ -139,6 +144,17 @@ def queue(store: RunStore, specs: list[RunSpec]) -> tuple[list[int], int | None]
         write_atomically(store.folder_of(run_id) / "spec.json", spec.to_json())
         run_ids.append(run_id)
     return run_ids, RunQueue(store).enqueue(run_ids, sweep=sweep)
+
+
+def settle_image_size(
+    store: RunStore, spec: RunSpec, typical_of: Callable[[Path], int | None] = typical_image_size
+) -> str | None:
+    """Choose an image-folder run's image size where it gives none and write it into `spec`
+    (`choose_image_size`), the runs it starts from or learns from looked up in `store`."""
+    named = ([spec.init] if spec.init.startswith("run:") else []) + (spec.teacher or [])
+    runs = [store.run(int(source.split(":")[1])) for source in named]
+    sources = [(run.id, run.spec_values) for run in runs if run is not None]
+    return choose_image_size(spec, sources, typical_of)
 
 
 def setting_of(spec: RunSpec) -> str:

@@ -40,7 +40,7 @@ async def test_fill_the_form_launch_watch_it_finish_and_find_it_in_the_history(s
         form = app.screen
         form.query_one("#epochs").value = "0"
         await pilot.pause()
-        assert "--epochs must be a positive number" in str(form.query_one("#problem").render())
+        assert "Epochs must be a positive number" in str(form.query_one("#problem").render())
         assert form.query_one("#launch").disabled
         for key, value in {
             "epochs": "2",
@@ -144,7 +144,7 @@ async def launch_and_stop_after_an_epoch(pilot, store: RunStore, spec: RunSpec) 
     await pilot.pause()
     run_id = pilot.app.screen.run_id
     await wait_for(pilot, lambda: store.run(run_id).epochs_done >= 1)
-    await pilot.press("s", "y")
+    await pilot.press("x", "y")
     await wait_for_status(pilot, store, run_id, "stopped")
     return run_id
 
@@ -216,7 +216,7 @@ async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_for
         form = app.screen
         form.query_one("#teacher").value = "9"
         await pilot.pause()
-        assert "--teacher run:9: there is no run 9" in str(form.query_one("#problem").render())
+        assert "Teachers run:9: there is no run 9" in str(form.query_one("#problem").render())
         form.query_one("#teacher").value = "3"
         await pilot.pause()
         assert "run 3 is an ensemble" in str(form.query_one("#problem").render())

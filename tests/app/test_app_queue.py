@@ -15,6 +15,7 @@ from resnet_tui.app.screens.sweep import SweepScreen
 from resnet_tui.runs.launcher import setting_of
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
+from tests.app.conftest import TWO_GPUS
 from tests.app.pilot import app_store, wait_for, wait_for_the_app
 from tests.fake_engine import EPOCH_S_VARIABLE
 
@@ -133,12 +134,12 @@ async def test_a_sweep_shows_in_the_history_and_its_screen_gives_mean_and_spread
     async with app.run_test(size=SIZE) as pilot:
         table = app.screen.query_one("DataTable")
         assert [str(table.get_row(str(i))[2]) for i in (*folds, alone)] == ["1", "1", "1", ""]
-        await pilot.press("g")  # on the newest run, which is in no sweep
+        await pilot.press("S")  # on the newest run, which is in no sweep
         assert "run 5 is not part of a sweep" in notices(app)
         app.screen.query_one("#filter").value = "sweep:1"
         await pilot.pause()
         assert table.row_count == 4
-        await pilot.press("g")
+        await pilot.press("S")
         screen = app.screen
         assert isinstance(screen, SweepScreen)
         settings = screen.query_one("#sweep-settings")
@@ -183,7 +184,10 @@ async def test_a_sweep_too_big_for_one_chart_compares_the_best_run_of_each_setti
         assert "the best run of each of the 11 settings" in notices(app)
 
 
-async def test_the_form_takes_folds_and_several_devices_with_the_cli_messages(store, fake_devices):
+async def test_the_form_takes_folds_and_several_devices_in_its_own_words(
+    store, fake_devices, monkeypatch
+):
+    monkeypatch.setattr("resnet_tui.app.screens.launch.list_devices", lambda: TWO_GPUS)
     app = ResnetApp(store)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("n")
@@ -195,14 +199,17 @@ async def test_the_form_takes_folds_and_several_devices_with_the_cli_messages(st
             await pilot.pause()
             return str(form.query_one("#problem").render())
 
-        assert "--folds must be from 2 to 20" in await problem(folds="1")
+        gpus = "cuda:0,cuda:1"
+        assert "Cross-val folds must be from 2 to 20" in await problem(folds="1")
         assert form.query_one("#launch").disabled
-        assert "--folds trains one process a fold" in await problem(folds="5", devices="cpu,cpu")
-        assert "--folds trains one process a fold" in await problem(devices="", nproc="2")
+        assert "Cross-val folds trains one process a fold" in await problem(folds="5", devices=gpus)
+        assert "Cross-val folds trains one process a fold" in await problem(devices="", nproc="2")
         assert "5-fold cross-validation: 5 runs queued" in await problem(nproc="")
         assert "name each GPU once" in await problem(folds="", devices="cuda:0,cuda:0")
-        assert "--nproc 3 and 2 --devices disagree" in await problem(devices="cpu,cpu", nproc="3")
-        assert "DDP on cpu,cpu" in await problem(nproc="")
+        assert "DDP processes says 3 and Devices (DDP) names 2" in await problem(
+            devices=gpus, nproc="3"
+        )
+        assert "DDP on cuda:0,cuda:1" in await problem(nproc="")
         assert not form.query_one("#launch").disabled
 
 

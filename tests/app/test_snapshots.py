@@ -123,6 +123,16 @@ def finished_events(accuracy_per_epoch: float) -> list[ev.Event]:
     return events
 
 
+def pressing(*keys: str):
+    """What to do before the snapshot: press `keys`, then let the app settle."""
+
+    async def run_before(pilot) -> None:
+        await pilot.press(*keys)
+        await pilot.pause()
+
+    return run_before
+
+
 async def charts_drawn(pilot) -> None:
     """Wait until the charts in view show their newest pictures (drawn in a thread)."""
     for _ in range(200):
@@ -159,7 +169,43 @@ def test_run_view(snap_compare, store, size):
     assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_run)
 
 
-def test_compare(snap_compare, store):
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_history_empty(snap_compare, tmp_path, monkeypatch, size):
+    monkeypatch.chdir(tmp_path)
+    assert snap_compare(ResnetApp(RunStore("runs.db")), terminal_size=size)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help(snap_compare, store, size):
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=pressing("question_mark"))
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_run_failed(snap_compare, store, size):
+    """A run that failed in its third epoch: its curves so far, and a final state, still."""
+    events = [event for event in finished_events(0.2) if not isinstance(event, ev.Finished)]
+    events = [event for event in events if getattr(event, "epoch", 1) < 3]
+    events.append(
+        ev.Error(
+            seq=events[-1].seq + 1,
+            t=CREATED + 25,
+            kind="out_of_memory",
+            message="the GPU ran out of memory in epoch 3",
+            hint="give a smaller --batch-size",
+        )
+    )
+    write_log(store.run(3).events_path, events)
+
+    async def open_run(pilot):
+        pilot.app.open_run(3)
+        await pilot.pause(0.6)
+        await charts_drawn(pilot)
+
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_run)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_compare(snap_compare, store, size):
     write_log(store.run(2).events_path, finished_events(0.28))
     for run_id, accuracy in ((1, 0.31), (2, 0.28)):  # run 1's file was written by the fixture
         assert RunFollower(store, store.run(run_id)).poll() == finished_events(accuracy)
@@ -169,7 +215,7 @@ def test_compare(snap_compare, store):
         await pilot.pause()
         await charts_drawn(pilot)
 
-    assert snap_compare(ResnetApp(store), terminal_size=(160, 48), run_before=compare)
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=compare)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -179,11 +225,7 @@ def test_queue(snap_compare, store, size):
     queue.enqueue(swept)
     queue.enqueue([store.create_run(RunSpec(arch="resnet20", dataset="mnist"))], sweep=False)
 
-    async def open_queue(pilot):
-        await pilot.press("w")
-        await pilot.pause()
-
-    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_queue)
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=pressing("w"))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

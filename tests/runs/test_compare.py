@@ -84,7 +84,7 @@ async def test_mark_two_runs_and_compare_their_curves(store_with_runs):
         assert chart.series["1 resnet8 on shapes"] == [(1, 0.4), (2, 0.8)]
         await pilot.press("m")
         assert app.screen.metric == "val loss"
-        await pilot.press("g", "l")
+        await pilot.press("g", "l", "l")  # a loss is on a log scale to begin with
         assert app.screen.smoothing and chart.log_scale
         table = app.screen.query_one("#differences")
         assert str(table.get_row_at(0)[0]) == "lr"  # cells are Text: names print as written

@@ -3,25 +3,26 @@
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Header, Static
 
 from resnet_tui.app.messages import RunsChanged, RunsRemoved
-from resnet_tui.app.screens.run import MetricChart
+from resnet_tui.app.widgets.charts import MetricChart
+from resnet_tui.app.widgets.footer import KeyFooter
+from resnet_tui.app.widgets.tables import Table
 from resnet_tui.display import safe, shown
-from resnet_tui.runs.compare import CURVES, comparison, smooth, table_rows
+from resnet_tui.runs.compare import CURVES, comparison, table_rows
 from resnet_tui.runs.store import RunStore
-
-SMOOTHING = 0.6
 
 
 class CompareScreen(Screen[None]):
-    """Marked runs side by side: `m` picks the metric, `g` smooths, `l` toggles a log scale."""
+    """Marked runs side by side in the run screen's chart: `m` picks the metric, `g` cycles
+    the smoothing, `l` toggles the log scale of a loss."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("m", "next_metric", "Metric"),
-        Binding("g", "toggle_smoothing", "Smooth"),
-        Binding("l", "toggle_log", "Log scale"),
+        Binding("escape", "app.pop_screen", "Back", id="compare.back"),
+        Binding("m", "next_metric", "Metric", id="compare.metric"),
+        Binding("g", "cycle_smoothing", "Smoothing", id="compare.smoothing"),
+        Binding("l", "toggle_log", "Log scale", id="compare.log_scale"),
     ]
 
     def __init__(self, store: RunStore, run_ids: list[int]) -> None:
@@ -29,15 +30,19 @@ class CompareScreen(Screen[None]):
         self.store = store
         self.run_ids = run_ids
         self.metric = "val acc"
-        self.smoothing = False
-        self.log_scale = False
+        self.log_scale = True  # of the loss; accuracy is in percent
+
+    @property
+    def smoothing(self) -> float:
+        """The chart's EMA factor (0: off)."""
+        return self.query_one(MetricChart).smoothing
 
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="compare-title")
-        yield MetricChart("", "", id="compare-chart")
-        yield DataTable(id="differences", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield MetricChart("", "accuracy", id="compare-chart")
+        yield Table(id="differences", cursor_type="row", zebra_stripes=True)
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.show_comparison()
@@ -46,7 +51,7 @@ class CompareScreen(Screen[None]):
         """The table and the chart as the store has the runs now."""
         self.sub_title = "compare " + ", ".join(str(run_id) for run_id in self.run_ids)
         result = comparison(self.store, self.run_ids)
-        table = self.query_one(DataTable)
+        table = self.query_one(Table)
         row = table.cursor_row
         table.clear(columns=True)
         table.add_column("")
@@ -75,27 +80,30 @@ class CompareScreen(Screen[None]):
             self.app.pop_screen()
 
     def draw(self) -> None:
+        """The chart of the metric, each run's curve as the store has it now."""
         split, name = CURVES[self.metric]
         chart = self.query_one(MetricChart)
-        chart.title = self.metric + (" (smoothed)" if self.smoothing else "")
-        chart.log_scale = self.log_scale
-        chart.series = {}
+        chart.title = self.metric
+        chart.kind = "accuracy" if name == "acc" else "loss"
+        chart.log_scale = self.log_scale and chart.kind == "loss"
+        series = {}
         for run_id in self.run_ids:
             points = self.store.metric_series(run_id, split, name)
-            if split == "step":
+            if split == "step":  # steps at fractional epochs, as on the run screen
                 steps = max((x for x, _ in points), default=1) or 1
                 run = self.store.run(run_id)
                 epochs = (run.epochs_done if run else 0) or 1
                 points = [(x * epochs / steps, y) for x, y in points]
-            ys = [y for _, y in points]
-            if self.smoothing:
-                ys = smooth(ys, SMOOTHING)
-            chart.series[f"{run_id} {self.names[run_id]}"] = [
-                (x, y) for (x, _), y in zip(points, ys, strict=True)
-            ]
+            series[f"{run_id} {self.names[run_id]}"] = points
+        chart.series = series
         chart.draw()
-        smoothing = "on" if self.smoothing else "off"
-        log_scale = "on" if self.log_scale else "off"
+        self.show_title()
+
+    def show_title(self) -> None:
+        """The line above the chart: the metric, the runs, the keys and their settings."""
+        chart = self.query_one(MetricChart)
+        log_scale = "on" if chart.log_scale else "off" if chart.kind == "loss" else "-"
+        smoothing = f"ema {chart.smoothing:g}" if chart.smoothing else "off"
         self.query_one("#compare-title", Static).update(
             f" {self.metric} of {len(self.run_ids)} runs · m: metric · g: smoothing {smoothing}"
             f" · l: log scale {log_scale}"
@@ -106,10 +114,13 @@ class CompareScreen(Screen[None]):
         self.metric = names[(names.index(self.metric) + 1) % len(names)]
         self.draw()
 
-    def action_toggle_smoothing(self) -> None:
-        self.smoothing = not self.smoothing
-        self.draw()
+    def action_cycle_smoothing(self) -> None:
+        self.query_one(MetricChart).cycle_smoothing()
+        self.show_title()
 
     def action_toggle_log(self) -> None:
+        if not self.query_one(MetricChart).toggle_log():
+            self.app.tell("accuracy is in percent: the log scale is for a loss")
+            return
         self.log_scale = not self.log_scale
-        self.draw()
+        self.show_title()

@@ -1,102 +1,60 @@
 """The history screen: every run in the store, sorted and filtered in SQL, paged as you scroll."""
 
-import time
-from typing import Any
-
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets import DataTable, Header, Input, Static
 
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
-from resnet_tui.display import duration, percent, shown, weights_from
+from resnet_tui.app.screens.history_table import (
+    ALPHABETICAL,
+    COLUMNS,
+    RunsTable,
+    fit_columns,
+    run_cells,
+    run_under_cursor,
+)
+from resnet_tui.app.screens.sort_menu import SortMenu
+from resnet_tui.app.widgets.footer import KeyFooter
+from resnet_tui.display import shown
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.store import RunStore
 
 PAGE_SIZE = 200
-
-# (column key in the store, heading)
-COLUMNS = (
-    ("id", "id"),
-    ("name", "name"),
-    ("sweep", "sweep"),
-    ("status", "status"),
-    ("arch", "arch"),
-    ("dataset", "dataset"),
-    ("init", "init"),
-    ("freeze", "policy"),
-    ("epochs_done", "epochs"),
-    ("best_val_acc", "val acc"),
-    ("test_acc", "test acc"),
-    ("seconds", "time"),
-    ("created_at", "started"),
-)
-STATUS_STYLES = {
-    "completed": "green",
-    "running": "cyan",
-    "queued": "cyan",
-    "stopped": "yellow",
-    "failed": "red",
-    "crashed": "red",
-}
-
-
-def run_cells(run: Run) -> list[Text]:
-    """A run's row as the table shows it: Text, so that a name is shown as typed (never
-    read as markup, a control character in it as an escape) and the table does not parse
-    markup for every cell it measures."""
-    silent = run.stalled_for()
-    if silent is None:
-        status = Text(run.status, style=STATUS_STYLES.get(run.status, "white"))
-    else:
-        status = Text(f"stalled {duration(silent)}", style="yellow")
-    plain = [
-        str(run.id),
-        run.name,
-        str(run.sweep or ""),
-        None,
-        run.arch,
-        run.dataset,
-        weights_from(run),
-        run.freeze if run.trained else "-",
-        f"{run.epochs_done}/{run.epochs}" if run.trained else run.kind,
-        percent(run.best_val_acc),
-        percent(run.test_acc),
-        duration(run.seconds),
-        time.strftime("%m-%d %H:%M", time.localtime(run.created_at)),
-    ]
-    return [status if text is None else shown(text) for text in plain]
-
-
-def run_under_cursor(table: DataTable) -> int | None:
-    """The id of the run in the highlighted row of a table whose rows are keyed by run id."""
-    if table.row_count == 0:
-        return None
-    row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
-    return int(row_key.value)
+CELL = {key: index for index, (key, _) in enumerate(COLUMNS)}  # a column's cell in run_cells
 
 
 class HistoryScreen(Screen[None]):
-    """All runs; Enter opens one, `n` starts a new one."""
+    """All runs; Enter opens one, `n` starts a new one. The columns are the ones that fit
+    the screen's width (name, status, val and test accuracy always); the line under the
+    table shows the focused run's name, tags and notes in full."""
+
+    DEFAULT_CSS = """
+    HistoryScreen #detail {
+        height: 1;
+        padding: 0 1;
+    }
+    """
 
     BINDINGS = [
-        Binding("n", "app.new_run", "New run"),
-        Binding("enter", "open_run", "Open", show=True),
-        Binding("a", "launch_again", "Again"),
-        Binding("u", "resume_run", "Resume"),
-        Binding("d", "delete_run", "Delete"),
-        Binding("space", "mark", "Mark"),
-        Binding("e", "edit_run", "Edit"),
-        Binding("c", "compare", "Compare"),
-        Binding("f", "fuse", "Fuse"),
-        Binding("g", "open_sweep", "Sweep"),
-        Binding("w", "app.show_queue", "Queue"),
-        Binding("slash", "focus_filter", "Filter"),
-        Binding("s", "sort_next", "Sort"),
-        Binding("r", "reverse", "Reverse"),
-        Binding("escape", "clear_filter", "Clear filter", show=False),
+        Binding("enter", "open_run", "Open", id="history.open"),
+        Binding("n", "app.new_run", "New run", id="app.new_run"),
+        Binding("slash", "focus_filter", "Filter", id="history.filter"),
+        Binding("space", "mark", "Mark", id="history.mark"),
+        Binding("c", "compare", "Compare", id="history.compare"),
+        Binding("s", "sort_menu", "Sort", id="history.sort"),
+        Binding("e", "edit_run", "Edit", id="history.edit"),
+        Binding("d", "delete_run", "Delete", id="history.delete"),
+        Binding("a", "launch_again", "Again", id="history.again"),
+        Binding("u", "resume_run", "Resume", id="history.resume"),
+        Binding("x", "stop_run", "Stop", id="history.stop"),
+        Binding("f", "fuse", "Fuse", id="history.fuse"),
+        Binding("S", "open_sweep", "Sweep", id="history.sweep"),
+        Binding("w", "app.show_queue", "Queue", id="app.queue"),
+        Binding("r", "reverse", "Reverse", id="history.reverse"),
+        Binding("escape", "clear_filter", "Clear filter", show=False, id="history.clear_filter"),
     ]
 
     def __init__(self, store: RunStore) -> None:
@@ -108,7 +66,9 @@ class HistoryScreen(Screen[None]):
         self.loaded = 0
         self.total = 0
         self.marked: list[int] = []
-        self.sort_values: dict[int, Any] = {}  # each shown run's value in the sort column
+        self.runs: dict[int, Run] = {}  # each shown run as its row shows it
+        self.columns: dict[str, int | None] = {}  # the columns shown: key, width if fixed
+        self.fitted_to = 0  # the screen width the columns were chosen for
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -117,55 +77,72 @@ class HistoryScreen(Screen[None]):
             "tag:lab  acc>90  sweep:N  from:N",
             id="filter",
         )
-        yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield Static(id="detail")
         yield Static(id="summary")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
-        table = self.query_one(DataTable)
-        for key, heading in COLUMNS:
-            table.add_column(heading, key=key)
         self.reload()
-        table.focus()
+        self.table.focus()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """A wider or narrower screen: the columns that fit it now."""
+        if self.app.size.width != self.fitted_to:
+            self.reload(as_many=True)
+
+    @property
+    def table(self) -> RunsTable:
+        return self.query_one(RunsTable)
 
     def reload(self, as_many: bool = False) -> None:
         """Read the first page again (`as_many` as were loaded, where the runs changed under
-        the user's eyes), keeping the cursor on the same run where it can."""
-        table = self.query_one(DataTable)
+        the user's eyes), keeping the cursor on the same run where it can; the columns
+        chosen afresh for the screen's width and the runs' texts."""
+        table = self.table
         selected = self.selected_run_id()
         rows = max(PAGE_SIZE, self.loaded) if as_many else PAGE_SIZE
-        table.clear()
-        self.sort_values.clear()
-        self.loaded = 0
         self.total = self.store.count_runs(text=self.filter_text or None)
-        self._load_page(rows)
+        runs = self._runs(rows, offset=0)
+        cells = [run_cells(run) for run in runs]
+        self.fitted_to = self.app.size.width
+        columns = fit_columns(self.fitted_to, cells)
+        table.clear(columns=columns != self.columns)
+        if columns != self.columns:
+            self.columns = columns
+            headings = dict(COLUMNS)
+            for key, width in columns.items():
+                table.add_column(headings[key], key=key, width=width)
+        self.runs.clear()
+        self.loaded = 0
+        self._add_rows(runs, cells)
         if selected is not None and str(selected) in table.rows:
             table.move_cursor(row=table.get_row_index(str(selected)))
         self._show_summary()
+        self._show_detail()
 
-    def _load_page(self, rows: int = PAGE_SIZE) -> None:
-        table = self.query_one(DataTable)
-        runs = self.store.list_runs(
+    def _runs(self, rows: int, offset: int) -> list[Run]:
+        return self.store.list_runs(
             sort=self.sort,
             descending=self.descending,
             limit=rows,
-            offset=self.loaded,
+            offset=offset,
             text=self.filter_text or None,
         )
-        for run in runs:
-            table.add_row(*self._cells(run), key=str(run.id))
-            self.sort_values[run.id] = getattr(run, self.sort)
-        self.loaded += len(runs)
 
-    def _cells(self, run: Run) -> list[Text]:
-        cells = run_cells(run)
-        if run.id in self.marked:
-            cells[0].stylize("b reverse")
-        return cells
+    def _add_rows(self, runs: list[Run], cells: list[list[Text]]) -> None:
+        table = self.table
+        table.marked = {str(run_id) for run_id in self.marked}
+        for run, row in zip(runs, cells, strict=True):
+            key = str(run.id)
+            shown_cells = [row[CELL[column]] for column in self.columns]
+            table.add_row(*shown_cells, key=key, label=table.mark_label(key))
+            self.runs[run.id] = run
+        self.loaded += len(runs)
 
     def _show_summary(self) -> None:
         arrow = "↓" if self.descending else "↑"
-        heading = dict(COLUMNS)[self.sort]
+        heading = dict(COLUMNS).get(self.sort, self.sort)
         shown = f"{self.loaded} of {self.total}" if self.loaded < self.total else str(self.total)
         hint = ""
         if not self.total:
@@ -179,6 +156,23 @@ class HistoryScreen(Screen[None]):
             f" {shown} {runs} · sorted by {heading} {arrow}{hint}"
         )
 
+    def _show_detail(self) -> None:
+        """The focused run's name, tags and notes, whole (the table cuts long ones)."""
+        run_id = self.selected_run_id()
+        run = self.runs.get(run_id) if run_id is not None else None
+        line = Text(no_wrap=True, overflow="ellipsis")
+        if run is not None:
+            line.append_text(shown(f"{run.id} {run.name}", "bold"))
+            if run.tags:
+                line.append(" · tags ", style="dim")
+                line.append_text(shown(run.tags))
+            if run.notes:
+                line.append(" · notes ", style="dim")
+                line.append_text(shown(run.notes))
+            if not (run.tags or run.notes):
+                line.append(" · no tags or notes (e edits them)", style="dim")
+        self.query_one("#detail", Static).update(line)
+
     def on_runs_added(self, message: RunsAdded) -> None:
         """Runs made by any process: read the rows again, the cursor on its run."""
         self.reload(as_many=True)
@@ -190,9 +184,10 @@ class HistoryScreen(Screen[None]):
     def on_runs_changed(self, message: RunsChanged) -> None:
         """Update the rows of runs that changed in place; read the rows again where a change
         moves a run in the sort, or into or out of the filter."""
-        table = self.query_one(DataTable)
-        shown = [run for run in message.runs if str(run.id) in table.rows]
-        moved = any(getattr(run, self.sort) != self.sort_values.get(run.id) for run in shown)
+        shown = [run for run in message.runs if run.id in self.runs]
+        moved = any(
+            getattr(run, self.sort) != getattr(self.runs[run.id], self.sort) for run in shown
+        )
         if moved or (
             self.filter_text and self.store.count_runs(text=self.filter_text) != self.total
         ):
@@ -200,20 +195,28 @@ class HistoryScreen(Screen[None]):
             return
         for run in shown:
             self.update_row(run)
+        self._show_detail()
 
     def update_row(self, run: Run) -> None:
-        table = self.query_one(DataTable)
-        for (key, _), cell in zip(COLUMNS, self._cells(run), strict=True):
-            table.update_cell(str(run.id), key, cell, update_width=True)
+        table = self.table
+        key = str(run.id)
+        self.runs[run.id] = run
+        table.marked = {str(run_id) for run_id in self.marked}
+        table.show_mark(key)
+        cells = run_cells(run)
+        for column in self.columns:
+            table.update_cell(key, column, cells[CELL[column]], update_width=True)
 
     def selected_run_id(self) -> int | None:
-        return run_under_cursor(self.query_one(DataTable))
+        return run_under_cursor(self.table)
 
     @on(DataTable.RowHighlighted)
     def load_more_near_the_end(self, event: DataTable.RowHighlighted) -> None:
         if event.cursor_row >= self.loaded - 10 and self.loaded < self.total:
-            self._load_page()
+            runs = self._runs(PAGE_SIZE, offset=self.loaded)
+            self._add_rows(runs, [run_cells(run) for run in runs])
             self._show_summary()
+        self._show_detail()
 
     @on(DataTable.RowSelected)
     def open_selected(self, event: DataTable.RowSelected) -> None:
@@ -222,8 +225,16 @@ class HistoryScreen(Screen[None]):
     @on(DataTable.HeaderSelected)
     def sort_by_header(self, event: DataTable.HeaderSelected) -> None:
         key = str(event.column_key.value)
-        self.descending = not self.descending if key == self.sort else True
-        self.sort = key
+        if key == self.sort:
+            self.action_reverse()
+        else:
+            self.sort_by(key)
+
+    def sort_by(self, key: str | None) -> None:
+        """Sort by the column `key` (text A to Z, numbers and times highest first)."""
+        if key is None or key == self.sort:
+            return
+        self.sort, self.descending = key, key not in ALPHABETICAL
         self.reload()
 
     @on(Input.Changed, "#filter")
@@ -233,7 +244,7 @@ class HistoryScreen(Screen[None]):
 
     @on(Input.Submitted, "#filter")
     def back_to_table(self) -> None:
-        self.query_one(DataTable).focus()
+        self.table.focus()
 
     def action_open_run(self) -> None:
         run_id = self.selected_run_id()
@@ -245,12 +256,11 @@ class HistoryScreen(Screen[None]):
 
     def action_clear_filter(self) -> None:
         self.query_one("#filter", Input).value = ""
-        self.query_one(DataTable).focus()
+        self.table.focus()
 
-    def action_sort_next(self) -> None:
-        keys = [key for key, _ in COLUMNS]
-        self.sort = keys[(keys.index(self.sort) + 1) % len(keys)]
-        self.reload()
+    def action_sort_menu(self) -> None:
+        """Choose the column to sort by from a menu of them all (hidden ones too)."""
+        self.app.push_screen(SortMenu(COLUMNS, self.sort, self.descending), self.sort_by)
 
     def action_reverse(self) -> None:
         self.descending = not self.descending
@@ -266,6 +276,18 @@ class HistoryScreen(Screen[None]):
         if run_id is not None:
             self.app.resume_run(run_id)
 
+    def action_stop_run(self) -> None:
+        """Stop the run under the cursor, asked first, where it is training (or queued)."""
+        run_id = self.selected_run_id()
+        if run_id is None:
+            return
+        run = self.store.run(run_id)
+        if run is None or not run.live:
+            status = run.status if run else "deleted"
+            self.app.tell(f"run {run_id} is not running (it is {status})")
+            return
+        self.app.confirm_stop(run_id)
+
     def action_delete_run(self) -> None:
         run_id = self.selected_run_id()
         if run_id is not None:
@@ -279,9 +301,7 @@ class HistoryScreen(Screen[None]):
             self.marked.remove(run_id)
         else:
             self.marked.append(run_id)
-        run = self.store.run(run_id)
-        if run is not None:
-            self.update_row(run)
+        self.update_row(self.runs[run_id])
         self._show_summary()
 
     def action_compare(self) -> None:

@@ -1,166 +1,102 @@
-"""The launch screen: a form for a new run, validated as you type with the CLI's messages."""
+"""The launch screen: a form for a new run, validated as you type, said in the form's words."""
 
 from typing import Any
 
-from textual import on, work
+from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widget import Widget
+from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static
 
 from engine.contract import catalog, locate
-from engine.contract.freezing import what_trains
 from engine.contract.spec import RunSpec, SpecError, dataset_kind
+from resnet_tui.app.dialogs import ConfirmDialog
+from resnet_tui.app.screens.launch_dataset import (
+    FolderFacts,
+    check_named_dataset,
+    dataset_options,
+    detected_size,
+    download_note,
+    folder_lines,
+    folder_of,
+    resolve_folder_classes,
+    scan_folder,
+)
+from resnet_tui.app.screens.launch_fields import (
+    AUTO_DEVICE,
+    FOLDER,
+    FORM_CSS,
+    FREEZE_CHOICES,
+    INIT_CHOICES,
+    LABELS,
+    PLACEHOLDERS,
+    TEXT_FIELDS,
+    arch_options,
+    device_options,
+    in_form_words,
+    kept_options,
+    naming_the_field,
+    resolved_root,
+    several_devices_refused,
+    summary,
+    text_of,
+    warnings,
+)
+from resnet_tui.app.screens.run_picker import RunPicker
+from resnet_tui.app.widgets.footer import KeyFooter
 from resnet_tui.display import markup_safe
-from resnet_tui.runs.launcher import DevicesUnavailable, list_devices
+from resnet_tui.runs.launcher import DevicesUnavailable, list_devices, settle_image_size
 from resnet_tui.runs.sources import resolve_init, resolve_teachers
 from resnet_tui.runs.sweeps import fold_specs
 
-FOLDER = "imagefolder"
-# How long the typing must pause before the dataset is checked (an image folder is scanned).
+# How long the typing must pause before an image folder is scanned.
 DATASET_CHECK_DELAY_S = 0.3
-
-# Form fields typed as text: (spec option, label).
-TEXT_FIELDS = (
-    ("devices", "Devices (DDP)"),
-    ("nproc", "DDP processes"),
-    ("name", "Name"),
-    ("epochs", "Epochs"),
-    ("batch_size", "Batch size"),
-    ("lr", "Learning rate"),
-    ("seed", "Seed"),
-    ("classes", "Classes"),
-    ("limit", "Limit images"),
-    ("image_size", "Image size"),
-    ("teacher", "Teachers"),
-    ("kd_alpha", "KD alpha"),
-    ("kd_temperature", "KD temperature"),
-    ("lwf", "LwF alpha"),
-    ("folds", "Cross-val folds"),
-)
-# What a text field takes, where its default says too little.
-PLACEHOLDERS = {
-    "teacher": "run ids to distil from, e.g. 3 or 3,5",
-    "classes": "all",
-    "lwf": "0: off; 0.5 keeps the --init run's task",
-    "devices": "e.g. cuda:0,cuda:1",
-    "nproc": "1; or e.g. 2",
-    "folds": "off; K runs, e.g. 5",
-}
-
-
-def _arch_options() -> list[tuple[str, str]]:
-    return [
-        (f"{arch.name}  ·  {arch.parameters / 1e6:.2f} M  ·  {arch.description}", arch.name)
-        for arch in catalog.ARCHITECTURES.values()
-    ]
-
-
-def _dataset_options() -> list[tuple[str, str]]:
-    options = []
-    for name, info in catalog.DATASETS.items():
-        if name == FOLDER:
-            options.append(("imagefolder  ·  your own images (give the path below)", FOLDER))
-            continue
-        try:
-            locate.check_dataset(RunSpec(dataset=name))
-            where = "built in" if info.source == "builtin" else "on disk"
-        except SpecError:
-            where = "not downloaded"
-        options.append((f"{name}  ·  {len(info.classes)} classes  ·  {where}", name))
-    return options
-
-
-def _dataset_key(spec: RunSpec) -> tuple[Any, ...]:
-    """What checking a spec's dataset depends on."""
-    return (spec.dataset, tuple(spec.classes or ()), spec.download, spec.data_root)
-
-
-def _summary(spec: RunSpec, folds: int) -> str:
-    """The form's line for a spec that can run: what it trains, how, and what is frozen."""
-    arch = catalog.ARCHITECTURES[spec.arch]
-    trains = what_trains(
-        spec.arch, spec.freeze, spec.epochs, spec.unfreeze_every, spec.probe_epochs
-    )
-    return (
-        f"[green]✓[/] {spec.arch} ({arch.parameters / 1e6:.2f} M parameters) on "
-        f"{markup_safe(spec.dataset)}, {spec.epochs} epochs of batch {spec.batch_size}, "
-        f"{spec.optimizer} lr {spec.peak_lr:g}; weights {markup_safe(spec.init)} "
-        f"({catalog.describe_init(spec.init)}), policy {spec.freeze} "
-        f"({catalog.describe_freeze(spec.freeze)})"
-        + (
-            f"; distilled from {', '.join(spec.teacher)} (alpha {spec.kd_alpha:g}, "
-            f"temperature {spec.kd_temperature:g})"
-            if spec.teacher
-            else ""
-        )
-        + (f"; learning without forgetting (alpha {spec.lwf:g})" if spec.lwf else "")
-        + (f"; DDP on {spec.placement}" if spec.processes > 1 else "")
-        + (
-            f"; {folds}-fold cross-validation: {folds} runs queued as one sweep, trained one "
-            "after another by a worker of their own"
-            if spec.folds
-            else ""
-        )
-        + f"\n{markup_safe(trains)}"
-    )
-
-
-def _text(value: Any) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ",".join(value)
-    return str(value)
-
-
-INIT_CHOICES = [
-    ("scratch · random weights", "scratch"),
-    ("imagenet · torchvision's weights", "imagenet"),
-    ("an earlier run's checkpoint", "run"),
-    ("a weights file", "file"),
-]
-FREEZE_CHOICES = [
-    ("full · everything trains", "full"),
-    ("head · a linear probe", "head"),
-    ("last-1 · last stage and head", "last-1"),
-    ("last-2 · last two stages and head", "last-2"),
-    ("gradual · thaw a stage at a time", "gradual"),
-    ("lp-ft · probe, then fine-tune", "lp-ft"),
-]
+# The label of the field each widget belongs to, where the widget's id is not the option's.
+LABEL_OF_WIDGET = {"folder": "dataset", "init-source": "init", "pick-init": "init"}
+LABEL_OF_WIDGET |= {"pick-teacher": "teacher", "download": "data_root"}
 
 
 class LaunchScreen(Screen[None]):
-    """A new run's choices; Ctrl+L (or the button) launches it."""
+    """A new run's choices; Ctrl+L (or the button) launches it, Ctrl+O picks an earlier run."""
+
+    DEFAULT_CSS = FORM_CSS
 
     BINDINGS = [
-        Binding("ctrl+l", "launch", "Launch", priority=True),
-        Binding("escape", "app.pop_screen", "Back"),
+        Binding("ctrl+l", "launch", "Launch", priority=True, id="launch.launch"),
+        Binding("ctrl+o", "pick_run", "Pick a run", priority=True, id="launch.pick_run"),
+        Binding("escape", "app.pop_screen", "Back", id="launch.back"),
     ]
 
     def __init__(self, start_from: RunSpec | None = None) -> None:
         super().__init__()
         self.start_from = start_from or RunSpec()
+        self.kept = kept_options(self.start_from)  # options the form has no field for
         self.spec: RunSpec | None = None
-        # What checking each dataset the form named found: its classes, or why it cannot be
-        # used; keyed by what the check reads (_dataset_key).
-        self.dataset_checks: dict[tuple[Any, ...], list[str] | SpecError] = {}
+        # This machine's devices as the engine lists them; None until found (or where the
+        # engine cannot say).
+        self.devices: list[dict[str, Any]] | None = None
+        self.devices_unknown = False
+        # What scanning each image folder the form named found, by its path.
+        self.folders: dict[str, FolderFacts | SpecError] = {}
         self.dataset_timer: Timer | None = None
+        self.scanning: str | None = None  # the folder being scanned (or about to be)
 
     def compose(self) -> ComposeResult:
         spec = self.start_from
-        folder = spec.dataset.split(":", 1)[1] if spec.dataset.startswith(FOLDER + ":") else ""
+        folder = folder_of(spec.dataset)
+        data_root = spec.data_root or str(locate.default_data_root())
         yield Header()
         with VerticalScroll(id="form"):
-            yield Label("Architecture")
+            yield Label("Architecture", id="arch-label", classes="field-label")
             yield Select(
-                _arch_options(), value=spec.arch, allow_blank=False, compact=True, id="arch"
+                arch_options(), value=spec.arch, allow_blank=False, compact=True, id="arch"
             )
-            yield Label("Dataset")
+            yield Label("Dataset", id="dataset-label", classes="field-label")
             yield Select(
-                _dataset_options(),
+                dataset_options(data_root),
                 value=FOLDER if folder else spec.dataset,
                 allow_blank=False,
                 compact=True,
@@ -172,79 +108,121 @@ class LaunchScreen(Screen[None]):
                 id="folder",
                 compact=True,
             )
-            yield Input(
-                spec.init.split(":", 1)[1] if spec.init.startswith(("run:", "file:")) else "",
-                placeholder="the run's id (12, or 12:last), or the weights file's path",
-                id="init-source",
-                compact=True,
-            )
-            with Grid(id="choices"):
-                choices = (
-                    ("init", "Weights start", INIT_CHOICES),
-                    ("freeze", "Freeze policy", FREEZE_CHOICES),
-                    ("optimizer", "Optimizer", [(k, k) for k in catalog.OPTIMIZERS]),
-                    ("device", "Device", [("auto · the best there is", "auto"), ("cpu", "cpu")]),
+            yield Static(id="folder-facts")
+            with Horizontal(id="data-row", classes="field-row"):
+                yield Label("Data root", id="data_root-label", classes="field-label")
+                yield Input(
+                    data_root, placeholder="where datasets live", id="data_root", compact=True
                 )
-                for key, label, options in choices:
-                    value = (
-                        getattr(spec, key).split(":", 1)[0] if key == "init" else getattr(spec, key)
-                    )
-                    yield Label(label)
-                    yield Select(
-                        options,
-                        value=value if any(value == v for _, v in options) else options[0][1],
-                        allow_blank=False,
-                        compact=True,
-                        id=key,
-                    )
-                for key, label in TEXT_FIELDS:
-                    yield Label(label)
-                    default = getattr(RunSpec(), key)
-                    yield Input(
-                        _text(getattr(spec, key)) if getattr(spec, key) != default else "",
-                        placeholder=PLACEHOLDERS.get(key) or _text(default) or "default",
-                        id=key,
-                        compact=True,
-                    )
+                yield Checkbox("Download if missing", spec.download, id="download", compact=True)
+            with Horizontal(id="init-row", classes="field-row"):
+                yield Input(
+                    spec.init.split(":", 1)[1] if spec.init.startswith(("run:", "file:")) else "",
+                    placeholder="the run's id (12, or 12:last), or the weights file's path",
+                    id="init-source",
+                    compact=True,
+                )
+                yield Button("runs… ctrl+o", id="pick-init", compact=True)
+            with Grid(id="choices"):
+                yield from self._choices(spec)
         yield Static(id="problem")
+        yield Static(id="warnings")
         with Horizontal(id="launch-bar"):
             yield Button("Launch", id="launch", variant="success")
-        yield Footer()
+        yield KeyFooter()
+
+    def _choices(self, spec: RunSpec) -> ComposeResult:
+        devices = [AUTO_DEVICE, ("cpu", "cpu")]
+        if spec.device not in ("auto", "cpu"):
+            devices.append((spec.device, spec.device))
+        choices = (
+            ("init", INIT_CHOICES),
+            ("freeze", FREEZE_CHOICES),
+            ("optimizer", [(k, k) for k in catalog.OPTIMIZERS]),
+            ("device", devices),
+        )
+        for key, options in choices:
+            value = getattr(spec, key).split(":", 1)[0] if key == "init" else getattr(spec, key)
+            yield Label(LABELS[key], id=f"{key}-label", classes="field-label")
+            yield Select(
+                options,
+                value=value if any(value == v for _, v in options) else options[0][1],
+                allow_blank=False,
+                compact=True,
+                id=key,
+            )
+        for key, label in TEXT_FIELDS:
+            yield Label(label, id=f"{key}-label", classes="field-label")
+            default = getattr(RunSpec(), key)
+            field = Input(
+                text_of(getattr(spec, key)) if getattr(spec, key) != default else "",
+                placeholder=PLACEHOLDERS.get(key) or text_of(default) or "default",
+                id=key,
+                compact=True,
+            )
+            if key == "teacher":
+                with Horizontal(classes="field-row"):
+                    yield field
+                    yield Button("runs…", id="pick-teacher", compact=True)
+            else:
+                yield field
 
     def on_mount(self) -> None:
         self.query_one("#arch", Select).focus()
         self.find_devices()
         self.validate_form()
 
-    @work(thread=True, exclusive=True)
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        """Mark the focused field's label, beside the field's own highlight."""
+        for label in self.query(".field-label.-focused"):
+            label.remove_class("-focused")
+        labelled = self._field_of(event.widget)
+        if labelled:
+            for label in self.query(f"#{labelled}-label"):
+                label.add_class("-focused")
+
+    def _field_of(self, widget: Widget) -> str | None:
+        for node in (widget, *widget.ancestors):
+            if isinstance(node, Widget) and node.id:
+                return LABEL_OF_WIDGET.get(node.id, node.id)
+        return None
+
+    @work(thread=True, exclusive=True, group="devices")
     def find_devices(self) -> None:
         """Ask the engine for the devices, off the UI thread: torch takes a while to load."""
         try:
-            devices = list_devices()
+            devices: list[dict[str, Any]] | None = list_devices()
         except DevicesUnavailable:
-            return
-        options = [("auto · the best there is", "auto")]
-        for device in devices:
-            detail = device["description"]
-            if "free_mb" in device:
-                detail += f" · {device['free_mb']:,} MB free"
-            options.append((f"{device['name']} · {detail}", device["name"]))
-        self.app.call_from_thread(self._set_devices, options)
+            devices = None
+        self.app.call_from_thread(self._set_devices, devices)
 
-    def _set_devices(self, options: list[tuple[str, str]]) -> None:
-        select = self.query_one("#device", Select)
-        current = select.value
-        select.set_options(options)
-        if any(value == current for _, value in options):
-            select.value = current
+    def _set_devices(self, devices: list[dict[str, Any]] | None) -> None:
+        if self not in self.app.screen_stack:
+            return
+        self.devices, self.devices_unknown = devices, devices is None
+        if devices is not None:
+            select = self.query_one("#device", Select)
+            current = select.value
+            options = device_options(devices)
+            select.set_options(options)
+            if any(value == current for _, value in options):
+                select.value = current
+        self.validate_form()
 
     def form_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(self.kept)
         for key in ("arch", "init", "freeze", "optimizer", "device"):
             values[key] = self.query_one(f"#{key}", Select).value
+        if "," in values["device"]:  # all the GPUs: several devices (DDP)
+            values["devices"] = values["device"]
+            values["device"] = values["device"].split(",")[0]
         if values["init"] in ("run", "file"):
             values["init"] += ":" + self.query_one("#init-source", Input).value.strip()
-        dataset = self.query_one("#dataset", Select).value
+        dataset = str(self.query_one("#dataset", Select).value)
+        if catalog.DATASETS[dataset].source == "torchvision":  # where it is, and fetch it?
+            root = self.query_one("#data_root", Input).value.strip()
+            values["data_root"] = resolved_root(root) if root else None
+            values["download"] = self.query_one("#download", Checkbox).value
         if dataset == FOLDER:
             dataset = FOLDER + ":" + self.query_one("#folder", Input).value.strip()
         values["dataset"] = dataset
@@ -256,76 +234,159 @@ class LaunchScreen(Screen[None]):
 
     @on(Input.Changed)
     @on(Select.Changed)
+    @on(Checkbox.Changed)
     def validate_form(self) -> None:
-        """Check the form as the CLI would; show the first problem and hold the button.
+        """Check the form as the CLI would; show the first problem (in the form's words) and
+        hold the button, or what the run will do and any warning.
 
         An image folder is scanned off the UI thread, a moment after the typing stops, once
         for each folder the form names."""
-        self.query_one("#folder", Input).display = (
-            self.query_one("#dataset", Select).value == FOLDER
-        )
-        self.query_one("#init-source", Input).display = self.query_one("#init", Select).value in (
-            "run",
-            "file",
-        )
+        self._show_the_fields_that_apply()
         problem = self.query_one("#problem", Static)
         self.spec = None
+        cautions: list[str] = []
+        values = self.form_values()
         try:
-            spec = RunSpec.from_dict(self.form_values())
+            spec = RunSpec.from_dict(values)
             resolve_init(self.app.store, spec)
             resolve_teachers(self.app.store, spec)
             folds = fold_specs(spec)
-            dataset = self.dataset_checked(spec)
-            if dataset is None:
-                problem.update(f"[dim]… checking {markup_safe(spec.dataset)}[/]")
-                self._check_dataset_soon(spec)
-            elif isinstance(dataset, SpecError):
-                raise dataset
+            waiting = self._check_devices(spec) or self._check_dataset(spec)
+            if waiting:
+                problem.update(f"[dim]… {waiting}[/]")
             else:
-                spec.classes = dataset or None
                 self.spec = spec
-                problem.update(_summary(spec, len(folds)))
+                note = download_note(spec)
+                problem.update(summary(spec, len(folds), self.kept) + (f"\n{note}" if note else ""))
+                cautions = warnings(spec)
         except SpecError as error:
-            problem.update(f"[red]✗ {markup_safe(str(error))}[/]")
+            said = in_form_words(naming_the_field(str(error), values), markup=True)
+            problem.update(f"[red]✗ {said}[/]")
+        shown = self.query_one("#warnings", Static)
+        shown.update("\n".join(f"⚠ {markup_safe(line)}" for line in cautions))
+        shown.display = bool(cautions)
         self.query_one("#launch", Button).disabled = self.spec is None
 
-    def dataset_checked(self, spec: RunSpec) -> list[str] | SpecError | None:
-        """What checking the spec's dataset found: its classes, or why it cannot be used; None
-        while an image folder waits to be scanned. Built-in and torchvision datasets take a
-        few file lookups, checked at once."""
-        if dataset_kind(spec.dataset) == FOLDER:
-            return self.dataset_checks.get(_dataset_key(spec))
-        try:
-            locate.check_dataset(spec)
-        except SpecError as error:
-            return error
-        return list(spec.classes or [])
+    def _show_the_fields_that_apply(self) -> None:
+        dataset = self.query_one("#dataset", Select).value
+        init = self.query_one("#init", Select).value
+        self.query_one("#folder", Input).display = dataset == FOLDER
+        self.query_one("#folder-facts", Static).display = dataset == FOLDER
+        torchvision = catalog.DATASETS[str(dataset)].source == "torchvision"
+        self.query_one("#data-row").display = torchvision
+        for shown in ("#init-row", "#init-source"):
+            self.query_one(shown).display = init in ("run", "file")
+        self.query_one("#pick-init", Button).display = init == "run"
 
-    def _check_dataset_soon(self, spec: RunSpec) -> None:
+    def _check_devices(self, spec: RunSpec) -> str | None:
+        """Refuse several devices (DDP) where this machine has fewer than two GPUs; say what
+        the form waits for while it finds out."""
+        if spec.processes <= 1 or self.devices_unknown:
+            return None
+        if self.devices is None:
+            return "finding this machine's devices"
+        refused = several_devices_refused(spec, self.devices)
+        if refused:
+            raise SpecError(refused)
+        return None
+
+    def _check_dataset(self, spec: RunSpec) -> str | None:
+        """Check the spec's dataset; for an image folder, what its scan found (the size its
+        images train at where the form gives none), or that the scan is under way."""
+        facts_shown = self.query_one("#folder-facts", Static)
+        image_size = self.query_one("#image_size", Input)
+        if dataset_kind(spec.dataset) != FOLDER:
+            image_size.placeholder = "default"
+            check_named_dataset(spec)
+            return None
+        folder = folder_of(spec.dataset)
+        facts = self.folders.get(folder)
+        if facts is None:
+            facts_shown.update(f"[dim]… scanning {markup_safe(folder)}[/]")
+            if folder != self.scanning:  # once a folder, however often the form changes
+                self._check_dataset_soon(folder)
+            return f"checking {markup_safe(spec.dataset)}"
+        if isinstance(facts, SpecError):
+            facts_shown.update("")
+            raise facts
+        resolve_folder_classes(spec, facts)
+        image_size.placeholder = (
+            f"{detected_size(facts)} (the images are about {facts.typical_size} px)"
+            if facts.typical_size
+            else "default"
+        )
+        given = spec.image_size is not None
+        settle_image_size(self.app.store, spec, lambda _: facts.typical_size)
+        from_a_run = not given and (spec.init.startswith("run:") or bool(spec.teacher))
+        facts_shown.update(folder_lines(facts, spec.image_size, from_a_run))
+        return None
+
+    def _check_dataset_soon(self, folder: str) -> None:
+        self.scanning = folder
         if self.dataset_timer is not None:
             self.dataset_timer.stop()
-        self.dataset_timer = self.set_timer(DATASET_CHECK_DELAY_S, lambda: self.check_dataset(spec))
+        self.dataset_timer = self.set_timer(DATASET_CHECK_DELAY_S, lambda: self.scan(folder))
 
     @work(thread=True, exclusive=True, group="dataset")
-    def check_dataset(self, spec: RunSpec) -> None:
-        """Whether the spec's dataset is there (its classes, resolved), or why not; then the
-        form is checked again with the answer."""
-        key = _dataset_key(spec)
-        try:
-            locate.check_dataset(spec)
-            answer: list[str] | SpecError = list(spec.classes or [])
-        except SpecError as error:
-            answer = error
-        self.app.call_from_thread(self._dataset_checked, key, answer)
+    def scan(self, folder: str) -> None:
+        """Scan an image folder and measure its images on a worker thread; then the form is
+        checked again with the answer."""
+        facts = scan_folder(folder)
+        self.app.call_from_thread(self._scanned, folder, facts)
 
-    def _dataset_checked(self, key: tuple[Any, ...], answer: list[str] | SpecError) -> None:
-        self.dataset_checks[key] = answer
-        self.validate_form()
+    def _scanned(self, folder: str, facts: FolderFacts | SpecError) -> None:
+        self.folders[folder] = facts
+        if folder == self.scanning:
+            self.scanning = None
+        if self in self.app.screen_stack:
+            self.validate_form()
 
     @on(Button.Pressed, "#launch")
     def action_launch(self) -> None:
+        """Start the run; where it downloads its dataset, after the user says yes to the
+        download's size."""
         self.validate_form()
-        if self.spec is None:
+        spec = self.spec
+        if spec is None:
             self.app.tell(str(self.query_one("#problem", Static).render()), severity="error")
             return
-        self.app.start_run(self.spec)
+        note = download_note(spec)
+        if note is None:
+            self.app.start_run(spec)
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.app.start_run(spec)
+
+        question = f"{markup_safe(note)}. Download it and start the run?"
+        self.app.push_screen(ConfirmDialog(question, "Download and launch"), answered)
+
+    @on(Button.Pressed, "#pick-init")
+    def pick_init(self) -> None:
+        self.action_pick_run("init")
+
+    @on(Button.Pressed, "#pick-teacher")
+    def pick_teacher(self) -> None:
+        self.action_pick_run("teacher")
+
+    def action_pick_run(self, field: str = "") -> None:
+        """Choose an earlier run from a table: the run to start from, or (from the teachers'
+        field) one more teacher."""
+        focused = self._field_of(self.focused) if self.focused else None
+        target = field or ("teacher" if focused == "teacher" else "init")
+        what = "a teacher to distil from" if target == "teacher" else "the run to start from"
+        self.app.push_screen(RunPicker(self.app.store, what), lambda run: self._picked(target, run))
+
+    def _picked(self, target: str, run_id: str | None) -> None:
+        if run_id is None:
+            return
+        if target == "init":
+            self.query_one("#init", Select).value = "run"
+            self.query_one("#init-source", Input).value = run_id
+            return
+        field = self.query_one("#teacher", Input)
+        teachers = [t.strip() for t in field.value.split(",") if t.strip()]
+        if run_id not in teachers and f"run:{run_id}" not in teachers:
+            teachers.append(run_id)
+        field.value = ",".join(teachers)

@@ -3,10 +3,12 @@
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Header, Static
 
 from resnet_tui.app.dialogs import ConfirmDialog
 from resnet_tui.app.screens.live_screen import LiveRunsScreen
+from resnet_tui.app.widgets.footer import KeyFooter
+from resnet_tui.app.widgets.tables import Table
 from resnet_tui.display import markup_safe, shown
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue
@@ -58,12 +60,12 @@ class QueueScreen(LiveRunsScreen):
     """The queue as the store has it, kept current; move the highlighted run or cancel it."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("enter", "open_run", "Open"),
-        Binding("shift+up,K", "move(-1)", "Move up", key_display="⇧↑"),
-        Binding("shift+down,J", "move(1)", "Move down", key_display="⇧↓"),
-        Binding("f", "to_front", "To front"),
-        Binding("d,delete", "cancel_run", "Cancel run"),
+        Binding("escape", "app.pop_screen", "Back", id="queue.back"),
+        Binding("enter", "open_run", "Open", id="queue.open"),
+        Binding("shift+up,K", "move(-1)", "Move up", id="queue.move_up"),
+        Binding("shift+down,J", "move(1)", "Move down", id="queue.move_down"),
+        Binding("f", "to_front", "To front", id="queue.to_front"),
+        Binding("d,delete", "cancel_run", "Cancel run", id="queue.cancel"),
     ]
 
     def __init__(self, store: RunStore) -> None:
@@ -74,9 +76,9 @@ class QueueScreen(LiveRunsScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="queue-title")
-        yield DataTable(id="queue", cursor_type="row", zebra_stripes=True)
+        yield Table(id="queue", cursor_type="row", zebra_stripes=True)
         yield Static(EMPTY, id="queue-empty")
-        yield Footer()
+        yield KeyFooter()
 
     def add_columns(self) -> None:
         self.sub_title = "the queue"
@@ -165,7 +167,7 @@ class QueueScreen(LiveRunsScreen):
             elif deletion.started:  # taken while the dialog was up
                 self.app.tell(
                     f"a worker took run {run_id} meanwhile (it is {deletion.started[0].status}); "
-                    f"stop it from its screen (s) or with `resnet-tui stop {run_id}`",
+                    f"stop it from its screen (x) or with `resnet-tui stop {run_id}`",
                     severity="warning",
                 )
             else:

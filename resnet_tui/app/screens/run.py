@@ -12,37 +12,17 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import (
-    DataTable,
-    Footer,
-    Header,
-    ProgressBar,
-    RichLog,
-    Static,
-    TabbedContent,
-    TabPane,
-)
+from textual.widgets import Header, ProgressBar, RichLog, Static, TabbedContent, TabPane
 
 from engine.contract import events as ev
-from engine.contract.spec import SpecError
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
-from resnet_tui.app.widgets.charts import MetricChart
-from resnet_tui.display import (
-    device_chosen,
-    distillation_line,
-    duration,
-    epoch_line,
-    fusion_line,
-    fusion_title,
-    init_lines,
-    loss_parts,
-    markup_safe,
-    percent,
-    policy_line,
-    test_report_view,
-)
+from resnet_tui.app.screens.run_text import event_lines, settings_text, start_lines
+from resnet_tui.app.widgets.chart_scale import RunCurves, ended_words
+from resnet_tui.app.widgets.charts import MetricChart, share_x_range
+from resnet_tui.app.widgets.footer import KeyFooter
+from resnet_tui.app.widgets.tables import Table
+from resnet_tui.display import duration, loss_parts, markup_safe, percent, test_report_view
 from resnet_tui.runs.device_load import load_reader
-from resnet_tui.runs.model import Run
 from resnet_tui.runs.state import RunState
 from resnet_tui.runs.store import RunStore
 
@@ -50,18 +30,6 @@ FOLLOW_INTERVAL_S = 0.25
 CHART_REFRESH_S = 0.5
 LOAD_REFRESH_S = 1.0
 DETAIL_TABS = ("log-tab", "epochs-tab", "test-tab")
-
-
-def lineage_text(store: RunStore, run: Run) -> str:
-    """` · from run 3 (name) ← run 1 (name)`: the runs this one started from, and the
-    teachers it was distilled from, or nothing."""
-    text = ""
-    chain = store.lineage(run.id)
-    if chain:
-        text += " · from " + " ← ".join(markup_safe(f"run {r.id} ({r.name})") for r in chain)
-    if run.teachers:
-        text += " · distilled from " + ", ".join(f"run {t}" for t in run.teachers)
-    return text
 
 
 class RunScreen(Screen[None]):
@@ -73,13 +41,19 @@ class RunScreen(Screen[None]):
     """
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("s", "stop_run", "Stop"),
-        Binding("u", "resume_run", "Resume"),
-        Binding("a", "launch_again", "Again"),
-        Binding("t", "switch_tab", "Tabs"),
-        Binding("right_square_bracket", "next_run(1)", "Next run"),
-        Binding("left_square_bracket", "next_run(-1)", "Previous run", show=False),
+        Binding("escape", "app.pop_screen", "Back", id="run.back"),
+        Binding("x", "stop_run", "Stop", id="run.stop"),
+        Binding("u", "resume_run", "Resume", id="run.resume"),
+        Binding("a", "launch_again", "Again", id="run.again"),
+        Binding("e", "edit_run", "Edit", id="run.edit"),
+        Binding("d", "delete_run", "Delete", id="run.delete"),
+        Binding("t", "switch_tab", "Tabs", id="run.tab"),
+        Binding("right_square_bracket", "next_run(1)", "Next run", id="run.next_run"),
+        Binding(
+            "left_square_bracket", "next_run(-1)", "Previous run", show=False, id="run.previous_run"
+        ),
+        Binding("l", "toggle_log", "Log scale", id="run.log_scale"),
+        Binding("g", "cycle_smoothing", "Smoothing", id="run.smoothing"),
     ]
 
     def __init__(self, store: RunStore, run_id: int) -> None:
@@ -97,6 +71,7 @@ class RunScreen(Screen[None]):
         self.deleted = False  # the run was deleted while the screen was open
         self.epoch_rows: dict[int, int] = {}  # epoch -> seq of the event its row shows
         self.lines_shown: dict[str, str] = {}  # what `set_line` last showed, by selector
+        self.curves = RunCurves()
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -111,20 +86,20 @@ class RunScreen(Screen[None]):
             yield Static(id="speed")
             yield Static(id="load")
         with Horizontal(id="charts"):
-            yield MetricChart("loss", "loss", id="loss-chart")
-            yield MetricChart("accuracy", "accuracy", id="acc-chart")
+            yield MetricChart("loss", "loss", noisy={"step loss"}, id="loss-chart")
+            yield MetricChart("accuracy", "accuracy", noisy=(), id="acc-chart")
         with TabbedContent(id="log-pane"):
             with TabPane("Log", id="log-tab"):
                 yield RichLog(id="log", wrap=True, markup=True)
             with TabPane("Epochs", id="epochs-tab"):
-                yield DataTable(id="epochs", zebra_stripes=True, cursor_type="row")
+                yield Table(id="epochs", zebra_stripes=True, cursor_type="row")
             with TabPane("Test", id="test-tab"), VerticalScroll():
                 yield Static("The test report appears when the run completes.", id="test")
-        yield Footer()
+        yield KeyFooter()
 
     def on_mount(self) -> None:
         self.composed = True
-        epochs = self.query_one("#epochs", DataTable)
+        epochs = self.query_one("#epochs", Table)
         for column in ("epoch", "train loss", "train acc", "val loss", "val acc", "seconds"):
             epochs.add_column(column)
         self.show_settings()
@@ -140,7 +115,8 @@ class RunScreen(Screen[None]):
     def runs_came_or_went(self, message: RunsAdded | RunsRemoved) -> None:
         if isinstance(message, RunsRemoved) and self.run_id in message.run_ids:
             self.deleted = True
-            self.app.tell(f"run {self.run_id} was deleted", severity="warning")
+            if self.run_id not in self.app.deleted_here:  # the app said so when it deleted it
+                self.app.tell(f"run {self.run_id} was deleted", severity="warning")
             if self.is_current:
                 self.app.pop_screen()
             return
@@ -211,31 +187,12 @@ class RunScreen(Screen[None]):
         self.set_line("#load", self.load_reader.sample().describe())
 
     def show_settings(self) -> None:
-        run = self.run
-        self.sub_title = f"run {run.id} · {run.status}"
-        title = f"[b]run {run.id}: {markup_safe(run.name)}[/] · {run.status}"
-        lineage = lineage_text(self.store, run)
-        if not run.trained:
-            recipe = run.recipe or {}
-            members = [m["run"] for m in recipe.get("members", []) if isinstance(m, dict)]
-            self.query_one("#settings", Static).update(
-                f"{title} · {markup_safe(fusion_title({**recipe, 'members': members}))} · "
-                f"{markup_safe(run.dataset)} · device {recipe.get('device', 'auto')}{lineage}"
-            )
-            return
-        spec = run.spec_values
-        epochs = spec.get("epochs", run.epochs)
-        try:
-            lr = f"{run.spec.peak_lr:g}"
-        except SpecError:  # a damaged spec in the store: show what can be shown
-            lr = "?"
-        self.query_one("#settings", Static).update(
-            f"{title} · {run.arch} on {markup_safe(run.dataset)} · "
-            f"weights {markup_safe(run.init)} · "
-            f"policy {run.freeze} · {spec.get('optimizer')} lr {lr} · batch "
-            f"{spec.get('batch_size')} · {epochs} epoch{'s' if epochs != 1 else ''} · "
-            f"device {markup_safe(device_chosen(run.device, run.engine_info))}{lineage}"
-        )
+        """The settings line, laid out again only when its words change."""
+        self.sub_title = f"run {self.run.id} · {self.run.status}"
+        text = settings_text(self.store, self.run)
+        if self.lines_shown.get("#settings") != text:
+            self.lines_shown["#settings"] = text
+            self.query_one("#settings", Static).update(text)
 
     def follow(self) -> None:
         """Read what the engine wrote since the last look; show it."""
@@ -256,25 +213,12 @@ class RunScreen(Screen[None]):
         log = self.query_one(RichLog)
         if isinstance(event, ev.Started):
             self.started(event)
-        elif isinstance(event, ev.EpochEnded):
-            log.write(markup_safe(epoch_line(event)))
-        elif isinstance(event, ev.Log):
-            log.write(f"[dim]{markup_safe(event.level)}: {markup_safe(event.message)}[/]")
-        elif isinstance(event, ev.Policy):
-            log.write(f"[cyan]{markup_safe(policy_line(event))}[/]")
-        elif isinstance(event, ev.Fusion):
-            log.write(markup_safe(fusion_line(event)))
-        elif isinstance(event, ev.Finished):
-            best = percent(event.best_val_acc)
-            log.write(f"[b]{markup_safe(event.status)}[/] · best val {best}")
-            if event.test:
-                log.write(f"test accuracy {percent(event.test.get('top1'))} (see the Test tab)")
-                self.query_one("#test", Static).update(test_report_view(event.test))
-        elif isinstance(event, ev.Error):
-            log.write(f"[red]failed ({markup_safe(event.kind)}): {markup_safe(event.line)}[/]")
+        elif isinstance(event, ev.Finished) and event.test:
+            self.query_one("#test", Static).update(test_report_view(event.test))
+        for line in start_lines(event) if isinstance(event, ev.Started) else event_lines(event):
+            log.write(line)
 
     def started(self, event: ev.Started) -> None:
-        log = self.query_one(RichLog)
         if self.run.host in (None, socket.gethostname()):  # the latest start's engine
             self.load_reader = load_reader(event.device, event.pid, event.device_uuid)
         fusion = event.fusion
@@ -285,23 +229,11 @@ class RunScreen(Screen[None]):
         if fusion:  # a fusion weighs candidates; it has no steps
             self.query_one("#epoch-label", Static).update("candidates")
             step_bar.display = self.query_one("#step-label").display = False
-        what = fusion_title(fusion) if fusion else f"{event.parameters:,} parameters"
-        log.write(
-            f"started on {markup_safe(event.device)} ({markup_safe(event.device_name)}) · "
-            f"{markup_safe(what)} · {event.sizes.get('train', 0):,} training images"
-        )
-        for line in init_lines(event.init):
-            log.write(markup_safe(line))
-        distilling = distillation_line(event.distillation)
-        if distilling:
-            log.write(markup_safe(distilling))
-        if event.resumed_from_epoch:
-            log.write(f"[b]resumed[/] after epoch {event.resumed_from_epoch}")
 
     def sync_epoch_table(self) -> None:
         """The Epochs table as the state has them: a resumed run's epochs done again
         replace the ones it lost."""
-        table = self.query_one("#epochs", DataTable)
+        table = self.query_one("#epochs", Table)
         wanted = {event.epoch: event for event in self.state.epochs}
         for epoch, seq in list(self.epoch_rows.items()):
             if epoch not in wanted or wanted[epoch].seq != seq:
@@ -322,24 +254,11 @@ class RunScreen(Screen[None]):
             self.epoch_rows[epoch] = event.seq
 
     def chart_series(self) -> None:
-        """The charts' series, from the state: what a resume undid is left out."""
-        loss: dict[str, list[tuple[float, float]]] = {}
-        accuracy: dict[str, list[tuple[float, float]]] = {}
-        steps = self.state.started.steps_per_epoch if self.state.started else 0
-        if steps:
-            loss["step loss"] = [
-                (point.global_step / steps, point.loss) for point in self.state.step_loss_points
-            ]
-        for event in self.state.epochs:
-            for split, value in (("train", event.train_loss), ("val", event.val_loss)):
-                loss.setdefault(f"{split} loss", []).append((event.epoch, value))
-            for split, value in (("train", event.train_acc), ("val", event.val_acc)):
-                accuracy.setdefault(split, []).append((event.epoch, value))
-            for part, value in (("ce", event.train_ce_loss), ("kd", event.train_kd_loss)):
-                if value is not None:  # a distilled run's loss, in its two parts
-                    loss.setdefault(f"train {part}", []).append((event.epoch, value))
+        """The charts' series, from the state, on one x-axis of epochs."""
+        loss, accuracy = self.curves.update(self.state)
         self.query_one("#loss-chart", MetricChart).series = loss
         self.query_one("#acc-chart", MetricChart).series = accuracy
+        share_x_range(self.query(MetricChart))
 
     def redraw(self) -> None:
         """Bring the bars and the speed up to date, and the chart that waited longest."""
@@ -349,21 +268,34 @@ class RunScreen(Screen[None]):
             position = len(state.fusion_steps) if fused else state.position
             self.query_one("#epoch-bar", ProgressBar).update(progress=position)
         progress = state.progress
+        ended = ended_words(self.run.status, state)
+        if ended:  # where it got to, still: no bar waits for an engine that is gone
+            for bar in self.query(ProgressBar):
+                bar.update(total=bar.total or 1)
         if progress is not None and not state.superseded(progress.seq, progress.epoch):
             in_epoch = progress.step if state.ended or state.position > state.epochs_done else 0
             self.query_one("#step-bar", ProgressBar).update(progress=in_epoch)
             eta = state.eta_s if self.run.status == "running" else None
             self.set_line(
                 "#speed",
-                f"{progress.samples_per_s:,.0f} img/s · lr {progress.lr:.2e}"
+                ended
+                or f"{progress.samples_per_s:,.0f} img/s · lr {progress.lr:.2e}"
                 + (f" · {duration(eta)} left" if eta is not None else ""),
             )
+        elif ended:
+            self.set_line("#speed", ended)
         # One chart a tick, the longest-waiting first: two pictures built at once would
         # share the processor with the app's thread the more.
         dirty = [chart for chart in self.query(MetricChart) if chart.dirty and not chart.drawing]
         if dirty:
             chart = min(dirty, key=lambda chart: chart.drawn_at)
             chart.draw()
+
+    def action_toggle_log(self) -> None:
+        self.query_one("#loss-chart", MetricChart).toggle_log()
+
+    def action_cycle_smoothing(self) -> None:
+        self.query_one("#loss-chart", MetricChart).cycle_smoothing()
 
     def action_stop_run(self) -> None:
         run = self.store.run(self.run_id)
@@ -379,6 +311,12 @@ class RunScreen(Screen[None]):
 
     def action_launch_again(self) -> None:
         self.app.launch_again(self.run_id)
+
+    def action_edit_run(self) -> None:
+        self.app.edit_run(self.run_id)
+
+    def action_delete_run(self) -> None:
+        self.app.delete_run(self.run_id)
 
     def action_switch_tab(self) -> None:
         tabs = self.query_one(TabbedContent)

@@ -4,10 +4,12 @@ from collections import Counter
 
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.widgets import DataTable, Footer, Header, Static
+from textual.widgets import Header, Static
 
 from resnet_tui.app.screens.history import COLUMNS, run_cells
 from resnet_tui.app.screens.live_screen import LiveRunsScreen
+from resnet_tui.app.widgets.footer import KeyFooter
+from resnet_tui.app.widgets.tables import Table
 from resnet_tui.display import shown
 from resnet_tui.runs.model import STATUSES
 from resnet_tui.runs.store import RunStore
@@ -25,9 +27,9 @@ class SweepScreen(LiveRunsScreen):
     their metrics; below, its runs (Enter opens one). `c` compares the sweep's runs."""
 
     BINDINGS = [
-        Binding("escape", "app.pop_screen", "Back"),
-        Binding("enter", "open_run", "Open"),
-        Binding("c", "compare", "Compare"),
+        Binding("escape", "app.pop_screen", "Back", id="sweep.back"),
+        Binding("enter", "open_run", "Open", id="sweep.open"),
+        Binding("c", "compare", "Compare", id="sweep.compare"),
     ]
 
     RUNS_TABLE = "#sweep-runs"
@@ -39,13 +41,13 @@ class SweepScreen(LiveRunsScreen):
     def compose(self) -> ComposeResult:
         yield Header()
         yield Static(id="sweep-title")
-        yield DataTable(id="sweep-settings", cursor_type="none", zebra_stripes=True)
-        yield DataTable(id="sweep-runs", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Table(id="sweep-settings", cursor_type="none", zebra_stripes=True)
+        yield Table(id="sweep-runs", cursor_type="row", zebra_stripes=True)
+        yield KeyFooter()
 
     def add_columns(self) -> None:
         self.sub_title = f"sweep {self.sweep}"
-        settings = self.query_one("#sweep-settings", DataTable)
+        settings = self.query_one("#sweep-settings", Table)
         settings.can_focus = False
         for heading in SETTING_COLUMNS:
             settings.add_column(heading, key=heading)
@@ -71,7 +73,7 @@ class SweepScreen(LiveRunsScreen):
             f" sweep {self.sweep} · {len(runs)} run{'' if len(runs) == 1 else 's'}: "
             f"{states or 'none left'} · mean ± standard deviation over the completed runs"
         )
-        settings = self.query_one("#sweep-settings", DataTable)
+        settings = self.query_one("#sweep-settings", Table)
         settings.clear()
         for row in summary(runs):
             settings.add_row(

@@ -1,0 +1,92 @@
+"""What the run screen says in words: its settings line and a line of the log per event."""
+
+from engine.contract import events as ev
+from engine.contract.spec import SpecError
+from resnet_tui.display import (
+    device_chosen,
+    distillation_line,
+    epoch_line,
+    fusion_line,
+    fusion_title,
+    init_lines,
+    markup_safe,
+    percent,
+    policy_line,
+)
+from resnet_tui.runs.model import Run
+from resnet_tui.runs.store import RunStore
+
+
+def lineage_text(store: RunStore, run: Run) -> str:
+    """` · from run 3 (name) ← run 1 (name)`: the runs this one started from, and the
+    teachers it was distilled from, or nothing."""
+    text = ""
+    chain = store.lineage(run.id)
+    if chain:
+        text += " · from " + " ← ".join(markup_safe(f"run {r.id} ({r.name})") for r in chain)
+    if run.teachers:
+        text += " · distilled from " + ", ".join(f"run {t}" for t in run.teachers)
+    return text
+
+
+def settings_text(store: RunStore, run: Run) -> str:
+    """The run's name, status and settings in one line of markup (user text escaped)."""
+    title = f"[b]run {run.id}: {markup_safe(run.name)}[/] · {run.status}"
+    lineage = lineage_text(store, run)
+    if not run.trained:
+        recipe = run.recipe or {}
+        members = [m["run"] for m in recipe.get("members", []) if isinstance(m, dict)]
+        return (
+            f"{title} · {markup_safe(fusion_title({**recipe, 'members': members}))} · "
+            f"{markup_safe(run.dataset)} · device {recipe.get('device', 'auto')}{lineage}"
+        )
+    spec = run.spec_values
+    epochs = spec.get("epochs", run.epochs)
+    try:
+        lr = f"{run.spec.peak_lr:g}"
+    except SpecError:  # a damaged spec in the store: show what can be shown
+        lr = "?"
+    return (
+        f"{title} · {run.arch} on {markup_safe(run.dataset)} · "
+        f"weights {markup_safe(run.init)} · "
+        f"policy {run.freeze} · {spec.get('optimizer')} lr {lr} · batch "
+        f"{spec.get('batch_size')} · {epochs} epoch{'s' if epochs != 1 else ''} · "
+        f"device {markup_safe(device_chosen(run.device, run.engine_info))}{lineage}"
+    )
+
+
+def start_lines(event: ev.Started) -> list[str]:
+    """The log's lines for an engine's start: where, what, from which weights."""
+    fusion = event.fusion
+    what = fusion_title(fusion) if fusion else f"{event.parameters:,} parameters"
+    lines = [
+        f"started on {markup_safe(event.device)} ({markup_safe(event.device_name)}) · "
+        f"{markup_safe(what)} · {event.sizes.get('train', 0):,} training images"
+    ]
+    lines += [markup_safe(line) for line in init_lines(event.init)]
+    distilling = distillation_line(event.distillation)
+    if distilling:
+        lines.append(markup_safe(distilling))
+    if event.resumed_from_epoch:
+        lines.append(f"[b]resumed[/] after epoch {event.resumed_from_epoch}")
+    return lines
+
+
+def event_lines(event: ev.Event) -> list[str]:
+    """The log's lines (markup, user text escaped) for any event but a start."""
+    if isinstance(event, ev.EpochEnded):
+        return [markup_safe(epoch_line(event))]
+    if isinstance(event, ev.Log):
+        return [f"[dim]{markup_safe(event.level)}: {markup_safe(event.message)}[/]"]
+    if isinstance(event, ev.Policy):
+        return [f"[cyan]{markup_safe(policy_line(event))}[/]"]
+    if isinstance(event, ev.Fusion):
+        return [markup_safe(fusion_line(event))]
+    if isinstance(event, ev.Finished):
+        lines = [f"[b]{markup_safe(event.status)}[/] · best val {percent(event.best_val_acc)}"]
+        if event.test:
+            lines.append(f"test accuracy {percent(event.test.get('top1'))} (see the Test tab)")
+        return lines
+    if isinstance(event, ev.Error):
+        return [f"[red]failed ({markup_safe(event.kind)}): {markup_safe(event.line)}[/]"]
+    return []
