@@ -54,6 +54,7 @@ def accuracies(steps: int, steps_per_epoch: int, seed: int) -> list[tuple[float,
 
 
 CASES = {
+    "loss, 1 run's steps, log, ema 0.8": ("loss", 0.8, step_losses, 1),
     "loss, 3 series, log, ema 0.8": ("loss", 0.8, step_losses, 3),
     "accuracy, 2 series, %": ("accuracy", 0.0, accuracies, 2),
 }

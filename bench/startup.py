@@ -90,8 +90,9 @@ def main() -> None:
         "catches their runs up itself) each write 200 events a second. Where the time goes "
         "(`python -X importtime`): Typer with "
         "Rich's help (which loads Rich's Markdown) about 0.15 s, Textual about 0.2 s. Bare "
-        "`resnet-tui` opens the app without building the Typer CLI, and the run and compare "
-        "screens (with their charts) load only when first opened. The machine's speed drifts with "
+        "`resnet-tui` opens the app without building the Typer CLI; the run, compare, launch, "
+        "queue and sweep screens load only when first opened, and runs no supervisor owns "
+        "are caught up (in a thread) after the first paint. The machine's speed drifts with "
         "its host: the same build has measured up to 0.1 s slower at busy times.",
     ]
     publish(__file__, "startup", "Start-up", lines)

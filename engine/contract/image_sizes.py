@@ -3,8 +3,8 @@ small images trains at their own size by default rather than upsampled to 224 px
 
 Only headers are read (PNG, JPEG, BMP, WebP, TIFF, PPM/PGM), never pixels, and only of a
 bounded sample spread over the classes: no torch, no Pillow (the contract imports neither),
-a few milliseconds for a folder of any size. A file that is not an image, is truncated or
-cannot be read is skipped.
+a few milliseconds for a folder of any size: no more than MOST_READ bytes of any file are
+read. A file that is not an image, is truncated or cannot be read is skipped.
 """
 
 import os
@@ -30,6 +30,10 @@ MOST_ENTRIES = 4096
 SMALL_SIDE = 128
 # The most JPEG segments (or TIFF tags) looked through for the size before giving up.
 _MOST_SEGMENTS = 1024
+# The most bytes of one file read for its size, and the chunks they are read in: a forged
+# header (a JPEG of fill bytes to its end) is given up on within them.
+MOST_READ = 1 << 20
+_CHUNK = 4096
 
 
 def typical_image_size(folder: Path) -> int | None:
@@ -91,7 +95,9 @@ def sample_images(folder: Path, most: int = SAMPLE) -> list[Path]:
     as many of each class as fit; with more classes than `most`, one of each of `most`
     classes spread evenly through them."""
     split = folder / "train" if (folder / "train").is_dir() else folder
-    classes = sorted(_entries(split, True, MOST_ENTRIES, [MOST_ENTRIES]))
+    # Class folders may be links, as the scan and the trainer take them; within a class only
+    # real subfolders are looked into, so a link back up is listed once and never loops.
+    classes = sorted(_entries(split, True, MOST_ENTRIES, [MOST_ENTRIES], follow=True))
     if not classes:
         return []
     if len(classes) > most:
@@ -103,10 +109,12 @@ def sample_images(folder: Path, most: int = SAMPLE) -> list[Path]:
     return images
 
 
-def _entries(folder: Path, folders: bool, wanted: int, budget: list[int]) -> list[Path]:
-    """Up to `wanted` of `folder`'s subfolders (not following links), or of its files with an
-    image's extension; none where it cannot be listed. Each entry looked at takes one from
-    `budget[0]`, and the listing stops where none is left."""
+def _entries(
+    folder: Path, folders: bool, wanted: int, budget: list[int], follow: bool = False
+) -> list[Path]:
+    """Up to `wanted` of `folder`'s subfolders (links to folders too where `follow`), or of its
+    files with an image's extension; none where it cannot be listed. Each entry looked at takes
+    one from `budget[0]`, and the listing stops where none is left."""
     found: list[Path] = []
     try:
         with os.scandir(folder) as entries:
@@ -117,7 +125,7 @@ def _entries(folder: Path, folders: bool, wanted: int, budget: list[int]) -> lis
                 if not folders and not entry.name.lower().endswith(IMAGE_EXTENSIONS):
                     continue
                 try:
-                    if entry.is_dir(follow_symlinks=False) if folders else entry.is_file():
+                    if entry.is_dir(follow_symlinks=follow) if folders else entry.is_file():
                         found.append(Path(entry.path))
                 except OSError:
                     continue
@@ -217,24 +225,60 @@ _FRAMES = set(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _BARE = {0x01, *range(0xD0, 0xD8)}
 
 
+class _Header:
+    """A file's bytes from `at` on, read in chunks of _CHUNK and kept while they are looked
+    through, never more than MOST_READ of them in all: past that, as past the file's end,
+    there are none."""
+
+    def __init__(self, file: BinaryIO, at: int) -> None:
+        self.file, self.at, self.left = file, at, MOST_READ
+        self.start, self.chunk = at, b""  # the chunk last read and where it starts
+
+    def _from_here(self, count: int) -> bytes:
+        """The bytes in hand from `at`, reading a chunk there where fewer than `count` are."""
+        offset = self.at - self.start
+        if (offset < 0 or offset + count > len(self.chunk)) and self.left > 0:
+            self.file.seek(self.at)
+            self.start, offset = self.at, 0
+            self.chunk = self.file.read(min(_CHUNK, self.left))
+            self.left -= len(self.chunk)
+        return self.chunk[offset:] if offset >= 0 else b""
+
+    def take(self, count: int) -> bytes:
+        """The next `count` bytes, fewer at the end."""
+        taken = self._from_here(count)[:count]
+        self.at += len(taken)
+        return taken
+
+    def skip(self, count: int) -> None:
+        self.at += count
+
+    def skip_fill(self) -> None:
+        """Past any 0xFF bytes."""
+        while True:
+            here = self._from_here(1)
+            fill = len(here) - len(here.lstrip(b"\xff"))
+            self.at += fill
+            if fill < len(here) or not here:
+                return
+
+
 def _jpeg(file: BinaryIO, head: bytes) -> tuple[int, int] | None:
-    file.seek(2)
+    header = _Header(file, 2)
     for _ in range(_MOST_SEGMENTS):
-        byte = file.read(1)
-        if byte != b"\xff":
+        if header.take(1) != b"\xff":
             return None
-        marker = file.read(1)
-        while marker == b"\xff":  # fill bytes before a marker
-            marker = file.read(1)
+        header.skip_fill()  # fill bytes before a marker
+        marker = header.take(1)
         if not marker or marker[0] in (0xD9, 0xDA):  # the end, or pixels before any frame
             return None
         if marker[0] in _BARE:
             continue
-        (length,) = struct.unpack(">H", file.read(2))
+        (length,) = struct.unpack(">H", header.take(2))
         if marker[0] in _FRAMES:
-            height, width = struct.unpack(">xHH", file.read(5))
+            height, width = struct.unpack(">xHH", header.take(5))
             return width, height
-        file.seek(length - 2, os.SEEK_CUR)
+        header.skip(length - 2)
     return None
 
 

@@ -9,8 +9,9 @@ or the file `$RESNET_TUI_KEYS` names):
     "table.down" = "j,ctrl+n"
 
 A file that cannot be used (not TOML, an id no binding has, a value that is not a string
-of keys, a key given two meanings on one screen) changes nothing: the app opens with its
-default keys and one notification says what to fix, where (docs/keys.md).
+of keys, a key given two meanings on one screen, a key typing needs for a binding that works
+while typing) changes nothing: the app opens with its default keys and one notification says
+what to fix, where (docs/keys.md). `shift+e` is read as `E`, the key a terminal sends.
 """
 
 import difflib
@@ -27,8 +28,9 @@ from pathlib import Path
 from textual.app import App
 from textual.binding import ActiveBinding, Binding, BindingsMap
 from textual.dom import DOMNode
-from textual.keys import Keys, _character_to_key, _normalize_key_list
+from textual.keys import Keys, _character_to_key, _get_key_aliases, _normalize_key_list
 from textual.screen import ModalScreen, Screen
+from textual.widgets import Input
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,8 +78,15 @@ ESSENTIAL = frozenset(
 MODIFIERS = frozenset({"ctrl", "shift", "alt", "meta", "super", "hyper"})
 # Key names Textual knows: named keys (escape, f1, pageup, ...) and printable characters by
 # name (slash, question_mark, ...).
-KEY_NAMES = frozenset(key.value.rpartition("+")[2] for key in Keys) | frozenset(
-    _character_to_key(character) for character in string.printable.strip()
+PRINTABLE_NAMES = frozenset(_character_to_key(c) for c in string.printable.strip() + " ")
+KEY_NAMES = frozenset(key.value.rpartition("+")[2] for key in Keys) | PRINTABLE_NAMES
+# Keys a text field needs but characters: enter, tab, Input's editing keys, and their aliases
+# (ctrl+i is tab). A priority binding (it works even in a text field) cannot take one.
+TYPING_KEYS = frozenset(
+    alias
+    for key in ["enter", "tab", "shift+tab"]
+    + [key for binding in Input.BINDINGS for key in _normalize_key_list(binding.key).split(",")]
+    for alias in _get_key_aliases(key)
 )
 KEYS_VARIABLE = "RESNET_TUI_KEYS"
 MOST_PROBLEMS_SHOWN = 4
@@ -102,15 +111,25 @@ class KeyMap:
     path: Path
     keys: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    more: int = 0  # the problems past the ones the notification shows: only counted
+
+    def room(self) -> bool:
+        """Whether the notification shows another problem (else it is only counted)."""
+        return len(self.problems) < MOST_PROBLEMS_SHOWN
+
+    def tell(self, problem: str) -> None:
+        """Keep a problem to show, or count it when enough are kept."""
+        if self.room():
+            self.problems.append(problem)
+        else:
+            self.more += 1
 
     def notice(self) -> str:
         """The one notification of a file the app cannot use: where, what, what to do."""
-        shown = self.problems[:MOST_PROBLEMS_SHOWN]
-        more = len(self.problems) - len(shown)
         lines = [f"{self.path} is not used; the app has its default keys:"]
-        lines += [f"- {problem}" for problem in shown]
-        if more:
-            lines.append(f"- and {more} more")
+        lines += [f"- {problem}" for problem in self.problems]
+        if self.more:
+            lines.append(f"- and {self.more} more")
         lines.append("Fix the file (docs/keys.md; ? lists each key's id) and restart the app.")
         return "\n".join(lines)
 
@@ -121,52 +140,49 @@ def read_keymap(path: Path) -> KeyMap:
     keymap = KeyMap(path)
     try:
         if not path.is_file():
-            exists = path.exists()
-            keymap.problems.append(
-                "it is not a file (a folder or a device)"
-                if exists
-                else f"there is no such file (named by ${KEYS_VARIABLE})"
-            )
+            missing = f"there is no such file (named by ${KEYS_VARIABLE})"
+            keymap.tell("it is not a file (a folder or a device)" if path.exists() else missing)
             return keymap
         with path.open("rb") as file:
             data = file.read(LARGEST_KEYS_BYTES + 1)
         if len(data) > LARGEST_KEYS_BYTES:
-            keymap.problems.append("it is over 1 MiB: not a key map")
+            keymap.tell("it is over 1 MiB: not a key map")
             return keymap
         text = data.decode("utf-8")
         document = tomllib.loads(text)
     except OSError as error:
-        keymap.problems.append(f"it cannot be read: {error.strerror or error}")
+        keymap.tell(f"it cannot be read: {error.strerror or error}")
         return keymap
     except UnicodeDecodeError:
-        keymap.problems.append("it is not text (UTF-8)")
+        keymap.tell("it is not text (UTF-8)")
         return keymap
     except tomllib.TOMLDecodeError as error:
-        keymap.problems.append(f"it is not valid TOML: {error}")
+        keymap.tell(f"it is not valid TOML: {error}")
         return keymap
+    lines = line_index(text)
     for name in document:
         if name != "keys":
-            keymap.problems.append(
-                f"{where(text, name)}unknown table or setting {name!r}: "
+            keymap.tell(
+                f"{where(lines, name)}unknown table or setting {name!r}: "
                 'bindings go in a [keys] table, as "history.delete" = "x"'
             )
     table = document.get("keys", {})
     if not isinstance(table, dict):
-        keymap.problems.append(f"{where(text, 'keys')}keys must be a table: [keys]")
+        keymap.tell(f"{where(lines, 'keys')}keys must be a table: [keys]")
         table = {}
     wanted = dict(flattened(table))
     bindings = all_bindings()
-    known = {binding.id for space in bindings.values() for binding in space if binding.id}
+    by_id = {binding.id: binding for space in bindings.values() for binding in space if binding.id}
     for binding_id, keys in wanted.items():
-        problem = key_problem(binding_id, keys, known)
+        problem = key_problem(binding_id, keys, by_id, hint=keymap.room())
         if problem:
-            keymap.problems.append(f"{where(text, binding_id)}{problem}")
+            keymap.tell(f"{where(lines, binding_id)}{problem}")
     if not keymap.problems:
-        normalized = {binding_id: _normalize_key_list(keys) for binding_id, keys in wanted.items()}
-        keymap.problems += [
-            f"{where(text, binding_id)}{clash}"
-            for binding_id, clash in clashes(normalized, bindings)
-        ]
+        normalized = {
+            binding_id: _normalize_key_list(as_sent(keys)) for binding_id, keys in wanted.items()
+        }
+        for binding_id, clash in clashes(normalized, bindings):
+            keymap.tell(f"{where(lines, binding_id)}{clash}")
         if not keymap.problems:
             keymap.keys = normalized
     return keymap
@@ -181,23 +197,37 @@ def flattened(table: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
             yield f"{prefix}{name}", value
 
 
-def where(text: str, binding_id: str) -> str:
-    """`line N: ` of the line setting `binding_id` in the file's text, if it can be found."""
-    last = re.escape(binding_id.rpartition(".")[2])
-    whole = re.escape(binding_id)
-    patterns = (rf"^\s*\"?{whole}\"?\s*=", rf"^\s*\[\s*{whole}\s*\]", rf"^\s*\"?{last}\"?\s*=")
-    lines = text.splitlines()
-    for pattern in patterns:
-        for number, line in enumerate(lines, start=1):
-            if re.search(pattern, line):
-                return f"line {number}: "
-    return ""
+SETTING = re.compile(r"""\s*["']?([^"'=\[]+?)["']?\s*=""")
+TABLE = re.compile(r"\s*(\[)\s*([^\]]+?)\s*(\])")
+SHIFT_LETTER = re.compile(r"shift\+[a-zA-Z]$")
 
 
-def key_problem(binding_id: str, keys: object, known: set[str]) -> str | None:
-    """What is wrong with one `id = keys` of the file, if anything."""
-    if binding_id not in known:
-        close = difflib.get_close_matches(binding_id, sorted(known), n=1)
+def line_index(text: str) -> dict[str, int]:
+    """The line where the file first sets each name (`"history.delete" =`, `delete =`) or
+    opens each table (`[keys]`, as "[keys]"): one pass, however many ids the file has."""
+    index: dict[str, int] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        found = SETTING.match(line) or TABLE.match(line)
+        if found:
+            index.setdefault("".join(found.groups()), number)
+    return index
+
+
+def where(lines: dict[str, int], binding_id: str) -> str:
+    """`line N: ` of the line setting `binding_id` (or its last part, in a table of its
+    screen's), if it can be found."""
+    last = binding_id.rpartition(".")[2]
+    number = lines.get(binding_id) or lines.get(f"[{binding_id}]") or lines.get(last)
+    return f"line {number}: " if number else ""
+
+
+def key_problem(
+    binding_id: str, keys: object, bindings: dict[str, Binding], hint: bool = True
+) -> str | None:
+    """What is wrong with one `id = keys` of the file, if anything; an unknown id is told
+    with the nearest id the app has (the `hint`: a look-up, only for problems shown)."""
+    if binding_id not in bindings:
+        close = difflib.get_close_matches(binding_id, sorted(bindings), n=1) if hint else []
         hint = f"did you mean {close[0]}?" if close else "? in the app lists each key's id"
         return f"no binding has the id {binding_id!r} ({hint})"
     if not isinstance(keys, str):
@@ -211,7 +241,29 @@ def key_problem(binding_id: str, keys: object, known: set[str]) -> str | None:
                 f"{binding_id}: {key!r} is not a key name "
                 "(keys are written as x, X, ?, ctrl+x, shift+up, f1, escape, pageup)"
             )
+    typed = [key for key in as_sent(keys).split(",") if typing_needs(key)]
+    if bindings[binding_id].priority and typed:
+        return (
+            f"{binding_id}: {typed[0]!r} is a key text fields need (to type, edit, move on) "
+            f"and {binding_id} works even in a text field; give it a ctrl+ key they do not "
+            "use (as ctrl+l) or a function key (as f5)"
+        )
     return None
+
+
+def as_sent(keys: str) -> str:
+    """A string of keys as the terminal sends them: `shift+e` is `E` (a terminal sends the
+    capital, never shift+e), spaces around the commas gone."""
+    written = [key.strip() for key in keys.split(",")]
+    return ",".join(key[-1].upper() if SHIFT_LETTER.match(key) else key for key in written)
+
+
+def typing_needs(key: str) -> bool:
+    """Whether a text field needs `key` (as sent): a character (space too), enter, tab,
+    or one of the keys that edit and move in an Input."""
+    modifiers, _, name = key.rpartition("+")
+    typed = modifiers in ("", "shift") and (len(name) == 1 or name in PRINTABLE_NAMES)
+    return typed or key in TYPING_KEYS
 
 
 def is_a_key(key: str) -> bool:

@@ -58,6 +58,19 @@ def comparison(store: RunStore, run_ids: list[int]) -> dict[str, Any]:
     }
 
 
+def curve(store: RunStore, run_id: int, label: str) -> list[tuple[float, float]]:
+    """A run's curve of CURVES[label] by epoch, as its run screen draws it: the loss of a
+    step at its fractional epoch (global step / the steps of an epoch its engine started
+    with), for a run that ended mid-epoch or trains on too; no steps where none started."""
+    split, name = CURVES[label]
+    points: list[tuple[float, float]] = list(store.metric_series(run_id, split, name))
+    if split != "step":
+        return points
+    run = store.run(run_id)
+    per_epoch = run.engine_info.steps_per_epoch if run and run.engine_info else 0
+    return [(step / per_epoch, loss) for step, loss in points] if per_epoch else []
+
+
 def smooth(values: list[float], weight: float) -> list[float]:
     """Exponential moving average, as TensorBoard's smoothing slider (0 leaves them as they are)."""
     if not weight:

@@ -39,12 +39,20 @@ def filters(
     return (" WHERE " + " AND ".join(where) if where else ""), args
 
 
+# A pasted page is no filter: SQLite refuses an expression over 1,000 deep and a LIKE
+# pattern over 50,000 bytes, so only the first terms, cut short, are looked for.
+MOST_TERMS = 32
+MOST_TERM_CHARS = 500
+
+
 def _terms(text: str) -> list[str]:
-    """The words of a filter, a quoted phrase as one (an unclosed quote: plain words)."""
+    """The words of a filter, a quoted phrase as one (an unclosed quote: plain words): the
+    first MOST_TERMS of them, each cut to MOST_TERM_CHARS."""
     try:
-        return [term for term in shlex.split(text) if term]
+        terms = [term for term in shlex.split(text) if term]
     except ValueError:
-        return text.split()
+        terms = text.split()
+    return [term[:MOST_TERM_CHARS] for term in terms[:MOST_TERMS]]
 
 
 _COMPARED = {"acc": "test_acc", "val": "best_val_acc"}

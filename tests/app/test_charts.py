@@ -17,7 +17,8 @@ from resnet_tui.app.widgets.charts import MetricChart
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.store import RunStore
 from tests.app.pilot import app_store, wait_for
-from tests.runs.made_events import epoch_ended, started, write_log
+from tests.conftest import record_fault
+from tests.runs.made_events import epoch_ended, progress, started, write_log
 
 STEPS = 40  # an epoch's steps
 SPIKE = 9.0  # the first steps' loss
@@ -201,3 +202,63 @@ async def test_compare_uses_the_same_chart_with_the_same_keys(store):
         assert chart.shown.title == "val loss · linear · ema 0.8"
         title = str(pilot.app.screen.query_one("#compare-title", Static).render())
         assert "smoothing ema 0.8" in title and "log scale off" in title
+
+
+async def test_compare_puts_the_step_loss_at_the_epochs_of_the_run_screen(store):
+    for run_id in (1, 2):
+        RunFollower(store, store.run(run_id)).poll()
+    async with ResnetApp(store).run_test(size=(120, 40)) as pilot:
+        await open_run(pilot, 2)  # stopped 12 steps into epoch 4
+        on_run_screen = charts(pilot.app)[0].series["step loss"]
+        assert on_run_screen[-1][0] == 3 + 12 / STEPS
+        await pilot.press("escape")
+        pilot.app.compare_runs([1, 2])
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+        while pilot.app.screen.metric != "step loss":
+            await pilot.press("m")
+        await drawn(pilot)
+        chart = pilot.app.screen.query_one("#compare-chart")
+        assert chart.series["2 stopped"] == on_run_screen
+        assert chart.series["1 done"][-1][0] == 10 and chart.shown.x_range == (0.0, 10.0)
+
+
+EDGE_NUMBERS = "numbers at a float's edges in a run's events: charts drawn, no crash"
+EDGES = [  # (case, two steps' losses, an epoch's loss and accuracy)
+    ("subnormal losses and accuracy", (5e-324, 1e-323), (1e-323, 5e-324)),
+    ("the largest losses", (1.7e308, 1e308), (1.7e308, 1.0)),
+    ("zero losses", (0.0, 0.0), (0.0, 1.0)),
+    ("losses and accuracy flat within 1e-12", (2.303, 2.303 + 1e-12), (2.303, 0.9 + 1e-12)),
+]
+
+
+@pytest.mark.parametrize(("case", "losses", "epoch"), EDGES, ids=[case for case, *_ in EDGES])
+async def test_a_run_of_edge_numbers_is_charted_on_both_scales(
+    tmp_path, monkeypatch, case, losses, epoch
+):
+    survived = False
+    try:
+        opened = app_store(tmp_path, monkeypatch)
+        loss, accuracy = epoch
+        events: list[ev.Event] = [started(1, steps_per_epoch=2, epochs=2)]
+        events += [progress(2, 1, 1, losses[0]), progress(3, 1, 2, losses[1])]
+        events.append(
+            epoch_ended(4, 1, accuracy, train_loss=loss, val_loss=loss, train_acc=accuracy)
+        )
+        run_id = opened.create_run(RunSpec(epochs=2, name="edge"))
+        write_log(opened.run(run_id).events_path, events)
+        RunFollower(opened, opened.run(run_id)).poll()
+        async with ResnetApp(opened).run_test(size=(80, 24)) as pilot:
+            await open_run(pilot, run_id)
+            await pilot.press("l")  # the loss on a linear scale
+            await drawn(pilot)
+            for chart in charts(pilot.app):
+                assert chart.shown.legend and all(map(math.isfinite, chart.shown.y_range))
+                assert len(set(chart.shown.y_ticks)) == len(chart.shown.y_ticks)
+            pilot.app.compare_runs([run_id, run_id])
+            await wait_for(pilot, lambda: isinstance(pilot.app.screen, CompareScreen))
+            for key in ("m", "l", "m", "m", "m"):  # each metric, the losses on both scales
+                await pilot.press(key)
+                await drawn(pilot)
+        survived = True
+    finally:
+        record_fault(EDGE_NUMBERS, survived)

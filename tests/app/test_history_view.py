@@ -92,6 +92,13 @@ async def test_the_history_at_80x24_then_wide(tmp_path, monkeypatch):
         screen = html.unescape(app.export_screenshot()).replace("\xa0", " ")
         assert "val acc" in screen and "test acc" in screen
 
+        # Narrower than any column but the name (a split pane): the name alone, cut short.
+        for width in (12, 3):
+            await pilot.resize_terminal(width, 24)
+            await pilot.pause()
+            assert [str(key.value) for key in table.columns] == ["name"], width
+            assert history.selected_run_id() is not None
+
         # Wider: the columns come back as the screen grows, tags among them.
         await pilot.resize_terminal(180, 40)
         await pilot.pause()
@@ -209,3 +216,22 @@ async def test_the_run_screen_edits_and_deletes_its_run(tmp_path, monkeypatch):
         await wait_for_the_app(pilot, lambda: isinstance(app.screen, HistoryScreen))
         assert store.run(run_id) is None
         assert _ids(app.history.table) == [other]
+
+
+async def test_the_last_row_key_reaches_the_oldest_run_past_the_pages_loaded(tmp_path, monkeypatch):
+    store = app_store(tmp_path, monkeypatch)
+    with sqlite3.connect(store.path) as connection:  # 450 runs: more than two pages of 200
+        connection.executemany(
+            "INSERT INTO runs (name, status, kind) VALUES (?, 'completed', 'train')",
+            [(f"run {index}",) for index in range(450)],
+        )
+    app = ResnetApp(store)
+    async with app.run_test(size=(80, 24)) as pilot:
+        table = app.history.table
+        await pilot.pause()
+        assert table.row_count == 200
+        await pilot.press("G")
+        assert table.row_count == 450
+        assert app.history.selected_run_id() == 1  # newest first: the oldest is last
+        await pilot.press("home", "end")
+        assert app.history.selected_run_id() == 1

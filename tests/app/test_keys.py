@@ -8,8 +8,10 @@ import pytest
 from textual.app import App
 
 from engine.contract.spec import RunSpec
+from resnet_tui.app import keys
 from resnet_tui.app.app import ResnetApp
-from resnet_tui.app.keys import all_bindings, use_the_users_keys
+from resnet_tui.app.dialogs import EditRunDialog
+from resnet_tui.app.keys import MOST_PROBLEMS_SHOWN, all_bindings, read_keymap, use_the_users_keys
 from resnet_tui.app.screens.help import HelpScreen
 from resnet_tui.app.screens.history import HistoryScreen
 from resnet_tui.app.screens.queue import QueueScreen
@@ -162,6 +164,7 @@ UNKNOWN_ID = "keys.toml binding id unknown: defaults, one notice"
 NOT_KEYS = "keys.toml value not a key string: defaults, one notice"
 CLASH = "keys.toml key given two meanings: defaults, one notice"
 NO_FILE = "keys.toml missing or unreadable: defaults, one notice"
+TYPING_KEY = "keys.toml typing key for a key that works in fields: defaults, one notice"
 DAMAGED = [
     (NOT_TOML, '[keys\n"app.quit" = "x"\n', ["not valid TOML", "line 1"]),
     (NOT_TOML, b"\xff\xfe[keys]\n", ["not text"]),
@@ -178,6 +181,15 @@ DAMAGED = [
         '[keys]\n"queue.to_front" = "x"\n"queue.cancel" = "x"\n',
         ["second meaning on the queue screen", "queue."],
     ),
+    (CLASH, '[keys]\n"history.sort" = "shift+s"\n', ["history.sort = 'S'", "history.sweep"]),
+    (TYPING_KEY, '[keys]\n"launch.launch" = "x"\n', ["line 2", "launch.launch: 'x'", "ctrl+"]),
+    (TYPING_KEY, '[keys]\n"launch.launch" = "ctrl+l,enter"\n', ["'enter'", "f5"]),
+    (TYPING_KEY, '[keys]\n"launch.pick_run" = "space"\n', ["launch.pick_run: 'space'"]),
+    (TYPING_KEY, '[keys]\n"launch.pick_run" = "tab"\n', ["launch.pick_run: 'tab'"]),
+    (TYPING_KEY, '[keys]\n"launch.pick_run" = "ctrl+i"\n', ["'ctrl+i'", "text fields"]),
+    (TYPING_KEY, '[keys]\n"launch.launch" = "shift+x"\n', ["launch.launch: 'X'"]),
+    (TYPING_KEY, '[keys]\n"launch.launch" = "ctrl+a"\n', ["launch.launch: 'ctrl+a'"]),
+    (TYPING_KEY, '[keys]\n"launch.launch" = "slash"\n', ["launch.launch: 'slash'"]),
     (NO_FILE, None, ["no such file", "RESNET_TUI_KEYS"]),
     (NO_FILE, "/", ["not a file"]),
     (NO_FILE, b"#" * (1 << 20) + b"\n", ["over 1 MiB"]),
@@ -221,6 +233,54 @@ async def test_a_damaged_keys_toml_leaves_the_default_keys_and_says_so_once(
         assert app.screen.query_one("#queue", Table).cursor_row == 1
         await pilot.press("question_mark")
         assert isinstance(app.screen, HelpScreen)
+
+
+async def test_shift_and_a_letter_is_the_capital_the_terminal_sends(store, tmp_path, monkeypatch):
+    keys_toml(tmp_path, monkeypatch, '[keys]\n"history.edit" = "shift+e"\n')
+    app = ResnetApp(store)
+    async with app.run_test(size=SIZE) as pilot:
+        assert notices(app) == []
+        await pilot.press("e")
+        assert isinstance(app.screen, HistoryScreen)  # e no longer edits
+        await pilot.press("question_mark")
+        assert keys_of(help_rows(app), "history.edit") == ["E"]
+        await pilot.press("escape", "E")
+        assert isinstance(app.screen, EditRunDialog)
+
+
+def test_keys_that_work_in_text_fields_take_ctrl_and_function_keys(tmp_path):
+    path = tmp_path / "keys.toml"
+    path.write_text('[keys]\n"launch.launch" = "ctrl+l, f5"\n"launch.pick_run" = "ctrl+t"\n')
+    keymap = read_keymap(path)
+    assert keymap.problems == []
+    assert keymap.keys == {"launch.launch": "ctrl+l,f5", "launch.pick_run": "ctrl+t"}
+
+
+def test_thousands_of_unknown_ids_are_told_without_a_look_up_each(tmp_path, monkeypatch):
+    """A long keys.toml is read at once: its lines are indexed in one pass, and only the
+    problems shown get the nearest id (8,000 look-ups froze the start for 26 s)."""
+    ids = 8000
+    path = tmp_path / "keys.toml"
+    path.write_text("[keys]\n" + "".join(f'"nothing.id{n}" = "x"\n' for n in range(ids)))
+    calls = {"get_close_matches": 0, "line_index": 0}
+
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def count(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, count)
+
+    counted(keys.difflib, "get_close_matches")
+    counted(keys, "line_index")
+    keymap = read_keymap(path)
+    assert calls == {"get_close_matches": MOST_PROBLEMS_SHOWN, "line_index": 1}
+    assert len(keymap.problems) == MOST_PROBLEMS_SHOWN and keymap.keys == {}
+    assert keymap.problems[0].startswith("line 2: no binding has the id 'nothing.id0'")
+    assert keymap.problems[-1].startswith(f"line {MOST_PROBLEMS_SHOWN + 1}: ")
+    assert f"- and {ids - MOST_PROBLEMS_SHOWN} more" in keymap.notice()
 
 
 class ScrollingTable(App[None]):

@@ -122,6 +122,8 @@ async def test_several_devices_are_refused_with_one_and_offered_with_two_gpus(
         form = await open_form(pilot)
         device = form.query_one("#device", Select)
         assert [value for _, value in device._options] == ["auto", "cpu"]
+        # No GPUs: the DDP fields are not offered (a form filled in elsewhere still checks them).
+        assert not any(form.query_one(f"#{key}").display for key in ("devices", "nproc"))
         for key, value in (("devices", "cpu,cpu"), ("nproc", "2")):
             form.query_one(f"#{key}", Input).value = value
             await pilot.pause()
@@ -139,6 +141,7 @@ async def test_several_devices_are_refused_with_one_and_offered_with_two_gpus(
         labels = [str(label) for label, _ in device._options]
         assert any("cuda:1 · NVIDIA H100 · 78.1 of 79.6 GB free" in label for label in labels)
         assert "all 2 GPUs · several devices (DDP)" in labels
+        assert all(form.query_one(f"#{key}").display for key in ("devices", "nproc"))
         device.value = "cuda:0,cuda:1"
         await pilot.pause()
         assert "DDP on cuda:0,cuda:1" in problem_of(form)

@@ -1,13 +1,16 @@
 """The typical size of an image folder's images, read from headers, and the image size a run
 chooses from it: small images train at their own size, large ones at the catalog's."""
 
+import io
 import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from engine.contract import image_sizes
 from engine.contract.image_sizes import (
+    MOST_READ,
     SAMPLE,
     SMALL_SIDE,
     choose_image_size,
@@ -16,6 +19,7 @@ from engine.contract.image_sizes import (
     sample_images,
     typical_image_size,
 )
+from engine.contract.locate import scan_image_folder
 from engine.contract.spec import RunSpec
 from tests.conftest import _shared, record_fault
 
@@ -110,6 +114,45 @@ def test_unreadable_files_are_skipped(tmp_path, name, make, what):
     assert survived, what
 
 
+# Forged JPEG headers that would be read to the end of a large file: each is given up on
+# within MOST_READ bytes read.
+FORGED_JPEGS = [
+    ("fill bytes", b"\xff\xd8" + b"\xff" * (20 << 20)),
+    ("a marker then fill bytes", b"\xff\xd8\xff\xe0\x00\x10" + bytes(14) + b"\xff" * (20 << 20)),
+    ("endless segments", b"\xff\xd8" + b"\xff\xe0\x00\x02" * (1 << 18)),
+]
+
+
+@pytest.mark.parametrize(
+    "content", [row[1] for row in FORGED_JPEGS], ids=[r[0] for r in FORGED_JPEGS]
+)
+def test_a_forged_jpeg_header_is_read_only_so_far(tmp_path, monkeypatch, content):
+    path = tmp_path / "forged.jpg"
+    path.write_bytes(content)
+
+    class Counted(io.FileIO):
+        """A file, read without a buffer, that counts the bytes read from it."""
+
+        def __init__(self, name: Path, mode: str) -> None:
+            super().__init__(name, mode)
+            self.read_bytes = 0
+            opened.append(self)
+
+        def read(self, count: int = -1) -> bytes:
+            data = super().read(count)
+            self.read_bytes += len(data)
+            return data
+
+    opened: list[Counted] = []
+    monkeypatch.setattr(image_sizes, "open", Counted, raising=False)
+    try:
+        survived = image_size_of(path) is None and opened[0].read_bytes <= MOST_READ + 32
+    except Exception:  # a crash is what this counts
+        survived = False
+    record_fault(UNREADABLE, survived)
+    assert survived, f"{opened[0].read_bytes if opened else 0} bytes read"
+
+
 def test_a_folder_whose_files_are_all_unreadable_has_no_size(tmp_path):
     for name, make, _ in UNREADABLE_FILES:
         (tmp_path / "train" / "a").mkdir(parents=True, exist_ok=True)
@@ -193,6 +236,27 @@ def test_images_in_subfolders_of_a_class_are_found(tmp_path):
     sample = sample_images(folder, most=6)
     assert deeper / "x.png" in sample
     assert all("loop" not in path.parts for path in sample)
+
+
+def test_class_folders_that_are_links_are_sized(tmp_path):
+    folder_of(tmp_path / "big", {"a": [(32, 32)] * 3, "b": [(32, 32)] * 3}, split="")
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    os.symlink(tmp_path / "big" / "a", linked / "cats")
+    os.symlink(tmp_path / "big" / "b", linked / "dogs")
+    assert scan_image_folder(linked).classes == ["cats", "dogs"]
+    assert typical_image_size(linked) == 32
+    assert {path.parent.name for path in sample_images(linked)} == {"cats", "dogs"}
+
+    split = tmp_path / "split"  # train/ itself a link to a folder of linked classes
+    split.mkdir()
+    os.symlink(linked, split / "train")
+    assert typical_image_size(split) == 32
+
+    os.symlink(linked, linked / "up")  # a class that links back up: listed once, no loop
+    sample = sample_images(linked)
+    assert all(path.parts.count("up") <= 1 for path in sample)
+    assert typical_image_size(linked) == 32
 
 
 def spec(**values) -> RunSpec:

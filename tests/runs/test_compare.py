@@ -8,11 +8,13 @@ from engine.contract import events as ev
 from engine.contract.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
 from resnet_tui.app.screens.compare import CompareScreen
-from resnet_tui.runs.compare import comparison, differing_settings, smooth
+from resnet_tui.app.widgets.chart_scale import RunCurves
+from resnet_tui.runs.compare import comparison, curve, differing_settings, smooth
 from resnet_tui.runs.follower import RunFollower
+from resnet_tui.runs.state import RunState
 from resnet_tui.runs.store import RunStore
 from tests.cli.command import invoke
-from tests.runs.made_events import write_log
+from tests.runs.made_events import epoch_ended, finished, progress, started, write_log
 
 
 def test_only_the_settings_that_differ_are_kept():
@@ -61,6 +63,38 @@ def test_comparison_names_runs_settings_and_results(store_with_runs):
     assert result["results"]["test acc"] == [0.8, 0.9]
     with pytest.raises(KeyError, match="no run 9"):
         comparison(store_with_runs, [1, 9])
+
+
+def run_of_steps(store: RunStore, steps: int, end: str | None) -> tuple[int, list[ev.Event]]:
+    """A run of 3 epochs of 10 steps that got to global step `steps`, then ended with `end`
+    (None: it trains on), as the store has it."""
+    events: list[ev.Event] = [started(1, steps_per_epoch=10, epochs=3)]
+    for step in range(1, steps + 1):
+        events.append(progress(len(events) + 1, (step - 1) // 10 + 1, step, 1.0 / step))
+        if step % 10 == 0:
+            events.append(epoch_ended(len(events) + 1, step // 10, 0.5, epochs=3))
+    if end:
+        events.append(finished(len(events) + 1, status=end))
+    run_id = store.create_run(RunSpec(epochs=3))
+    write_log(store.run(run_id).events_path, events)
+    RunFollower(store, store.run(run_id)).poll()
+    return run_id, events
+
+
+@pytest.mark.parametrize(
+    ("steps", "end", "last_epoch"),
+    [(30, "completed", 3.0), (15, "stopped", 1.5), (25, None, 2.5)],
+    ids=["completed", "stopped mid-epoch", "live"],
+)
+def test_compare_puts_each_step_at_the_epoch_the_run_screen_does(tmp_path, steps, end, last_epoch):
+    store = RunStore(tmp_path / "runs.db")
+    run_id, events = run_of_steps(store, steps, end)
+    assert store.run(run_id).epochs_done == steps // 10
+    points = curve(store, run_id, "step loss")
+    assert points[-1][0] == last_epoch and points[9] == (1.0, 0.1)  # step 10 ends epoch 1
+    on_run_screen = RunCurves().update(RunState().apply_all(events))[0]["step loss"]
+    assert points == on_run_screen
+    assert curve(store, run_id, "val acc") == [(epoch, 0.5) for epoch in range(1, steps // 10 + 1)]
 
 
 def test_the_compare_command_prints_a_table_or_json(store_with_runs, tmp_path):

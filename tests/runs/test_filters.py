@@ -80,3 +80,17 @@ def test_runs_takes_the_same_filter_on_the_command_line(store, tmp_path):
     assert [run["name"] for run in json.loads(listed.stdout)] == ["deeper"]
     nothing = invoke("runs", "--filter", "arch:resnet56", cwd=tmp_path)
     assert "no runs matching 'arch:resnet56' in runs.db (4 runs in all)" in nothing.stdout
+
+
+@pytest.mark.parametrize(
+    "text, names",
+    [
+        ("q " * 1001, []),  # 1,001 terms: deeper than SQLite's expression limit
+        ("deeper " * 1001, ["deeper", "deeper shift"]),
+        ("x" * 100_000, []),  # one word longer than SQLite's LIKE pattern limit
+        ("deeper " + "x" * 100_000, []),
+    ],
+    ids=["many terms", "many matching terms", "a long word", "a word and a long word"],
+)
+def test_a_pasted_page_is_a_filter_of_its_first_terms_never_an_error(store, text, names):
+    assert _names(store, text) == names

@@ -10,7 +10,7 @@ from resnet_tui.app.widgets.charts import MetricChart
 from resnet_tui.app.widgets.footer import KeyFooter
 from resnet_tui.app.widgets.tables import Table
 from resnet_tui.display import safe, shown
-from resnet_tui.runs.compare import CURVES, comparison, table_rows
+from resnet_tui.runs.compare import CURVES, comparison, curve, table_rows
 from resnet_tui.runs.store import RunStore
 
 
@@ -81,21 +81,14 @@ class CompareScreen(Screen[None]):
 
     def draw(self) -> None:
         """The chart of the metric, each run's curve as the store has it now."""
-        split, name = CURVES[self.metric]
         chart = self.query_one(MetricChart)
         chart.title = self.metric
-        chart.kind = "accuracy" if name == "acc" else "loss"
+        chart.kind = "accuracy" if CURVES[self.metric][1] == "acc" else "loss"
         chart.log_scale = self.log_scale and chart.kind == "loss"
-        series = {}
-        for run_id in self.run_ids:
-            points = self.store.metric_series(run_id, split, name)
-            if split == "step":  # steps at fractional epochs, as on the run screen
-                steps = max((x for x, _ in points), default=1) or 1
-                run = self.store.run(run_id)
-                epochs = (run.epochs_done if run else 0) or 1
-                points = [(x * epochs / steps, y) for x, y in points]
-            series[f"{run_id} {self.names[run_id]}"] = points
-        chart.series = series
+        chart.series = {
+            f"{run_id} {self.names[run_id]}": curve(self.store, run_id, self.metric)
+            for run_id in self.run_ids
+        }
         chart.draw()
         self.show_title()
 

@@ -77,7 +77,7 @@ class HistoryScreen(Screen[None]):
             "tag:lab  acc>90  sweep:N  from:N",
             id="filter",
         )
-        yield RunsTable(id="runs", cursor_type="row", zebra_stripes=True)
+        yield RunsTable(self.load_the_rest, id="runs", cursor_type="row", zebra_stripes=True)
         yield Static(id="detail")
         yield Static(id="summary")
         yield KeyFooter()
@@ -209,6 +209,13 @@ class HistoryScreen(Screen[None]):
 
     def selected_run_id(self) -> int | None:
         return run_under_cursor(self.table)
+
+    def load_the_rest(self) -> None:
+        """Every run the filter keeps that is not in the table yet (for `G`, `end`)."""
+        if self.loaded < self.total:
+            runs = self._runs(self.total - self.loaded, offset=self.loaded)
+            self._add_rows(runs, [run_cells(run) for run in runs])
+            self._show_summary()
 
     @on(DataTable.RowHighlighted)
     def load_more_near_the_end(self, event: DataTable.RowHighlighted) -> None:

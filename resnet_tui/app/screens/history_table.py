@@ -1,6 +1,7 @@
 """The history's table of runs: its columns, the ones that fit the screen, and marked rows."""
 
 import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from rich.style import Style
@@ -87,7 +88,7 @@ def run_cells(run: Run) -> list[Text]:
 
 def run_under_cursor(table: DataTable) -> int | None:
     """The id of the run in the highlighted row of a table whose rows are keyed by run id."""
-    if table.row_count == 0:
+    if table.row_count == 0 or not table.columns:
         return None
     row_key, _ = table.coordinate_to_cell_key(table.cursor_coordinate)
     return int(row_key.value)
@@ -110,6 +111,8 @@ def fit_columns(width: int, rows: list[list[Text]]) -> dict[str, int | None]:
             break
         chosen.add(key)
         room -= needs[key] + PADDING
+    if not chosen:  # too narrow even for the name: the name, cut short, is all there is
+        return {"name": max(1, room - PADDING)}
     needs["name"] = min(widest["name"], NAME_WIDEST, needs["name"] + room)
     return {key: needs[key] if key in TEXT_WIDTHS else None for key, _ in COLUMNS if key in chosen}
 
@@ -129,9 +132,15 @@ class RunsTable(Table):
     }
     """
 
-    def __init__(self, **kwargs: object) -> None:
+    def __init__(self, load_the_rest: Callable[[], None], **kwargs: object) -> None:
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.marked: set[str] = set()  # the row keys of the marked runs
+        self.load_the_rest = load_the_rest  # the pages not loaded yet, for the last row
+
+    def action_last_row(self) -> None:
+        """The last run of all, not of the pages loaded so far."""
+        self.load_the_rest()
+        super().action_last_row()
 
     def mark_label(self, row_key: str) -> Text:
         """The mark column's cell of a row: a dot where the run is marked."""

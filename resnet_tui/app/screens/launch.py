@@ -207,7 +207,15 @@ class LaunchScreen(Screen[None]):
             select.set_options(options)
             if any(value == current for _, value in options):
                 select.value = current
+            self._offer_several_devices(sum(d["name"].startswith("cuda") for d in devices) > 1)
         self.validate_form()
+
+    def _offer_several_devices(self, several: bool) -> None:
+        """Show the DDP fields only on a machine with several GPUs (or where filled in)."""
+        for key in ("devices", "nproc"):
+            shown = several or bool(self.query_one(f"#{key}", Input).value)
+            self.query_one(f"#{key}", Input).display = shown
+            self.query_one(f"#{key}-label", Label).display = shown
 
     def form_values(self) -> dict[str, Any]:
         values: dict[str, Any] = dict(self.kept)

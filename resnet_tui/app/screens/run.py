@@ -201,22 +201,23 @@ class RunScreen(Screen[None]):
             return
         self.read_to = read.offset
         self.state.apply_all(read.events)
-        for event in read.events:
-            self.show_event(event)
+        lines = [line for event in read.events for line in self.take_event(event)]
+        if lines:  # one write, so one layout of the screen, however many lines came
+            self.query_one(RichLog).write("\n".join(lines))
         self.sync_epoch_table()
         self.chart_series()
         for chart in self.query(MetricChart):
             chart.dirty = True
 
-    def show_event(self, event: ev.Event) -> None:
-        """A new event in the log (and, for a start, the bars and the device's load)."""
-        log = self.query_one(RichLog)
+    def take_event(self, event: ev.Event) -> list[str]:
+        """What a new event changes (the bars and the device's load for a start, the test
+        report at the end), and its lines for the log."""
         if isinstance(event, ev.Started):
             self.started(event)
-        elif isinstance(event, ev.Finished) and event.test:
+            return start_lines(event)
+        if isinstance(event, ev.Finished) and event.test:
             self.query_one("#test", Static).update(test_report_view(event.test))
-        for line in start_lines(event) if isinstance(event, ev.Started) else event_lines(event):
-            log.write(line)
+        return event_lines(event)
 
     def started(self, event: ev.Started) -> None:
         if self.run.host in (None, socket.gethostname()):  # the latest start's engine

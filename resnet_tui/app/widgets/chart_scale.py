@@ -1,6 +1,5 @@
-"""What a chart shows, worked out without Textual: a run's curves and how far it got,
-decimated and smoothed series, robust y-ranges, axis ticks, and the braille canvas the
-lines are drawn on."""
+"""What a chart shows, worked out without Textual: a run's curves and how far it got, decimated
+and smoothed series, robust y-ranges, axis ticks and labels, the braille canvas of the lines."""
 
 import math
 import sys
@@ -12,8 +11,6 @@ from operator import itemgetter, sub
 from resnet_tui.runs.compare import smooth
 from resnet_tui.runs.state import RunState
 
-# `g` cycles the smoothing through these (0: off), as W&B's and TensorBoard's sliders do.
-SMOOTHING_FACTORS = (0.0, 0.6, 0.8, 0.9, 0.95)
 # The share of a long series' points its range may leave out, at the bottom and at the top:
 # the first steps' loss (many times the rest) must not squash the curve into the bottom row.
 TRIM_LOW = 0.01
@@ -22,6 +19,10 @@ TRIM_HIGH = 0.05
 TRIM_FROM = 20
 MARGIN = 0.08  # of the range's span, added above and below
 ENVELOPE_SAMPLES = 32  # points of a bucket looked at for its lowest and highest
+# The narrowest range, and of its size: dots and steps stay finite, labels tell ticks apart.
+MIN_SPAN, RESOLUTION = 1e-300, 1e-4
+LABEL_WIDTH = 7  # a tick's label at most
+LOG_RANGE, BIGGEST = (-307.0, 308.25), sys.float_info.max  # 10 ** t a normal float; the largest
 _second = itemgetter(1)
 Points = list[tuple[float, float]]
 
@@ -95,12 +96,6 @@ def ended_words(status: str, state: RunState) -> str | None:
         at = f"step {progress.step}/{progress.steps}"
         return f"{status} in epoch {done + 1}/{started.epochs} at {at}"
     return f"{status} after epoch {done}/{started.epochs}"
-
-
-def next_smoothing(factor: float) -> float:
-    """The smoothing after `factor` in the cycle off → 0.6 → 0.8 → 0.9 → 0.95 → off."""
-    later = [f for f in SMOOTHING_FACTORS if f > factor]
-    return later[0] if later else SMOOTHING_FACTORS[0]
 
 
 @dataclass
@@ -190,13 +185,13 @@ def quantile(ordered: Sequence[float], q: float) -> float:
     at = q * (len(ordered) - 1)
     below = int(at)
     above = min(below + 1, len(ordered) - 1)
-    return ordered[below] + (at - below) * (ordered[above] - ordered[below])
+    return ordered[below] + (at - below) * 2 * (ordered[above] / 2 - ordered[below] / 2)
 
 
 def robust_range(
     values: Iterable[float], keep: Iterable[float] = (), margin: float = MARGIN
 ) -> tuple[float, float]:
-    """A y-range (low < high, both finite) holding most of `values` and all of `keep`.
+    """A y-range (`widened`) holding most of the finite `values` and all of `keep`.
 
     Of 20 values or more, the lowest 1 % and the highest 5 % may fall outside (they are
     drawn at the edge): an early spike, not the curve. `keep` (the newest value of each
@@ -212,53 +207,70 @@ def robust_range(
         return 0.0, 1.0
     low, high = min(ends), max(ends)
     span = high / 2 - low / 2  # half the span: finite for any finite ends
-    pad = span * 2 * margin if span > 0 else max(abs(low) * 0.1, 1e-9)
+    pad = span * 2 * margin if span > 0 else abs(low) * 0.1 or 0.1
     bottom = low - pad if low - pad >= 0 or low < 0 else 0.0  # the margin never crosses 0
-    return _finite(bottom), _finite(high + pad)
+    return widened(bottom, high + pad)
 
 
-def _finite(value: float) -> float:
-    """The value, or the largest float of its sign where it overflowed."""
-    return value if math.isfinite(value) else math.copysign(sys.float_info.max, value)
+def widened(low: float, high: float) -> tuple[float, float]:
+    """[low, high] as a range a chart can draw and label: finite ends (NaN: 0, infinite: the
+    largest float) in order, at least MIN_SPAN and RESOLUTION of its size wide (grown
+    about its middle, never below 0 where it was not)."""
+    ends = (min(max(end, -BIGGEST), BIGGEST) if end == end else 0.0 for end in (low, high))
+    low, high = sorted(ends)
+    need = max(MIN_SPAN, RESOLUTION * max(-low, high))
+    if high / 2 - low / 2 >= need / 2:
+        return low, high
+    bottom = min(max(low / 2 + high / 2 - need / 2, 0.0 if low >= 0 else -BIGGEST), BIGGEST - need)
+    return bottom, bottom + need
 
 
-def clamp_range(low: float, high: float, bottom: float, top: float) -> tuple[float, float]:
-    """The range cut to [bottom, top] (accuracy's 0-100 %), where that leaves a range."""
-    cut_low, cut_high = max(low, bottom), min(high, top)
-    return (cut_low, cut_high) if cut_low < cut_high else (low, high)
+def positions(values: Iterable[float], start: float, end: float, last: float) -> list[int]:
+    """Values' dots on a `widened` axis from `start` (0) to `end` (`last`); off it: its edge."""
+    scale = last / (end / 2 - start / 2)  # halves: no overflow
+    placed = [(value / 2 - start / 2) * scale for value in values]
+    return [round(p) if 0 <= p <= last else last if p > last else 0 for p in placed]
 
 
-def nice_step(span: float, count: int, multiples: Sequence[float] = (1, 2, 2.5, 5)) -> float:
-    """A round step (1, 2, 2.5 or 5 times a power of ten) giving about `count` ticks."""
-    rough = span / max(count, 1)
-    if not rough > 0 or not math.isfinite(rough):
+def nice_step(span: float, count: float, multiples: Sequence[float] = (1, 2, 2.5, 5)) -> float:
+    """A round step (`multiples` of a power of ten, 1e-307 to 1e308): `count` over `span`."""
+    rough = span / count
+    if not rough > 0:
         return 1.0
-    power = 10.0 ** math.floor(math.log10(rough))
-    for multiple in (*multiples, 10.0):
-        if multiple * power >= rough:
-            return multiple * power
-    return 10.0 * power
+    power = 10.0 ** max(math.floor(math.log10(min(rough, 1e308))), -307)
+    return min(next((m * power for m in multiples if m * power >= rough), 10 * power), 1e308)
 
 
-def linear_ticks(
-    low: float, high: float, count: int, multiples: Sequence[float] = (1, 2, 2.5, 5)
-) -> list[float]:
-    """Round values in [low, high], about `count` of them (at least one)."""
-    step = nice_step(high - low, count, multiples)
-    first = math.ceil(low / step)
-    last = math.floor(high / step)
-    if last - first > 1000:  # a step lost in rounding: the ends alone
-        return [low, high]
-    return [k * step for k in range(first, last + 1)] or [low]
+def round_ticks(
+    low: float, high: float, count: int, multiples: Sequence[float], room: int = LABEL_WIDTH
+) -> list[tuple[float, str]]:
+    """Round values in [low, high], about `count` of them, labelled apart in `room`
+    characters: fewer, a coarser step apart, where they would not be; else the middle."""
+    step = nice_step(high / 2 - low / 2, max(count, 1) / 2, multiples)  # halves: finite
+    while step < 1e308:
+        first, last = low / step, high / step
+        if math.isfinite(first) and math.isfinite(last) and last - first <= 1000:
+            nths = range(math.ceil(first), math.floor(last) + 1)
+            values = [n * step for n in nths if low <= n * step <= high]  # none rounded in
+            labels = [number_label(value, step) for value in values]
+            if values and len(set(labels)) == len(values) and all(len(t) <= room for t in labels):
+                return list(zip(values, labels, strict=True))
+        step = nice_step(step * 1.001, 1, multiples)  # the next coarser
+    middle = low + (high / 2 - low / 2)  # no round value fits: the middle, to 3 digits or fewer
+    power = math.floor(math.log10(abs(middle))) if middle else 0
+    labels = [number_label(middle, 10.0 ** max(power - p, -307)) for p in (2, 1, 0)]
+    return [(middle, next((text for text in labels if len(text) <= room), labels[-1]))]
 
 
-def log_ticks(low: float, high: float, count: int) -> list[tuple[float, float]]:
-    """Ticks of a log10 axis from `low` to `high` (exponents), each with the precision its
-    label needs: 1-2-5 or 1-3 of each decade where about `count` of them fit, else the
-    decades, else round values of the range itself."""
+def log_ticks(low: float, high: float, count: int) -> list[tuple[float, str]]:
+    """Ticks of a log10 axis from `low` to `high` (exponents of normal floats), labelled: 1-2-5
+    or 1-3 of each decade where about `count` fit, else decades, else round values."""
+    low, high = max(low, LOG_RANGE[0]), min(high, LOG_RANGE[1])
+    if not low <= high:
+        return []
     for multiples in ((1, 2, 5), (1, 3)):
         ticks = [
-            (d + math.log10(m), 10.0**d)
+            (d + math.log10(m), number_label(m * 10.0**d, 10.0**d))
             for d in range(math.floor(low), math.ceil(high) + 1)
             for m in multiples
             if low <= d + math.log10(m) <= high
@@ -268,49 +280,45 @@ def log_ticks(low: float, high: float, count: int) -> list[tuple[float, float]]:
     decades = list(range(math.ceil(low), math.floor(high) + 1))
     if len(decades) >= 2:
         every = -(-len(decades) // max(count, 2))
-        return [(float(d), 10.0**d) for d in decades[::every]]
-    values = linear_ticks(10**low, 10**high, count)
-    step = values[1] - values[0] if len(values) > 1 else 10**low
-    return [(math.log10(v), step) for v in values if v > 0] or [(low, 10**low)]
-
-
-def decimals_of(step: float) -> int:
-    """How many decimals multiples of `step` need (2.5: 1, 0.25: 2, 20: 0)."""
-    for decimals in range(12):
-        scaled = step * 10**decimals
-        if abs(scaled - round(scaled)) <= 1e-6 * scaled:
-            return decimals
-    return 12
+        return [(float(d), number_label(10.0**d, 10.0**d)) for d in decades[::every]]
+    ticks = round_ticks(10**low, 10**high, count, (1, 2, 2.5, 5))
+    return [(math.log10(value), label) for value, label in ticks if value > 0]
 
 
 def number_label(value: float, step: float) -> str:
-    """A tick's number with the decimals its axis's step needs, in at most 6 characters
-    (and a minus): 150k and 1.2M for big numbers, 1.5e-4 for small ones."""
-    text = f"{value:.{decimals_of(step) if step > 0 else 0}f}"
-    if text.startswith("-") and float(text) == 0:
-        text = text[1:]
-    if len(text.lstrip("-")) <= 6 or not math.isfinite(value) or value == 0:
-        return text
+    """A tick's number to the precision of its axis's `step` (a positive float): the first
+    of plain (0.25), SI up to T (150k, 1.2M) and scientific (1.5e-4, 1e28) in 6 characters
+    and a minus, else the shortest. The labels of distinct multiples of a step differ."""
+    if not math.isfinite(value):
+        return str(value)
+    mantissa, exponent = f"{step:.5e}".split("e")  # to 6 digits: 2.50000e-04
+    decimals = len(mantissa.rstrip("0")) - 2 - int(exponent)  # of the plain number
+    forms = [f"{value or 0.0:.{max(0, decimals)}f}"]  # never "-0"
+    if not value:
+        return forms[0] if len(forms[0]) <= 6 else "0"
     power = math.floor(math.log10(abs(value)))
-    if power >= 3:
-        thousands = min(power // 3, 4)
-        scale = 1000.0**thousands
-        return number_label(value / scale, step / scale) + " kMGT"[thousands]
-    decimals = max(0, min(3, power - math.floor(math.log10(step)))) if step > 0 else 0
-    mantissa, exponent = f"{value:.{decimals}e}".split("e")
-    return f"{mantissa}e{int(exponent)}"
+    if 3 <= power < 15:  # k, M, G or T
+        group = power // 3
+        forms.append(f"{value / 1000.0**group:.{max(0, decimals + 3 * group)}f}" + " kMGT"[group])
+    mantissa, exponent = f"{value:.{max(0, decimals + power)}e}".split("e")
+    forms.append(f"{mantissa}e{int(exponent)}")
+    fitting = [form for form in forms if len(form.lstrip("-")) <= 6]
+    return fitting[0] if fitting else min(forms, key=len)
 
 
 def axis_ticks(low: float, high: float, count: int, scale: str) -> list[tuple[float, str]]:
-    """Where the ticks of an axis go and what they say: `scale` is "linear", "log" (the
-    axis is in log10 of the values), "percent" (values are percent: "90 %") or "epochs"
-    (steps of 1, 2 or 5, never 2.5)."""
+    """Where the ticks of an axis go and what they say, distinct ticks in distinct labels of
+    LABEL_WIDTH characters (none for a range that is not one): `scale` is "linear", "log"
+    (the axis is in log10 of the values), "percent" (values are percent: "90 %") or
+    "epochs" (steps of 1, 2 or 5, never 2.5)."""
+    if not (math.isfinite(low) and math.isfinite(high) and low <= high):
+        return []
     if scale == "log":
-        return [(t, number_label(10**t, step)) for t, step in log_ticks(low, high, count)]
-    ticks = linear_ticks(low, high, count, (1, 2, 5) if scale == "epochs" else (1, 2, 2.5, 5))
-    step = ticks[1] - ticks[0] if len(ticks) > 1 else abs(ticks[0]) or 1.0
+        return log_ticks(low, high, count)
     unit = " %" if scale == "percent" else ""
-    return [(t, number_label(t, step) + unit) for t in ticks]
+    multiples = (1, 2, 5) if scale == "epochs" else (1, 2, 2.5, 5)
+    ticks = round_ticks(low, high, count, multiples, LABEL_WIDTH - len(unit))
+    return [(value, label + unit) for value, label in ticks]
 
 
 # Braille: the bit of the dot at (column dx, row dy) of a cell.

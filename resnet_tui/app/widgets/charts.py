@@ -8,6 +8,7 @@ step-level series with its factor in the title (`g`), and a legend above the plo
 import time
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from rich.cells import cell_len
@@ -19,15 +20,16 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from resnet_tui.app.widgets.chart_scale import (
+    LABEL_WIDTH,
     Buckets,
     Canvas,
     Points,
     axis_ticks,
     buckets,
-    clamp_range,
     logged,
-    next_smoothing,
+    positions,
     robust_range,
+    widened,
 )
 from resnet_tui.display import safe
 
@@ -35,8 +37,10 @@ from resnet_tui.display import safe
 # the order of the chart's series.
 _TABLEAU = "1f77b4ff7f0e2ca02cd627289467bd17becfe377c2bcbd228c564b7f7f7f"
 PALETTE = [Color.parse(f"#{_TABLEAU[i : i + 6]}") for i in range(0, len(_TABLEAU), 6)]
-GUTTER = 8  # the y-axis: a tick label right-aligned in 7 cells, then the axis line
+GUTTER = LABEL_WIDTH + 1  # the y-axis: a tick label right-aligned, then the axis line
 LONG_SERIES = 100  # points of a series whose spikes may be left out of its range
+# `g` cycles the smoothing through these (0: off), as W&B's and TensorBoard's sliders do.
+SMOOTHING_FACTORS = (0.0, 0.6, 0.8, 0.9, 0.95)
 
 
 @dataclass
@@ -85,6 +89,12 @@ def share_x_range(charts: Iterable["MetricChart"]) -> None:
         chart.x_range = (low, high)
 
 
+def next_smoothing(factor: float) -> float:
+    """The smoothing after `factor` in the cycle off → 0.6 → 0.8 → 0.9 → 0.95 → off."""
+    later = [f for f in SMOOTHING_FACTORS if f > factor]
+    return later[0] if later else SMOOTHING_FACTORS[0]
+
+
 def picture(view: ChartView) -> tuple[list[Strip], Shown]:
     """The chart's picture, as lines of `view.width` cells, and what it shows."""
     width, height = view.width, view.height
@@ -101,9 +111,9 @@ def picture(view: ChartView) -> tuple[list[Strip], Shown]:
     entries = [(f"━ {safe(label)}", inks[colour[label]]) for label in legend]
     header = _header(safe(view.title), entries, title_style, width, 2 if height >= 16 else 1)
     columns, rows = width - GUTTER - 1, height - len(header) - 1
-    x_low, x_high = view.x_range
+    x_low, x_high = widened(*view.x_range)
     if columns < 4 or rows < 2:
-        shown = Shown(view.title, legend, (0.0, 1.0), [], view.x_range, [])
+        shown = Shown(view.title, legend, (0.0, 1.0), [], (x_low, x_high), [])
         blank: list[list[Segment]] = [[] for _ in range(height - len(header))]
         return _lines(header[:height] + blank, width, view.base, len(header)), shown
 
@@ -125,19 +135,13 @@ def picture(view: ChartView) -> tuple[list[Strip], Shown]:
         (trimmed if long else kept).extend(values)
         kept.extend(series.means[-1:])
     y_low, y_high = robust_range(trimmed, kept)
-    if view.percent:
-        y_low, y_high = clamp_range(y_low, y_high, 0.0, 100.0)
+    if view.percent and max(y_low, 0.0) < min(y_high, 100.0):  # cut to 0-100 %, if any is left
+        y_low, y_high = widened(max(y_low, 0.0), min(y_high, 100.0))
 
     canvas = Canvas(columns, rows)
     dots_x, dots_y = 2 * columns - 1, 4 * rows - 1
-    scale_x = dots_x / ((x_high - x_low) or 1.0)
-    scale_y = dots_y / (y_high - y_low)
-
-    def place_x(values: list[float]) -> list[int]:
-        return _clipped([round((x - x_low) * scale_x) for x in values], dots_x)
-
-    def place_y(values: list[float]) -> list[int]:
-        return _clipped([round((y_high - y) * scale_y) for y in values], dots_y)
+    place_x = partial(positions, start=x_low, end=x_high, last=dots_x)
+    place_y = partial(positions, start=y_high, end=y_low, last=dots_y)
 
     noisy = cut if view.noisy is None else view.noisy
     smoothed = {label for label in cut if view.smoothing and label in noisy}
@@ -160,8 +164,8 @@ def picture(view: ChartView) -> tuple[list[Strip], Shown]:
     scale = "log" if view.log_scale and not view.percent else "percent" if view.percent else ""
     y_ticks = axis_ticks(y_low, y_high, max(2, rows // 3), scale or "linear") if cut else []
     labels: dict[int, str] = {}
-    for value, label in y_ticks:
-        labels.setdefault(min(rows - 1, max(0, round((y_high - value) * scale_y) // 4)), label)
+    for dot, (_, label) in zip(place_y([value for value, _ in y_ticks]), y_ticks, strict=True):
+        labels.setdefault(dot // 4, label)
     lines = list(header)
     for row in range(rows):
         label = labels.get(row)
@@ -174,18 +178,11 @@ def picture(view: ChartView) -> tuple[list[Strip], Shown]:
             continue
         lines.append([*axis, *(Segment(text, inks[ink]) for text, ink in canvas.runs(row))])
     x_ticks = axis_ticks(x_low, x_high, max(2, columns // 8), "epochs")
-    lines.append(_x_axis(x_ticks, x_low, scale_x / 2, columns, muted))
-    shown = Shown(
-        view.title, legend, (y_low, y_high), [label for _, label in y_ticks], view.x_range, x_ticks
-    )
+    cells = positions([value for value, _ in x_ticks], x_low, x_high, dots_x / 2)
+    lines.append(_x_axis(x_ticks, cells, columns, muted))
+    y_labels = [label for _, label in y_ticks]
+    shown = Shown(view.title, legend, (y_low, y_high), y_labels, (x_low, x_high), x_ticks)
     return _lines(lines, width, view.base, len(header)), shown
-
-
-def _clipped(dots: list[int], last: int) -> list[int]:
-    """Dots off the plot put on its edge (a spike above the range at the top)."""
-    if min(dots, default=0) >= 0 and max(dots, default=0) <= last:
-        return dots
-    return [0 if d < 0 else last if d > last else d for d in dots]
 
 
 def _scaled(series: Buckets, view: ChartView) -> Buckets:
@@ -223,14 +220,13 @@ def _header(
     return rows
 
 
-def _x_axis(
-    ticks: list[tuple[float, str]], low: float, cells_per_unit: float, columns: int, style: Style
-) -> list[Segment]:
-    """The x-axis: its unit in the corner, then a line with the epochs written into it."""
+def _x_axis(ticks: list[tuple[float, str]], cells: list[int], columns: int, style: Style):
+    """The x-axis: its unit in the corner, then a line with the epochs written into it, each
+    at its cell."""
     line = ["─"] * columns
     free_from = 0
-    for value, label in ticks:
-        start = round((value - low) * cells_per_unit) - len(label) // 2
+    for cell, (_, label) in zip(cells, ticks, strict=True):
+        start = cell - len(label) // 2
         start = max(0, min(start, columns - len(label)))
         if start < free_from:
             continue
