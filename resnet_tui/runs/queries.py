@@ -60,6 +60,16 @@ _KEYED = {"status": "status", "arch": "arch", "dataset": "dataset", "name": "nam
 _COMPARISON = re.compile(r"(acc|val)(<=|>=|<|>)(\d+(?:\.\d+)?)")
 
 
+FILTER_KEYS = ("status:", "arch:", "dataset:", "name:", "tag:", "sweep:", "from:")
+
+
+def unknown_keys(text: str) -> list[str]:
+    """The `key:` words of a filter that are no key it knows (`stauts:`), looked for as plain
+    words: a reason a filter may match nothing."""
+    keys = [term.partition(":")[0] for term in _terms(text) if ":" in term.strip(":")]
+    return [f"{key}:" for key in keys if f"{key}:" not in FILTER_KEYS]
+
+
 def _term_condition(term: str) -> tuple[str, list[Any]]:
     """One term's condition, with its arguments."""
     if number := re.fullmatch(r"(from|sweep):(\d{1,18})", term):

@@ -235,3 +235,14 @@ async def test_the_last_row_key_reaches_the_oldest_run_past_the_pages_loaded(tmp
         assert app.history.selected_run_id() == 1  # newest first: the oldest is last
         await pilot.press("home", "end")
         assert app.history.selected_run_id() == 1
+
+
+async def test_a_filter_of_an_unknown_key_says_which_keys_there_are(tmp_path, monkeypatch):
+    store = app_store(tmp_path, monkeypatch)
+    _run(store, "done", 0.5, 0.6)
+    app = ResnetApp(store)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pilot.press("slash", *"stauts:completed", "space", *"[b]x:y")
+        await pilot.pause()
+        summary = str(app.history.query_one("#summary").render())
+        assert "no run matches the filter (stauts:, [b]x:? the keys are status:" in summary

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.contract.spec import RunSpec
+from resnet_tui.runs import queries
 from resnet_tui.runs.store import RunStore
 from tests.cli.command import invoke
 
@@ -94,3 +95,18 @@ def test_runs_takes_the_same_filter_on_the_command_line(store, tmp_path):
 )
 def test_a_pasted_page_is_a_filter_of_its_first_terms_never_an_error(store, text, names):
     assert _names(store, text) == names
+
+
+@pytest.mark.parametrize(
+    "text, unknown",
+    [
+        ("stauts:completed", ["stauts:"]),
+        ("status:completed arch:resnet20 tag:lab", []),
+        ("acc>90 sweep:3 from:2 plain", []),
+        ('"a:b c" [x]:y', ["a:", "[x]:"]),
+        ("http://host", ["http:"]),
+        (":colon only:", []),
+    ],
+)
+def test_keys_a_filter_does_not_know_are_named(text, unknown):
+    assert queries.unknown_keys(text) == unknown

@@ -18,8 +18,9 @@ from resnet_tui.app.screens.history_table import (
 )
 from resnet_tui.app.screens.sort_menu import SortMenu
 from resnet_tui.app.widgets.footer import KeyFooter
-from resnet_tui.display import shown
+from resnet_tui.display import markup_safe, shown
 from resnet_tui.runs.model import Run
+from resnet_tui.runs.queries import FILTER_KEYS, unknown_keys
 from resnet_tui.runs.store import RunStore
 
 PAGE_SIZE = 200
@@ -149,6 +150,10 @@ class HistoryScreen(Screen[None]):
             hint = (
                 " · no run matches the filter" if self.filter_text else " · press n to start a run"
             )
+            unknown = unknown_keys(self.filter_text)
+            if unknown:
+                said = markup_safe(", ".join(unknown))
+                hint += f" ({said}? the keys are {' '.join(FILTER_KEYS)})"
         if self.marked:
             hint += f" · marked {', '.join(map(str, self.marked))} (c compares, f fuses)"
         runs = "run" if self.total == 1 else "runs"

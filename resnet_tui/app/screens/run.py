@@ -270,6 +270,10 @@ class RunScreen(Screen[None]):
             self.query_one("#epoch-bar", ProgressBar).update(progress=position)
         progress = state.progress
         ended = ended_words(self.run.status, state)
+        if self.run.status == "completed" and self.run.seconds is not None:
+            ended = f"completed in {duration(self.run.seconds)}" + (
+                f" · {progress.samples_per_s:,.0f} img/s" if progress else ""
+            )
         if ended:  # where it got to, still: no bar waits for an engine that is gone
             for bar in self.query(ProgressBar):
                 bar.update(total=bar.total or 1)

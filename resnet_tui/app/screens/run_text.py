@@ -46,9 +46,10 @@ def settings_text(store: RunStore, run: Run) -> str:
         lr = f"{run.spec.peak_lr:g}"
     except SpecError:  # a damaged spec in the store: show what can be shown
         lr = "?"
+    what = f"{run.arch} on {run.dataset}"
+    what = "" if run.name == what else f"{markup_safe(what)} · "  # a default name says it
     return (
-        f"{title} · {run.arch} on {markup_safe(run.dataset)} · "
-        f"weights {markup_safe(run.init)} · "
+        f"{title} · {what}weights {markup_safe(run.init)} · "
         f"policy {run.freeze} · {spec.get('optimizer')} lr {lr} · batch "
         f"{spec.get('batch_size')} · {epochs} epoch{'s' if epochs != 1 else ''} · "
         f"device {markup_safe(device_chosen(run.device, run.engine_info))}{lineage}"
