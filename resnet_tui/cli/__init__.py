@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from resnet_tui.cli import catalog, fuse, queue, run, runs
+from resnet_tui.cli import catalog, export, fuse, queue, run, runs
 from resnet_tui.cli.common import EXIT_USER_ERROR, say_error
 from resnet_tui.runs.identity import StoreError, describe_database_error, is_passing_fault
 from resnet_tui.runs.labels import LabelError
@@ -40,6 +40,7 @@ COMMANDS = (
     ("runs", runs.list_runs),
     ("show", runs.show_run),
     ("compare", runs.compare_runs),
+    ("export-metrics", export.export_metrics),
     ("resume", run.resume_run),
     ("ensemble", fuse.ensemble_runs),
     ("soup", fuse.soup_runs),

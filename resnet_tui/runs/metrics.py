@@ -7,6 +7,7 @@ events arrive, from the run's `RunState`, so listing runs never reads `metrics`.
 import json
 import math
 import sqlite3
+from collections.abc import Iterator
 from typing import Any
 
 from engine.contract import events as ev
@@ -61,6 +62,21 @@ def write_rows(
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+
+
+# The columns of a tidy export: one value a row, as pandas, R and spreadsheets take them.
+EXPORT_COLUMNS = ("run", "epoch", "step", "split", "metric", "value")
+
+
+def export_rows(connection: sqlite3.Connection, run_ids: list[int]) -> Iterator[tuple[Any, ...]]:
+    """The metric rows of `run_ids` in EXPORT_COLUMNS' order, by run, then as they came;
+    `step` (the global step) only where the row is a step's."""
+    for run_id in run_ids:
+        yield from connection.execute(
+            "SELECT run_id, epoch, step, split, name, value FROM metrics WHERE run_id = ? "
+            "ORDER BY seq, split, name",
+            [run_id],
+        )
 
 
 def is_lifecycle(event: ev.Event) -> bool:

@@ -14,8 +14,9 @@ from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
 from tests.cli.command import cli, invoke, runs_json
 
-COMMANDS = ["run", "runs", "show", "compare", "resume", "ensemble", "soup", "rm", "sweep"]
-COMMANDS += ["worker", "summary", "queue", "stop", "archs", "datasets", "devices", "app"]
+COMMANDS = ["run", "runs", "show", "compare", "export-metrics", "resume", "ensemble", "soup"]
+COMMANDS += ["rm", "sweep", "worker", "summary", "queue", "stop", "archs", "datasets", "devices"]
+COMMANDS += ["app"]
 
 
 def test_help_lists_every_command_in_the_order_a_newcomer_reads_them(tmp_path):
