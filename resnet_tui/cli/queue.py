@@ -126,12 +126,17 @@ def run_worker(
         raise fail(f"{missing}; `resnet-tui devices` lists them")
     waiting = len(RunQueue(store).waiting()) if among is None else len(among)
     console.print(f"{waiting} queued run{'s' if waiting != 1 else ''}; running on {devices}")
+
     # SIGTERM (kill's and systemd's) ends a worker as Ctrl-C does: no more runs taken.
-    before = signal.signal(signal.SIGTERM, _interrupt)
+    def interrupt(signum: int, frame: object) -> None:  # Ctrl-C or SIGTERM, alike
+        worker.interrupt()
+
+    before = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         _run_until_interrupted_twice(worker)
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 def _run_until_interrupted_twice(worker: Worker) -> None:
@@ -148,10 +153,6 @@ def _run_until_interrupted_twice(worker: Worker) -> None:
             left = [str(slot.run_id) for slot in worker.slots if slot.run_id is not None]
             console.print(f"left running: {', '.join(left) or 'none'} (`resnet-tui stop ID`)")
             raise typer.Exit(130) from None
-
-
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
 
 
 def show_summary(

@@ -70,6 +70,10 @@ class Worker:
         self.stopping = False
         self.among = among
         self.finished: list[int] = []
+        # While a run is being started (taken from the queue, its supervisor spawned), an
+        # interrupt waits: raised then, the worker would lose track of a run it had taken.
+        self.starting = False
+        self.interrupted_while_starting = False
 
     def step(self) -> bool:
         """End the runs whose supervisors are done and start queued runs on free slots;
@@ -96,7 +100,25 @@ class Worker:
             if run is not None:
                 stop(run)
 
+    def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM: raise KeyboardInterrupt now, or once the run being started has
+        its slot."""
+        if self.starting:
+            self.interrupted_while_starting = True
+            return
+        raise KeyboardInterrupt
+
     def _start_next(self, slot: Slot) -> bool:
+        self.starting = True
+        try:
+            return self._take_and_start(slot)
+        finally:
+            self.starting = False
+            if self.interrupted_while_starting:
+                self.interrupted_while_starting = False
+                raise KeyboardInterrupt
+
+    def _take_and_start(self, slot: Slot) -> bool:
         run = self.queue.take_next(os.getpid(), self.among)
         if run is None:
             return False

@@ -107,3 +107,27 @@ def test_a_resume_on_a_device_not_there_leaves_the_run_as_it_was(
         result.stderr
     )
     assert kept and RunSpec.from_json((folder / "spec.json").read_text()).device == "cpu"
+
+
+def test_an_interrupt_while_a_run_starts_waits_until_the_worker_holds_it(
+    tmp_path, tiny_spec_options, monkeypatch
+):
+    """Ctrl-C or SIGTERM the moment a run is taken: raised once its slot holds the run (and
+    its supervisor), never between, where the worker would lose track of it."""
+    run_ids = _queued(tmp_path, tiny_spec_options)
+    store = RunStore(tmp_path / "runs.db")
+    worker = worker_module.Worker(store, ["cpu"])
+    started = []
+
+    def start_queued(store, run, device):
+        worker.interrupt()  # the signal comes while the supervisor is being spawned
+        started.append(run.id)
+        return object()
+
+    monkeypatch.setattr(worker_module, "start_queued", start_queued)
+    with pytest.raises(KeyboardInterrupt):
+        worker.step()
+    assert started == [run_ids[0]] and worker.slots[0].run_id == run_ids[0]
+    assert worker.slots[0].supervisor is not None and not worker.starting
+    with pytest.raises(KeyboardInterrupt):  # an interrupt with no start under way: at once
+        worker.interrupt()
