@@ -109,16 +109,22 @@ def png_folder(root, counts=(("ants", 3), ("bees", 2)), side=32):
     return root
 
 
+async def form_on_folder(pilot, folder) -> LaunchScreen:
+    """The launch form, opened with an image folder typed in as its dataset."""
+    await pilot.press("n")
+    form = pilot.app.screen
+    form.query_one("#dataset", Select).value = "imagefolder"
+    form.query_one("#folder", Input).value = str(folder)
+    return form
+
+
 async def test_a_folder_shows_its_classes_counts_and_the_size_its_images_train_at(
     tmp_path, monkeypatch, fake_devices
 ):
     folder = png_folder(tmp_path / "pets")
     store = app_store(tmp_path, monkeypatch)
     async with ResnetApp(store).run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        form = pilot.app.screen
-        form.query_one("#dataset", Select).value = "imagefolder"
-        form.query_one("#folder", Input).value = str(folder)
+        form = await form_on_folder(pilot, folder)
         await wait_for(pilot, lambda: "classes" in facts_of(form), 10, "the folder's scan")
         assert "✓" in problem_of(form)
         facts = facts_of(form)
@@ -155,10 +161,7 @@ async def test_the_form_answers_while_a_slow_folder_is_scanned(tmp_path, monkeyp
     monkeypatch.setattr(image_sizes, "typical_image_size", measured)
     store = app_store(tmp_path, monkeypatch)
     async with ResnetApp(store).run_test(size=SIZE) as pilot:
-        await pilot.press("n")
-        form = pilot.app.screen
-        form.query_one("#dataset", Select).value = "imagefolder"
-        form.query_one("#folder", Input).value = str(folder)
+        form = await form_on_folder(pilot, folder)
         await wait_for(pilot, lambda: threads, 10, "the scan to start")
         assert "scanning" in facts_of(form)
         form.query_one("#epochs", Input).focus()

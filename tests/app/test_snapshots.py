@@ -133,6 +133,17 @@ def pressing(*keys: str):
     return run_before
 
 
+def opening_run(run_id: int):
+    """What to do before the snapshot: open run `run_id`'s screen, its charts drawn."""
+
+    async def run_before(pilot) -> None:
+        pilot.app.open_run(run_id)
+        await pilot.pause(0.6)
+        await charts_drawn(pilot)
+
+    return run_before
+
+
 async def charts_drawn(pilot) -> None:
     """Wait until the charts in view show their newest pictures (drawn in a thread)."""
     for _ in range(200):
@@ -161,12 +172,7 @@ def test_launch_form(snap_compare, store, size, fake_devices):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_run_view(snap_compare, store, size):
-    async def open_run(pilot):
-        pilot.app.open_run(1)
-        await pilot.pause(0.6)
-        await charts_drawn(pilot)
-
-    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_run)
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=opening_run(1))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
@@ -196,12 +202,7 @@ def test_run_failed(snap_compare, store, size):
     )
     write_log(store.run(3).events_path, events)
 
-    async def open_run(pilot):
-        pilot.app.open_run(3)
-        await pilot.pause(0.6)
-        await charts_drawn(pilot)
-
-    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_run)
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=opening_run(3))
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
