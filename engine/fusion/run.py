@@ -14,6 +14,7 @@ from engine.fusion.soups import greedy_soup, uniform_soup
 from engine.fusion.wise_ft import wise_ft
 from engine.train.failures import report_failures
 from engine.train.metrics import classification_report
+from engine.use.mistakes import keep_test_predictions
 
 
 def run_fusion(
@@ -67,6 +68,8 @@ def _test_metrics(job: Fusion) -> dict[str, Any]:
         probabilities, labels = ensemble_probabilities(job, job.test_batches)
     else:
         probabilities, labels = job.probabilities(job.result, job.adapters[0], job.test_batches)
-    report = classification_report(probabilities.clamp_min(1e-12).log(), labels, job.bundle.classes)
+    logits = probabilities.clamp_min(1e-12).log()
+    report = classification_report(logits, labels, job.bundle.classes)
+    report |= keep_test_predictions(job.checkpoints.parent, logits, labels, job.bundle, job.writer)
     report["epoch"] = 0
     return report

@@ -35,10 +35,16 @@ from engine.train.devices import (
 )
 from engine.train.evaluation import loss_and_accuracy, predict, test_report
 from engine.train.network import build_network
-from engine.train.objective import Objective, load_teachers, source_checkpoint
-from engine.train.optimisation import StartingPoint, lr_factor, make_optimizer, parameter_groups
-from engine.transfer.distill import OldTask
+from engine.train.objective import make_objective
+from engine.train.optimisation import (
+    StartingPoint,
+    lr_factor,
+    make_optimizer,
+    parameter_groups,
+    take_step,
+)
 from engine.transfer.freeze import freeze_schedule, policy_summary
+from engine.use.mistakes import keep_test_predictions
 
 PROGRESS_INTERVAL_S = 0.25
 
@@ -80,22 +86,14 @@ class Trainer:
         self.amp = amp_dtype(spec, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
         # Learning without forgetting adds the old head, so before the parts are read.
-        old_task = (
-            OldTask(self.model, source_checkpoint(spec), spec, self.device, self.memory_format)
-            if spec.lwf > 0
-            else None
+        self.objective = make_objective(
+            spec, self.model, self.bundle, self.device, self.memory_format
         )
         self.freeze = freeze_schedule(self.model, spec)
         self.freeze.apply_at(self.model, 1)
         self._wrap_for_ranks()
         self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec, self.device)
         self.starting_point = StartingPoint(self.model, spec.l2sp) if spec.l2sp > 0 else None
-        teachers = (
-            load_teachers(spec, self.bundle, self.device, self.memory_format)
-            if spec.teacher
-            else None
-        )
-        self.objective = Objective(spec, old_task, teachers)
         eval_batch = spec.eval_batch_size or 2 * spec.batch_size
         self.train_batches = make_batches(
             self.bundle.train, self.bundle, spec.batch_size, self.device, True, spec, shard
@@ -243,13 +241,7 @@ class Trainer:
             objective = loss
             if self.starting_point is not None:
                 objective = loss + self.starting_point.penalty()
-            self.optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(objective).backward()
-            if self.spec.grad_clip:
-                self.scaler.unscale_(self.optimizer)
-                nn.utils.clip_grad_norm_(self.model.parameters(), self.spec.grad_clip)
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
+            take_step(objective, self.optimizer, self.scaler, self.model, self.spec.grad_clip)
             self.scheduler.step()
             self.step += 1
             batch = len(labels)
@@ -383,7 +375,7 @@ class Trainer:
         best = read_checkpoint(self.checkpoints / "best.pt", self.device)
         self.model.load_state_dict(best["model"])
         logits, labels = self.evaluate(self.test_batches)
-        return test_report(
+        report = test_report(
             logits,
             labels,
             self.bundle.classes,
@@ -391,3 +383,7 @@ class Trainer:
             self.objective.old_task,
             self._autocast,
         )
+        if self.writes:  # the report names the file of each test image's prediction
+            run_dir = self.checkpoints.parent
+            report.update(keep_test_predictions(run_dir, logits, labels, self.bundle, self.writer))
+        return report

@@ -47,6 +47,25 @@ def load_teachers(
     )
 
 
+def make_objective(
+    spec: RunSpec,
+    model: torch.nn.Module,
+    bundle: DatasetBundle,
+    device: torch.device,
+    memory_format: torch.memory_format,
+) -> "Objective":
+    """The spec's loss for `model`: with --lwf the source's old head is added to the model
+    (so call it before its parameters are grouped or frozen), with --teacher the teachers
+    are loaded."""
+    old_task = (
+        OldTask(model, source_checkpoint(spec), spec, device, memory_format)
+        if spec.lwf > 0
+        else None
+    )
+    teachers = load_teachers(spec, bundle, device, memory_format) if spec.teacher else None
+    return Objective(spec, old_task, teachers)
+
+
 class Objective:
     """The loss of a batch, with its parts where the run distils (from `teachers`, or with
     --lwf from `old_task`)."""

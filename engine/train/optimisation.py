@@ -109,3 +109,21 @@ def make_optimizer(
         )
     optimizer_class = torch.optim.AdamW if spec.optimizer == "adamw" else torch.optim.Adam
     return optimizer_class(groups, lr=spec.peak_lr, fused=fused)
+
+
+def take_step(
+    loss: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    model: nn.Module,
+    grad_clip: float | None,
+) -> None:
+    """One optimiser step down `loss`: its gradients scaled where fp16 needs it, their norm
+    clipped to `grad_clip` where one is given."""
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if grad_clip:
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    scaler.step(optimizer)
+    scaler.update()

@@ -226,6 +226,22 @@ class RunModel:
     spec: RunSpec
 
 
+def network_of_record(record: dict[str, Any]) -> nn.Module:
+    """A network as a checkpoint's record describes it (architecture, classes, channels,
+    width, stem, head), with the weights it starts with, not the run's."""
+    spec = RunSpec.from_json(record["spec"])
+    model = build_model(
+        record["arch"],
+        len(record["classes"]),
+        record["in_channels"],
+        record.get("width"),
+        record.get("small_stem", True),
+    )
+    if spec.head != "linear":
+        replace_head(model, spec.head, spec.head_init)
+    return model
+
+
 def load_run_model(path: Path, what: str) -> RunModel:
     """Rebuild the network of one of our checkpoints (`what` names it in errors), on the CPU.
 
@@ -243,15 +259,7 @@ def load_run_model(path: Path, what: str) -> RunModel:
     # The second head of a run that learned without forgetting answers its old task; the
     # network others use (as teacher, member or start) is the run's own.
     tensors = {key: value for key, value in tensors.items() if not key.startswith("old_fc.")}
-    model = build_model(
-        record["arch"],
-        len(record["classes"]),
-        record["in_channels"],
-        record.get("width"),
-        record.get("small_stem", True),
-    )
-    if spec.head != "linear":
-        replace_head(model, spec.head, spec.head_init)
+    model = network_of_record(record)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as error:

@@ -13,6 +13,7 @@ from resnet_tui.display import markup_safe
 from resnet_tui.runs.follower import catch_up
 from resnet_tui.runs.launcher import fuse, launch, resume, stop
 from resnet_tui.runs.removal import delete_runs
+from resnet_tui.runs.sources import checkpoint_of
 from resnet_tui.runs.worker import queue_folds
 
 
@@ -167,3 +168,27 @@ class RunActions:
         self.push_screen(
             ConfirmDialog(f"Stop run {run_id}? Its last checkpoint is kept.", "Stop"), answered
         )
+
+    def open_predict(self, run_id: int) -> None:
+        """Classify image files with the run's best weights (a run that has some)."""
+        from resnet_tui.app.screens.predict import PredictScreen
+
+        try:
+            _, checkpoint = checkpoint_of(self.store, f"run:{run_id}", "predict")
+        except SpecError as error:
+            self.tell(str(error), severity="warning")
+            return
+        self.push_screen(PredictScreen(self.store, run_id, checkpoint))
+
+    def open_mistakes(self, run_id: int) -> None:
+        """Where the run goes wrong on its test images (a run that was tested)."""
+        from resnet_tui.app.screens.mistakes import MistakesScreen
+
+        run = self.store.run(run_id)
+        if run is None:
+            self.tell(f"run {run_id} was deleted", severity="warning")
+            return
+        if run.status != "completed":
+            self.tell(f"run {run_id} is {run.status}: its mistakes are known once it completes")
+            return
+        self.push_screen(MistakesScreen(self.store, run_id))

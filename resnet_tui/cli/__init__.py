@@ -13,7 +13,19 @@ import sys
 
 import typer
 
-from resnet_tui.cli import catalog, export, fuse, queue, run, runs
+from resnet_tui.cli import (
+    catalog,
+    export,
+    export_model,
+    fuse,
+    gradcam,
+    lr_find,
+    mistakes,
+    predict,
+    queue,
+    run,
+    runs,
+)
 from resnet_tui.cli.common import EXIT_USER_ERROR, say_error
 from resnet_tui.runs.identity import StoreError, describe_database_error, is_passing_fault
 from resnet_tui.runs.labels import LabelError
@@ -40,12 +52,17 @@ COMMANDS = (
     ("runs", runs.list_runs),
     ("show", runs.show_run),
     ("compare", runs.compare_runs),
+    ("mistakes", mistakes.show_mistakes),
     ("export-metrics", export.export_metrics),
+    ("predict", predict.predict_command),
+    ("export", export_model.export_command),
+    ("gradcam", gradcam.gradcam_command),
     ("resume", run.resume_run),
     ("ensemble", fuse.ensemble_runs),
     ("soup", fuse.soup_runs),
     ("rm", runs.remove_runs),
     ("sweep", queue.sweep_command),
+    ("lr-find", lr_find.lr_find_command),
     ("worker", queue.run_worker),
     ("summary", queue.show_summary),
     ("queue", queue.show_queue),

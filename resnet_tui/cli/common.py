@@ -1,7 +1,10 @@
 """What every command shares: the consoles, one-line errors, the store, the common options."""
 
+import inspect
+import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, TypeVar
 
 import typer
 from rich.console import Console, ConsoleOptions, RenderableType, RenderHook, RenderResult
@@ -58,6 +61,39 @@ DbOption = Annotated[
     typer.Option("--db", envvar="RESNET_TUI_DB", help="Run store (default ./runs.db)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+# The files SQLite keeps beside a store while it is open.
+STORE_COMPANIONS = ("-wal", "-shm", "-journal")
+Command = TypeVar("Command", bound=Callable)
+
+
+def flowing_help(command: Command) -> Command:
+    """The command with its docstring's paragraphs each on one line, so that `--help`
+    wraps them to the terminal rather than showing the source's line breaks."""
+    paragraphs = inspect.cleandoc(command.__doc__ or "").split("\n\n")
+    command.__doc__ = "\n\n".join(re.sub(r"\s*\n\s*", " ", text) for text in paragraphs)
+    return command
+
+
+def file_state(path: Path) -> tuple[int, int, int, int] | None:
+    """What tells one version of a file from another (its device, inode, size and time of
+    change), or None where nothing is there: compared before and after, what was written."""
+    try:
+        found = path.lstat()
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino, found.st_size, found.st_mtime_ns)
+
+
+def refuse_store_files(target: Path, option: str, store: RunStore) -> None:
+    """Exit 2 where writing `target` could destroy the store: it is the store's file (or
+    SQLite's files beside it) or lies in the folder of its runs' folders (even --force)."""
+    place = target.resolve()
+    store_file = store.path.resolve()
+    if place in [store_file, *(Path(f"{store_file}{end}") for end in STORE_COMPANIONS)]:
+        raise fail(f"{option} {target} is the run store's own file; give another {option}")
+    runs = store.runs_dir.resolve()
+    if place == runs or runs in place.parents:
+        raise fail(f"{option} {target} is in the runs' folder {runs}; give another {option}")
 
 
 def say_error(message: str) -> None:

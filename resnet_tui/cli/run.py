@@ -31,6 +31,7 @@ from resnet_tui.cli.progress import RunProgress
 from resnet_tui.cli.queue import print_summary
 from resnet_tui.cli.spec_options import (
     command_from_parameters,
+    config_option,
     json_and_db_parameters,
     run_option,
     spec_parameters,
@@ -124,9 +125,9 @@ def follow_or_detach(
     raise typer.Exit(follow_run(store, run_id, process, as_json))
 
 
-def _run(
-    config_file: Path | None, detach: bool, as_json: bool, db: Path | None, **options: Any
-) -> None:
+def spec_from_options(config_file: Path | None, options: dict[str, Any]) -> RunSpec:
+    """The spec the run options give (`spec_parameters`, over a --config file's), checked
+    and its dataset looked for; a mistake exits 2 with one line."""
     values: dict[str, Any] = {}
     if config_file is not None:
         try:
@@ -143,6 +144,13 @@ def _run(
         locate.check_dataset(spec)
     except SpecError as error:
         raise fail(str(error)) from None
+    return spec
+
+
+def _run(
+    config_file: Path | None, detach: bool, as_json: bool, db: Path | None, **options: Any
+) -> None:
+    spec = spec_from_options(config_file, options)
     store = open_store(db)
     chosen = launcher.settle_image_size(store, spec)
     if spec.folds:
@@ -201,16 +209,7 @@ run_command = command_from_parameters(
     _run,
     [
         *spec_parameters(),
-        run_option(
-            "config_file",
-            Optional[Path],
-            typer.Option(
-                None,
-                "--config",
-                help="TOML or JSON file of options; flags override it.",
-                rich_help_panel="Run",
-            ),
-        ),
+        config_option(),
         run_option(
             "detach",
             bool,

@@ -75,6 +75,20 @@ def json_and_db_parameters(json_help: str) -> list[inspect.Parameter]:
     ]
 
 
+def config_option() -> inspect.Parameter:
+    """`--config FILE`: a TOML or JSON file of the spec's options, under the flags given."""
+    return run_option(
+        "config_file",
+        Optional[Path],
+        typer.Option(
+            None,
+            "--config",
+            help="TOML or JSON file of options; flags override it.",
+            rich_help_panel="Run",
+        ),
+    )
+
+
 def command_from_parameters(
     work: Callable[..., None], parameters: list[inspect.Parameter], doc: str
 ) -> Callable[..., None]:

@@ -15,6 +15,7 @@ from resnet_tui.runs import launcher, sweeps
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
+from tests.app.made_predictions import write_predictions
 from tests.runs.made_events import started, write_log
 
 SIZES = [(80, 24), (160, 48)]
@@ -258,3 +259,15 @@ def test_sweep(snap_compare, store, size):
         await pilot.pause()
 
     assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_sweep)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_mistakes(snap_compare, store, size, monkeypatch):
+    monkeypatch.setenv("RESNET_TUI_IMAGES", "halfblocks")
+    write_predictions(store.run(1).folder)
+
+    async def open_mistakes(pilot):
+        await pilot.press("G", "m")  # run 1, the last row
+        await pilot.pause(0.5)
+
+    assert snap_compare(ResnetApp(store), terminal_size=size, run_before=open_mistakes)

@@ -14,8 +14,11 @@ from resnet_tui.runs.queue import RunQueue
 from resnet_tui.runs.store import RunStore
 from tests.cli.command import cli, invoke, runs_json
 
-COMMANDS = ["run", "runs", "show", "compare", "export-metrics", "resume", "ensemble", "soup"]
-COMMANDS += ["rm", "sweep", "worker", "summary", "queue", "stop", "archs", "datasets", "devices"]
+COMMANDS = ["run", "runs", "show", "compare", "mistakes", "export-metrics", "predict", "export"]
+COMMANDS += ["gradcam", "resume"]
+COMMANDS += ["ensemble", "soup"]
+COMMANDS += ["rm", "sweep", "lr-find", "worker", "summary", "queue", "stop", "archs", "datasets"]
+COMMANDS += ["devices"]
 COMMANDS += ["app"]
 
 

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engine.contract import events as ev
-from resnet_tui.app.widgets.chart_scale import (
+from resnet_tui.app.widgets.charts import SMOOTHING_FACTORS, ChartView, next_smoothing, picture
+from resnet_tui.charts.scale import (
     LABEL_WIDTH,
     MIN_SPAN,
     Canvas,
@@ -20,7 +21,6 @@ from resnet_tui.app.widgets.chart_scale import (
     robust_range,
     widened,
 )
-from resnet_tui.app.widgets.charts import SMOOTHING_FACTORS, ChartView, next_smoothing, picture
 from resnet_tui.runs.compare import smooth
 from resnet_tui.runs.state import RunState
 from tests.conftest import record_fault

@@ -8,7 +8,7 @@ from engine.contract import events as ev
 from engine.contract.spec import RunSpec
 from resnet_tui.app.app import ResnetApp
 from resnet_tui.app.screens.compare import CompareScreen
-from resnet_tui.app.widgets.chart_scale import RunCurves
+from resnet_tui.charts.scale import RunCurves
 from resnet_tui.runs.compare import comparison, curve, differing_settings, smooth
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.state import RunState

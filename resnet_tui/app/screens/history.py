@@ -52,6 +52,8 @@ class HistoryScreen(Screen[None]):
         Binding("u", "resume_run", "Resume", id="history.resume"),
         Binding("x", "stop_run", "Stop", id="history.stop"),
         Binding("f", "fuse", "Fuse", id="history.fuse"),
+        Binding("p", "predict", "Predict", show=False, id="history.predict"),
+        Binding("m", "mistakes", "Mistakes", show=False, id="history.mistakes"),
         Binding("S", "open_sweep", "Sweep", id="history.sweep"),
         Binding("w", "app.show_queue", "Queue", id="app.queue"),
         Binding("r", "reverse", "Reverse", id="history.reverse"),
@@ -304,6 +306,16 @@ class HistoryScreen(Screen[None]):
         run_id = self.selected_run_id()
         if run_id is not None:
             self.app.delete_run(run_id)
+
+    def action_predict(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.open_predict(run_id)
+
+    def action_mistakes(self) -> None:
+        run_id = self.selected_run_id()
+        if run_id is not None:
+            self.app.open_mistakes(run_id)
 
     def action_mark(self) -> None:
         run_id = self.selected_run_id()

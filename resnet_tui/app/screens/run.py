@@ -17,10 +17,10 @@ from textual.widgets import Header, ProgressBar, RichLog, Static, TabbedContent,
 from engine.contract import events as ev
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
 from resnet_tui.app.screens.run_text import event_lines, settings_text, start_lines
-from resnet_tui.app.widgets.chart_scale import RunCurves, ended_words
 from resnet_tui.app.widgets.charts import MetricChart, share_x_range
 from resnet_tui.app.widgets.footer import KeyFooter
 from resnet_tui.app.widgets.tables import Table
+from resnet_tui.charts.scale import RunCurves, ended_words
 from resnet_tui.display import duration, loss_parts, markup_safe, percent, test_report_view
 from resnet_tui.runs.device_load import load_reader
 from resnet_tui.runs.state import RunState
@@ -48,6 +48,8 @@ class RunScreen(Screen[None]):
         Binding("e", "edit_run", "Edit", id="run.edit"),
         Binding("d", "delete_run", "Delete", id="run.delete"),
         Binding("t", "switch_tab", "Tabs", id="run.tab"),
+        Binding("p", "predict", "Predict", id="run.predict"),
+        Binding("m", "mistakes", "Mistakes", id="run.mistakes"),
         Binding("right_square_bracket", "next_run(1)", "Next run", id="run.next_run"),
         Binding(
             "left_square_bracket", "next_run(-1)", "Previous run", show=False, id="run.previous_run"
@@ -322,6 +324,12 @@ class RunScreen(Screen[None]):
 
     def action_delete_run(self) -> None:
         self.app.delete_run(self.run_id)
+
+    def action_predict(self) -> None:
+        self.app.open_predict(self.run_id)
+
+    def action_mistakes(self) -> None:
+        self.app.open_mistakes(self.run_id)
 
     def action_switch_tab(self) -> None:
         tabs = self.query_one(TabbedContent)

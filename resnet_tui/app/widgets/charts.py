@@ -19,7 +19,7 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
-from resnet_tui.app.widgets.chart_scale import (
+from resnet_tui.charts.scale import (
     LABEL_WIDTH,
     Buckets,
     Canvas,
