@@ -121,6 +121,21 @@ def width_is_for_cifar_resnets_and_cnn(spec: "RunSpec") -> None:
         raise ValueError(f"--width applies to CIFAR ResNets and cnn, not to {spec.arch}")
 
 
+def early_stop_options_need_a_patience(spec: "RunSpec") -> None:
+    if spec.early_stop_patience is not None:
+        return
+    if spec.early_stop_min_delta > 0:
+        raise ValueError(
+            "--early-stop-min-delta is for early stopping; add --early-stop-patience N "
+            "(epochs without improvement) or leave it out"
+        )
+    if spec.early_stop_metric != "val_acc":
+        raise ValueError(
+            "--early-stop-metric is for early stopping; add --early-stop-patience N "
+            "(epochs without improvement) or leave it out"
+        )
+
+
 RUN_RULES = (
     imagenet_weights_need_torchvision,
     processes_fit_the_devices,
@@ -134,6 +149,7 @@ RUN_RULES = (
     fold_is_one_of_the_folds,
     warmup_ends_before_training,
     width_is_for_cifar_resnets_and_cnn,
+    early_stop_options_need_a_patience,
 )
 
 

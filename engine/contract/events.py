@@ -190,7 +190,8 @@ class Heartbeat(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Finished(Event):
-    """The run's end: completed or stopped, with the test report of a completed one."""
+    """The run's end: completed or stopped, with the test report of a completed one, and
+    `early_stop` ({"epoch", "reason"}) where early stopping ended it."""
 
     TYPE: ClassVar[str] = FINISHED
     status: str
@@ -199,6 +200,7 @@ class Finished(Event):
     test: dict[str, Any] | None = None
     seconds: float | None = None
     fusion: dict[str, Any] | None = None
+    early_stop: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -246,23 +248,18 @@ def event_from_dict(values: Any) -> Event:
     kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
     if kind is None:
         raise BadEvent(f"unknown event type {str(values.get('type'))[:40]!r}")
+    what = f"{'an' if kind.TYPE[0] in 'aeiou' else 'a'} {kind.TYPE} event"
     try:
-        given = checked_fields(kind, values, f"{_a(kind.TYPE)} event")
+        given = checked_fields(kind, values, what)
     except ValueError as error:
         raise BadEvent(str(error)) from None
     if not 1 <= given["seq"] <= _LARGEST_SEQ:
-        raise BadEvent(
-            f"{_a(kind.TYPE)} event numbered {given['seq']}; events count from 1 to {_LARGEST_SEQ}"
-        )
+        raise BadEvent(f"{what} numbered {given['seq']}; events count from 1 to {_LARGEST_SEQ}")
     if not 0 <= given["t"] <= _LATEST_T:
-        raise BadEvent(f"{_a(kind.TYPE)} event at time {given['t']:.6g}, not a unix time")
+        raise BadEvent(f"{what} at time {given['t']:.6g}, not a unix time")
     if "epochs" in given and "epoch" in given and not 1 <= given["epoch"] <= given["epochs"]:
-        raise BadEvent(f"{_a(kind.TYPE)} event of epoch {given['epoch']} of {given['epochs']}")
+        raise BadEvent(f"{what} of epoch {given['epoch']} of {given['epochs']}")
     return kind(**given)
-
-
-def _a(word: str) -> str:
-    return f"{'an' if word[0] in 'aeiou' else 'a'} {word}"
 
 
 def parse_event(line: str | bytes) -> Event:

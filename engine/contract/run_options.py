@@ -7,6 +7,15 @@ options with their checks run, the rules between them, their JSON form and what 
 from dataclasses import dataclass
 
 from engine.contract import catalog
+from engine.contract.model_and_data import (
+    DATA,
+    MODEL,
+    MOST_EPOCHS,
+    MOST_IN_A_BATCH,
+    MOST_PROCESSES,
+    MOST_SEED,
+    ModelAndData,
+)
 from engine.contract.options import (
     Bounds,
     Choice,
@@ -17,8 +26,6 @@ from engine.contract.options import (
     whole_numbers,
 )
 from engine.contract.values import (
-    read_classes,
-    read_dataset,
     read_device,
     read_devices,
     read_endpoint,
@@ -27,106 +34,19 @@ from engine.contract.values import (
     read_teachers,
 )
 
-MODEL, DATA, WEIGHTS, TRAINING = "Model", "Data", "Weights", "Training"
+WEIGHTS, TRAINING = "Weights", "Training"
 DISTILLATION, DEVICE, SEVERAL_DEVICES = "Distillation", "Device", "Several devices (DDP)"
 PANELS = (MODEL, DATA, WEIGHTS, TRAINING, DISTILLATION, DEVICE, SEVERAL_DEVICES)
 
-# The most of each kind of count a run takes: beyond them a number is a typo, and SQLite
-# (whole numbers below 2**63) and torch (seeds below 2**32) take every number within them.
-MOST_EPOCHS = 100_000
-MOST_IMAGES = 2**31
-MOST_IN_A_BATCH = 65_536
-MOST_PIXELS = 4_096
-MOST_CHANNELS = 4_096
-MOST_PROCESSES = 1_024
-MOST_SEED = 2**32 - 1
+# What early stopping may watch: the validation metrics of each epoch.
+EARLY_STOP_METRICS = ("val_acc", "val_loss")
 
 
 @dataclass
-class RunOptions:
-    """The options of one training run, as declared; RunSpec is these checked."""
+class RunOptions(ModelAndData):
+    """The options of one training run, as declared; RunSpec is these checked. Those of its
+    model and data (contract/model_and_data.py) come first."""
 
-    name: str | None = option(MODEL, str, None, "A name for the run (default: arch on dataset).")
-    arch: str = option(
-        MODEL,
-        str,
-        "resnet8",
-        "Architecture; `resnet-tui archs` lists them.",
-        Choice(tuple(catalog.ARCHITECTURES), "architecture"),
-    )
-    width: int | None = option(
-        MODEL,
-        int,
-        None,
-        "Channels of the first stage, for CIFAR ResNets and cnn (default: 16; 8 for resnet8).",
-        whole_numbers(1, MOST_CHANNELS),
-    )
-    small_stem: bool | None = option(
-        MODEL,
-        bool,
-        None,
-        "3x3 stride-1 stem for torchvision ResNets (default: on for images <= 64 px).",
-    )
-    dataset: str = option(
-        DATA,
-        str,
-        "shapes",
-        "Dataset, or imagefolder:PATH; `resnet-tui datasets`.",
-        Normalised(read_dataset),
-    )
-    data_root: str | None = option(
-        DATA,
-        str,
-        None,
-        "Where datasets live (default $RESNET_TUI_DATA or ~/.cache/resnet-tui/data).",
-    )
-    download: bool = option(DATA, bool, False, "Download a missing torchvision dataset.")
-    classes: list[str] | None = option(
-        DATA,
-        list,
-        None,
-        "Train on these classes only, by index or name, e.g. 0,1,2 or cat,dog.",
-        Normalised(read_classes),
-    )
-    train_per_class: int | None = option(
-        DATA,
-        int,
-        None,
-        "Few-shot: this many training images per class, chosen by the seed.",
-        whole_numbers(1, MOST_IMAGES),
-    )
-    val_fraction: float = option(
-        DATA,
-        float,
-        0.1,
-        "Share of the training data held out for validation.",
-        Bounds("{flag} must be at least 0 and below 1, e.g. 0.1", at_least=0, below=1),
-    )
-    folds: int | None = option(
-        DATA,
-        int,
-        None,
-        "Cross-validation: K runs, each validating on one of K folds of the training data and "
-        "training on the rest; the mean and spread of their metrics are reported.",
-        Bounds("{flag} must be from 2 to 20, e.g. --folds 5", at_least=2, at_most=20),
-    )
-    fold: int | None = internal(
-        int,
-        None,
-        "Which fold of --folds this run validates on.",
-        Bounds("a run's fold must be one of its --folds (0 to K-1)", at_least=0, at_most=19),
-    )
-    limit: int | None = option(
-        DATA,
-        int,
-        None,
-        "Train on at most this many images (quick runs).",
-        whole_numbers(1, MOST_IMAGES),
-    )
-    image_size: int | None = option(
-        DATA, int, None, "Resize images to this many pixels a side.", whole_numbers(1, MOST_PIXELS)
-    )
-    augment: bool = option(DATA, bool, True, "Random crop and flip for natural images and shapes.")
     init: str = option(
         WEIGHTS,
         str,
@@ -384,4 +304,27 @@ class RunOptions:
         0,
         "Random seed; a seeded CPU run is reproducible bit for bit.",
         whole_numbers(0, MOST_SEED),
+    )
+    early_stop_patience: int | None = option(
+        TRAINING,
+        int,
+        None,
+        "Early stopping: end the run (completed, tested on its best checkpoint) after this "
+        "many epochs without the --early-stop-metric improving (default: off).",
+        whole_numbers(1, MOST_EPOCHS),
+    )
+    early_stop_min_delta: float = option(
+        TRAINING,
+        float,
+        0.0,
+        "Early stopping: an improvement must exceed this; accuracy as a fraction (0.001 is "
+        "0.1 points), loss in its own units.",
+        Bounds("{flag} must be 0 or more, up to 1000, e.g. 0.001", at_least=0, at_most=1000),
+    )
+    early_stop_metric: str = option(
+        TRAINING,
+        str,
+        "val_acc",
+        "Early stopping watches val_acc (higher is better) or val_loss (lower is better).",
+        Choice(EARLY_STOP_METRICS, "early-stopping metric"),
     )

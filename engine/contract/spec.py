@@ -203,7 +203,12 @@ class RunSpec(RunOptions):
 
     @property
     def display_name(self) -> str:
-        return self.name or f"{self.arch} on {self.dataset}"
+        """The run's name, or `ARCH on DATASET` (an image folder by its folder's own name)."""
+        if self.name:
+            return self.name
+        kind, _, folder = self.dataset.partition(":")
+        shown = folder.rstrip("/").rpartition("/")[2] or folder if kind == "imagefolder" else kind
+        return f"{self.arch} on {shown}"
 
 
 FUSION_KINDS = {

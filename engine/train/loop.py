@@ -33,6 +33,7 @@ from engine.train.devices import (
     process_facts,
     use_all_cores,
 )
+from engine.train.early_stopping import EarlyStopping
 from engine.train.evaluation import loss_and_accuracy, predict, test_report
 from engine.train.network import build_network
 from engine.train.objective import make_objective
@@ -113,6 +114,7 @@ class Trainer:
         )
         self.best_val_acc = -1.0
         self.best_epoch = 0
+        self.early_stopping = EarlyStopping.for_spec(spec)
         self.step = 0
         self.first_epoch = 1
         self.elapsed_before = 0.0  # training seconds of the processes before a resume
@@ -138,11 +140,10 @@ class Trainer:
         """Whether this process reports: the only one, or its machine's first rank."""
         return self.ranks is None or self.ranks.writes
 
-    def agreed_stop(self) -> bool:
-        """Whether to stop now: asked of this process, or on several ranks of any of them."""
-        if self.ranks is None:
-            return self.stop.requested
-        return any_rank(self.stop.requested, self.device)
+    def agreed(self, flag: bool) -> bool:
+        """Whether `flag` is set in this process, or on several ranks in any of them: how
+        they agree to stop (asked to, or by early stopping) at the same step."""
+        return flag if self.ranks is None else any_rank(flag, self.device)
 
     def update_policy(self, epoch: int) -> None:
         """Let the freeze policy thaw what it thaws at `epoch` and set the learning rates it
@@ -177,6 +178,7 @@ class Trainer:
             self.step, self.best_val_acc = state["step"], state["best_val_acc"]
             self.best_epoch, self.elapsed_before = state["best_epoch"], state["elapsed"]
             self.first_epoch = state["epoch"] + 1
+            self.early_stopping.restore(state.get("early_stopping"))
             self.freeze.apply_at(self.model, state["epoch"])
             restore_random_state(state["rng"], self.device)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -256,7 +258,7 @@ class Trainer:
             if self.ranks is None:
                 self.stopping = self.stop.requested
             elif (index + 1) % STOP_CHECK_STEPS == 0 or last_step:
-                self.stopping = self.agreed_stop()
+                self.stopping = self.agreed(self.stop.requested)
             report = now - last_report >= PROGRESS_INTERVAL_S or last_step or self.stopping
             if report and self.writes:
                 running_loss = float(loss_sum) / seen
@@ -318,6 +320,7 @@ class Trainer:
             "best_val_acc": self.best_val_acc,
             "best_epoch": self.best_epoch,
             "elapsed": elapsed,
+            "early_stopping": self.early_stopping.state(),
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
@@ -334,7 +337,8 @@ class Trainer:
             save_epoch(self.checkpoints, payload, epoch, improved, self.writer)
 
     def fit(self) -> str:
-        """Train for the spec's epochs; returns `completed` or `stopped`."""
+        """Train for the spec's epochs or until early stopping ends it: `completed`, or
+        `stopped` where a stop was asked for."""
         started = time.perf_counter() - self.elapsed_before
         for epoch in range(self.first_epoch, self.spec.epochs + 1):
             self.writer.emit(ev.EPOCH_STARTED, epoch=epoch, epochs=self.spec.epochs)
@@ -346,6 +350,7 @@ class Trainer:
             improved = val_acc > self.best_val_acc
             if improved:
                 self.best_val_acc, self.best_epoch = val_acc, epoch
+            early = self.early_stopping.update(epoch, val_loss, val_acc)
             self.writer.emit(
                 ev.EPOCH_ENDED,
                 epoch=epoch,
@@ -363,9 +368,12 @@ class Trainer:
             )
             self.save(epoch, improved, time.perf_counter() - started)
             self.writer.sync()
-            self.stopping = self.agreed_stop()
+            self.stopping = self.agreed(self.stop.requested)
             if self.stopping:
                 return "stopped"
+            if epoch < self.spec.epochs and self.agreed(early is not None):
+                self.writer.emit(ev.LOG, level="info", message=self.early_stopping.stop_at(epoch))
+                return "completed"
         return "completed"
 
     def test(self) -> dict[str, Any]:

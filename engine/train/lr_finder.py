@@ -42,8 +42,10 @@ from engine.transfer.freeze import freeze_schedule
 # smoothed loss above DIVERGED times the lowest it has been.
 SMOOTHING = 0.98
 DIVERGED = 4.0
-# The suggestions leave out the first tenth of the planned steps (the loss has not begun to
-# move) and the last TAIL points (where it blows up), as fastai's do.
+# The suggestions leave out the first tenth of the planned steps, and at least the first
+# SKIP_START (the loss has not begun to move, and the smoothing is still settling), and the
+# last TAIL points (where it blows up), as fastai's do.
+SKIP_START = 10
 TAIL = 5
 PROGRESS_INTERVAL_S = 0.1
 
@@ -102,12 +104,12 @@ def suggestions(
     lrs: Sequence[float], smoothed: Sequence[float], planned: int, diverged: bool
 ) -> tuple[float, float] | None:
     """The steepest and valley rates over the points fastai looks at: the first tenth of
-    the `planned` steps and the last TAIL points left out, and nothing from the first value
-    that is not finite on. Where that leaves fewer than two points, every finite point but a
-    diverged last one. None where no point is left."""
+    the `planned` steps (at least SKIP_START) and the last TAIL points left out, and
+    nothing from the first value that is not finite on. Where that leaves fewer than two
+    points, every finite point but a diverged last one. None where no point is left."""
     finite = next((i for i, value in enumerate(smoothed) if not math.isfinite(value)), None)
     usable = len(smoothed) if finite is None else finite
-    first, end = planned // 10, min(usable, len(smoothed) - TAIL)
+    first, end = max(SKIP_START, planned // 10), min(usable, len(smoothed) - TAIL)
     if end - first < 2:
         first, end = 0, usable - (diverged and usable == len(smoothed))
     if end < 1:

@@ -58,6 +58,7 @@ def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, res
             best_epoch=trainer.best_epoch,
             test=test,
             seconds=trainer.elapsed_before + time.time() - started,
+            early_stop=trainer.early_stopping.stopped,
         )
         return 0 if status == "completed" else 3
 

@@ -144,7 +144,7 @@ def _export_tensorboard(
     if answer["runs"]:
         say(
             f"wrote {answer['scalars']:,} scalars of {written} to {folder}; "
-            f"open with: tensorboard --logdir {place}"
+            f"open with: tensorboard --logdir {place} (pip install tensorboard)"
         )
     if answer["kept"]:
         kept = ", ".join(answer["kept"])

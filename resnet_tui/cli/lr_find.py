@@ -141,10 +141,10 @@ def _show(finished: dict[str, Any]) -> None:
     rows = lr_chart(lrs, finished["losses"], finished["smoothed"], shown_marks, width, CHART_ROWS)
     for row in rows:
         console.print(Text.assemble(*((text, styles[ink]) for text, ink in row)), soft_wrap=True)
-    legend = [("━ smoothed loss", SMOOTHED_STYLE), ("  · loss of each step", LOSS_STYLE)]
+    legend = [("━ smoothed loss", SMOOTHED_STYLE), ("  · each step", LOSS_STYLE)]
     if found:
         legend += [(f"  ▲ valley {valley:.3g} (suggested)", VALLEY_STYLE)]
-        legend += [(f"  ▲ steepest descent {steepest:.3g}", STEEPEST_STYLE)]
+        legend += [(f"  ▲ steepest {steepest:.3g}", STEEPEST_STYLE)]
     console.print(Text.assemble(*legend), soft_wrap=True)
     if not found:
         say_error(

@@ -3,6 +3,7 @@
 import json
 import sys
 import time
+from dataclasses import asdict
 from typing import Annotated, Any, Optional
 
 import typer
@@ -173,6 +174,7 @@ def show_run(
             "policy": [event.to_dict() for event in policies],
             "fusion": [event.to_dict() for event in candidates],
             "skipped_lines": state.skipped_notes,
+            "early_stop": asdict(state.early_stop) if state.early_stop else None,
         }
         print(json.dumps(summary, indent=2))
         return
@@ -211,6 +213,8 @@ def show_run(
         console.print(_epoch_table(epochs))
     for note in state.skipped_notes:  # a damaged or forged line of the log
         console.print(shown(note, style="dim"))
+    if state.early_stop:
+        console.print(shown(state.early_stop.line), highlight=False)
     _show_outcome(run)
 
 

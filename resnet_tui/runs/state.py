@@ -16,6 +16,23 @@ from engine.contract import events as ev
 Lifecycle = ev.Started | ev.Finished | ev.Error
 
 
+@dataclass(frozen=True)
+class EarlyStop:
+    """How early stopping ended a run: after which epoch (None where the log does not say a
+    whole number), why, and the best the metric was, in the engine's words."""
+
+    epoch: int | None
+    reason: str
+    best: str = ""
+
+    @property
+    def line(self) -> str:
+        """`stopped early after epoch 12: val_acc did not improve ... (best 91.3% at epoch 7)`."""
+        after = f" after epoch {self.epoch}" if self.epoch is not None else ""
+        best = f" (best {self.best})" if self.best else ""
+        return f"stopped early{after}: {self.reason}{best}"
+
+
 @dataclass
 class RunState:
     """A run as its events tell it. Fields hold what was seen; properties derive the rest.
@@ -178,6 +195,17 @@ class RunState:
         """The test report of a completed run."""
         end = self.ended_by_finish
         return end.test if end is not None else None
+
+    @property
+    def early_stop(self) -> EarlyStop | None:
+        """How early stopping ended the run, where it did: its `finished` event says."""
+        end = self.ended_by_finish
+        told = end.early_stop if end is not None else None
+        if not told:
+            return None
+        epoch = told.get("epoch")
+        words = [str(told.get(key) or "") for key in ("reason", "best")]
+        return EarlyStop(epoch if type(epoch) is int else None, *words)
 
     # Where it is now, and how fast it goes
 

@@ -215,7 +215,10 @@ async def test_predict_classifies_a_folder_and_shows_each_image(trained_store, t
         table.focus()
         await pilot.press("j")
         await pilot.pause()
-        assert text_of(screen, "#predict-caption").endswith(".png")
+        # the file from the folder typed (its class folder shows), and what it was taken for
+        caption = text_of(screen, "#predict-caption")
+        folder, _, rest = caption.partition("/")
+        assert folder in CLASSES and rest.startswith(f"{folder}.png: ") and "%" in rest
 
 
 async def test_grad_cam_comes_from_the_engine_and_toggles(trained_store):

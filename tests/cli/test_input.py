@@ -47,6 +47,14 @@ BAD_INPUTS = [
     (["--teacher", "run:1", "--kd-temperature", "0"], "--kd-temperature must be a positive"),
     (["--lwf", "0.5"], "give the source with --init run:ID"),
     (["--lr", "nan"], "--lr must be a finite number"),
+    (["--early-stop-patience", "0"], "--early-stop-patience must be a positive number"),
+    (["--early-stop-patience", "10" * 40], "--early-stop-patience must be a positive number"),
+    (["--early-stop-patience", "two"], "--early-stop-patience"),
+    (["--early-stop-min-delta", "-1", "--early-stop-patience", "3"], "must be 0 or more"),
+    (["--early-stop-min-delta", "inf", "--early-stop-patience", "3"], "a finite number"),
+    (["--early-stop-metric", "val_f1", "--early-stop-patience", "3"], "early-stopping metric"),
+    (["--early-stop-min-delta", "0.01"], "add --early-stop-patience"),
+    (["--early-stop-metric", "val_loss"], "add --early-stop-patience"),
 ]
 
 

@@ -208,6 +208,7 @@ def test_the_float_options_are_all_checked_below():
         "kd_alpha",
         "kd_temperature",
         "lwf",
+        "early_stop_min_delta",
     }
 
 

@@ -30,6 +30,7 @@ HELP_PANELS = {
         *("optimizer", "lr", "momentum", "nesterov"),
         *("weight_decay", "schedule", "warmup_epochs", "lr_gamma", "label_smoothing"),
         *("grad_clip", "epochs", "batch_size", "eval_batch_size", "seed"),
+        *("early_stop_patience", "early_stop_min_delta", "early_stop_metric"),
     ],
     "Distillation": ["teacher", "kd_alpha", "kd_temperature"],
     "Device": ["device", "amp", "channels_last", "compile", "workers"],
@@ -137,7 +138,7 @@ def test_every_option_users_set_has_help_and_the_panel_the_help_shows_it_in():
     assert all(field.help.strip() and field.panel in PANELS for field in options)
     shown = {panel: [f.name for f in options if f.panel == panel] for panel in PANELS}
     assert shown == HELP_PANELS
-    assert options[1].flag == "--arch" and options[-1].name == "seed"
+    assert options[1].flag == "--arch" and options[-1].name == "early_stop_metric"
 
 
 def test_the_fields_users_never_set_are_not_options():

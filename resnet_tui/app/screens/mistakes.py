@@ -9,6 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
+from textual.timer import Timer
 from textual.widgets import DataTable, Header, Static, TabbedContent, TabPane
 from textual.worker import get_current_worker
 
@@ -33,6 +34,9 @@ from resnet_tui.runs.store import RunStore
 WORST_SHOWN = 200
 PAIRS_SHOWN = 50
 TABS = ("worst", "pairs", "classes")
+# While Grad-CAM is on, the cursor rests this long on an image before the engine is asked:
+# moving down a list starts no engine for the images passed over.
+HEAT_AFTER_S = 0.4
 
 
 class MistakesScreen(Screen):
@@ -57,6 +61,8 @@ class MistakesScreen(Screen):
         self.folder = Path()  # the run's folder, once found
         self.heat_maps: dict[int, Path] = {}  # Grad-CAM pictures made, by test image
         self.showing_heat = False
+        self.heat_timer: Timer | None = None  # waits for the cursor to rest before Grad-CAM
+        self.heat_job: EngineJob | None = None  # the Grad-CAM the engine is making
         self.scratch = tempfile.TemporaryDirectory(prefix="resnet-tui-gradcam-")
 
     def compose(self) -> ComposeResult:
@@ -169,7 +175,7 @@ class MistakesScreen(Screen):
         if self.pair is None:
             tab.label = "Worst"
         else:
-            tab.label = f"{names[self.pair.true]} → {names[self.pair.predicted]}"
+            tab.label = f"Worst: {names[self.pair.true]} → {names[self.pair.predicted]}"
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         predictions = self.predictions
@@ -195,14 +201,17 @@ class MistakesScreen(Screen):
         assert predictions is not None
         self.shown_sample = found
         names = predictions.classes
+        source = f" ({Path(found.source).name})" if found.source else ""
         caption = (
-            f"test image {found.index}: {names[found.true]}, predicted {names[found.predicted]} "
-            f"({100 * found.probability:.0f}%)"
+            f"test image {found.index}{source}: {names[found.true]}, predicted "
+            f"{names[found.predicted]} ({100 * found.probability:.0f}%)"
         )
-        path = self.heat_maps.get(found.index) if self.showing_heat else None
-        if path is not None:
-            caption += " · Grad-CAM of the prediction"
-        path = path or found.image
+        heat = self.heat_maps.get(found.index) if self.showing_heat else None
+        if heat is not None:
+            caption += " · Grad-CAM of the prediction: red where its evidence is strongest"
+        elif self.showing_heat and self.start_grad_cam(found):
+            caption += " · Grad-CAM: the engine is at work…"
+        path = heat or found.image
         if path is None:
             caption += " · no picture kept (only the worst images and some of each pair are)"
         self.query_one("#picture-caption", Static).update(shown(caption))
@@ -225,24 +234,22 @@ class MistakesScreen(Screen):
         tabs.query_one(f"#{tabs.active}-table", Table).focus()
 
     def action_grad_cam(self) -> None:
-        """Show (or hide) Grad-CAM over the image in view, made by the engine once."""
-        found = self.shown_sample
-        if found is None:
-            return
-        if self.showing_heat:
-            self.showing_heat = False
-            self.show_sample(found)
-            return
-        if found.index in self.heat_maps:
-            self.showing_heat = True
-            self.show_sample(found)
-            return
+        """Grad-CAM over the images in view, on or off: while on, each image the cursor rests
+        on gets its own (made by the engine once, kept for the screen's life)."""
+        self.showing_heat = not self.showing_heat
+        if self.shown_sample is not None:
+            self.show_sample(self.shown_sample)
+
+    def start_grad_cam(self, found: Sample) -> bool:
+        """Ask the engine for the sample's Grad-CAM once the cursor rests on it; False where
+        no picture of it is there to look into."""
         image = Path(found.source) if found.source and Path(found.source).is_file() else found.image
         if image is None:
-            self.app.tell("no picture of this image was kept to look into", severity="warning")
-            return
-        self.query_one("#picture-caption", Static).update("Grad-CAM: the engine is at work…")
-        self.grad_cam(found, image)
+            return False
+        if self.heat_timer is not None:
+            self.heat_timer.stop()
+        self.heat_timer = self.set_timer(HEAT_AFTER_S, lambda: self.grad_cam(found, image))
+        return True
 
     @work(thread=True, exclusive=True, group="grad-cam")
     def grad_cam(self, found: Sample, image: Path) -> None:
@@ -250,6 +257,8 @@ class MistakesScreen(Screen):
             return
         out = Path(self.scratch.name) / f"{found.index}.png"
         target = self.predictions.classes[found.predicted]
+        if self.heat_job is not None:  # the image before: the cursor has moved on
+            self.heat_job.stop()
         job = EngineJob(
             "gradcam",
             [
@@ -260,14 +269,15 @@ class MistakesScreen(Screen):
                 f"--out={out}",
             ],
         )
+        self.heat_job = job
         worker = get_current_worker()
         try:
             for _ in job.lines():
                 if worker.is_cancelled:
                     break
         except EngineJobError as error:
-            self.app.call_from_thread(self.app.tell, f"Grad-CAM: {error.message}", severity="error")
-            self.app.call_from_thread(self.show_sample, found)
+            if not worker.is_cancelled:  # else stopped for the next image: nothing to say
+                self.app.call_from_thread(self.grad_cam_failed, found, error.message)
             return
         finally:
             job.stop()
@@ -276,6 +286,13 @@ class MistakesScreen(Screen):
 
     def grad_cam_done(self, found: Sample, out: Path) -> None:
         self.heat_maps[found.index] = out
+        shown_now = self.shown_sample is not None and self.shown_sample.index == found.index
+        if shown_now and self.showing_heat:
+            self.show_sample(found)
+
+    def grad_cam_failed(self, found: Sample, message: str) -> None:
+        """Say why, and turn Grad-CAM off: the next image would fail the same way."""
+        self.app.tell(f"Grad-CAM: {message}", severity="error")
+        self.showing_heat = False
         if self.shown_sample is not None and self.shown_sample.index == found.index:
-            self.showing_heat = True
             self.show_sample(found)

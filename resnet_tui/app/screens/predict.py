@@ -28,8 +28,18 @@ from resnet_tui.runs.store import RunStore
 SHOW_EVERY_S = 0.2
 # More rows than this are counted, not listed (the CLI's --csv keeps them all).
 MOST_ROWS = 5000
+# Cells of the file column; a longer name is cut in its middle.
+FILE_WIDTH = 26
 # Entries of a folder looked at for a completion: a huge folder must not stall the keys.
 MOST_ENTRIES = 2000
+
+
+def middle_cut(text: str, width: int) -> str:
+    """`text` in at most `width` cells, its middle given up for `…` where it is longer."""
+    if len(text) <= width:
+        return text
+    keep = width - 1
+    return text[: keep - keep // 2] + "…" + text[len(text) - keep // 2 :]
 
 
 class PathSuggester(Suggester):
@@ -78,6 +88,8 @@ class PredictScreen(Screen):
         self.checkpoint = checkpoint
         self.job: EngineJob | None = None
         self.files: list[str] = []  # the table's rows' files
+        self.answers: list[str] = []  # and what each was taken for, for the caption
+        self.root: Path | None = None  # the folder the user typed: rows name files from it
         self.first_bad: str | None = None  # the first image that could not be read, and why
 
     def compose(self) -> ComposeResult:
@@ -98,7 +110,9 @@ class PredictScreen(Screen):
 
     def on_mount(self) -> None:
         self.sub_title = f"run {self.run_id} · predict"
-        self.query_one("#predict-table", Table).add_columns("file", "class", "p", "then", "✓")
+        table = self.query_one("#predict-table", Table)
+        table.add_column("file", width=FILE_WIDTH)  # a long name never pushes the answers away
+        table.add_columns("class", "p", "then", "✓")
         self.query_one("#predict-progress", ProgressBar).display = False
         self.say(f"classify images with run {self.run_id}'s best weights")
 
@@ -115,8 +129,10 @@ class PredictScreen(Screen):
             return
         table = self.query_one("#predict-table", Table)
         table.clear()
-        self.files = []
+        self.files, self.answers = [], []
         self.first_bad = None
+        typed = Path(os.path.expanduser(path))
+        self.root = typed if typed.is_dir() else None
         self.say(f"reading {path}…")
         self.predict(os.path.expanduser(path))
 
@@ -172,8 +188,9 @@ class PredictScreen(Screen):
         label = message.get("label")
         mark = "" if label is None else ("✓" if label == first[0] else f"✗ {label}")
         path = str(message.get("path", ""))
+        answer = f"{first[0]} {100 * float(first[1]):.0f}%"
         table.add_row(
-            shown(Path(path).name),
+            shown(middle_cut(self.named(Path(path)), FILE_WIDTH)),
             shown(str(first[0])),
             f"{100 * float(first[1]):.0f}%",
             shown(f"{then[0]} {100 * float(then[1]):.0f}%") if then else "",
@@ -181,6 +198,15 @@ class PredictScreen(Screen):
             key=str(len(self.files)),
         )
         self.files.append(path)
+        self.answers.append(f"{answer} {mark}".rstrip())
+
+    def named(self, path: Path) -> str:
+        """A file as the table names it: from the folder the user typed (its class folder
+        shows), or its own name."""
+        try:
+            return str(path.relative_to(self.root)) if self.root is not None else path.name
+        except ValueError:
+            return path.name
 
     def summary(self, message: dict[str, Any]) -> str:
         done = int(message.get("predicted", 0))
@@ -200,8 +226,10 @@ class PredictScreen(Screen):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value is None:
             return
-        path = Path(self.files[int(event.row_key.value)])
-        self.query_one("#predict-caption", Static).update(shown(str(path)))
+        row = int(event.row_key.value)
+        path = Path(self.files[row])
+        caption = f"{self.named(path)}: {self.answers[row]}"
+        self.query_one("#predict-caption", Static).update(shown(caption))
         frame = self.query_one("#predict-frame", Vertical)
         frame.remove_children()
         frame.mount(Picture(path))

@@ -16,7 +16,12 @@ from textual.widgets import Header, ProgressBar, RichLog, Static, TabbedContent,
 
 from engine.contract import events as ev
 from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
-from resnet_tui.app.screens.run_text import event_lines, settings_text, start_lines
+from resnet_tui.app.screens.run_text import (
+    completed_words,
+    event_lines,
+    settings_text,
+    start_lines,
+)
 from resnet_tui.app.widgets.charts import MetricChart, share_x_range
 from resnet_tui.app.widgets.footer import KeyFooter
 from resnet_tui.app.widgets.tables import Table
@@ -273,7 +278,7 @@ class RunScreen(Screen[None]):
         progress = state.progress
         ended = ended_words(self.run.status, state)
         if self.run.status == "completed" and self.run.seconds is not None:
-            ended = f"completed in {duration(self.run.seconds)}" + (
+            ended = completed_words(self.run.seconds, state) + (
                 f" · {progress.samples_per_s:,.0f} img/s" if progress else ""
             )
         if ended:  # where it got to, still: no bar waits for an engine that is gone

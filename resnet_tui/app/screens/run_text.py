@@ -5,6 +5,7 @@ from engine.contract.spec import SpecError
 from resnet_tui.display import (
     device_chosen,
     distillation_line,
+    duration,
     epoch_line,
     fusion_line,
     fusion_title,
@@ -14,6 +15,7 @@ from resnet_tui.display import (
     policy_line,
 )
 from resnet_tui.runs.model import Run
+from resnet_tui.runs.state import RunState
 from resnet_tui.runs.store import RunStore
 
 
@@ -54,6 +56,18 @@ def settings_text(store: RunStore, run: Run) -> str:
         f"{spec.get('batch_size')} · {epochs} epoch{'s' if epochs != 1 else ''} · "
         f"device {markup_safe(device_chosen(run.device, run.engine_info))}{lineage}"
     )
+
+
+def completed_words(seconds: float | None, state: RunState) -> str:
+    """`completed in 3:17`, or (markup, the engine's words escaped) where early stopping
+    ended the run: `completed early in 3:17 (epoch 12 of 30: val_acc did not improve for 5
+    epochs)`."""
+    early = state.early_stop
+    if early is None:
+        return f"completed in {duration(seconds)}"
+    planned = state.epochs_planned
+    when = f"epoch {early.epoch} of {planned}: " if early.epoch is not None and planned else ""
+    return f"completed early in {duration(seconds)} ({when}{markup_safe(early.reason)})"
 
 
 def start_lines(event: ev.Started) -> list[str]:

@@ -1,0 +1,75 @@
+"""Early stopping: end a run once its validation metric stops improving for a while.
+
+An epoch improves on the best so far when its metric beats the best by more than
+`min_delta` (val_acc higher, val_loss lower); the first epoch always does. The run stops
+after `patience` epochs in a row that did not. Its state travels in the checkpoint, so a
+resumed run counts on from where it was.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.contract.spec import RunSpec
+
+# Whether a higher value of each metric is the better.
+HIGHER_IS_BETTER = {"val_acc": True, "val_loss": False}
+
+
+class EarlyStopping:
+    """The rule and its count; `patience` None never stops."""
+
+    def __init__(self, patience: int | None, min_delta: float = 0.0, metric: str = "val_acc"):
+        if metric not in HIGHER_IS_BETTER:
+            raise ValueError(f"early stopping watches val_acc or val_loss, not {metric!r}")
+        self.patience, self.min_delta, self.metric = patience, min_delta, metric
+        self.best: float | None = None
+        self.best_epoch = 0
+        self.waited = 0  # epochs in a row without an improvement
+        # {"epoch", "reason", "best"} once it stopped the run, for the `finished` event
+        self.stopped: dict[str, Any] | None = None
+
+    @classmethod
+    def for_spec(cls, spec: "RunSpec") -> "EarlyStopping":
+        """The rule as the spec's --early-stop-* options set it."""
+        return cls(spec.early_stop_patience, spec.early_stop_min_delta, spec.early_stop_metric)
+
+    def update(self, epoch: int, val_loss: float, val_acc: float) -> str | None:
+        """Count `epoch`'s metrics in; the reason to stop once it should stop, else None."""
+        value = val_acc if self.metric == "val_acc" else val_loss
+        if self.best is None or self._beats(value, self.best):
+            self.best, self.best_epoch, self.waited = value, epoch, 0
+        else:
+            self.waited += 1
+        if self.patience is None or self.waited < self.patience:
+            return None
+        return self._reason()
+
+    def stop_at(self, epoch: int) -> str:
+        """Record the stop after `epoch` (on several ranks, the one they agreed on) and
+        return its line for the log: `stopped early after epoch 12: val_acc did not ...`."""
+        value = f"{self.best:.1%}" if self.metric == "val_acc" else f"{self.best:.4g}"
+        best = f"{value} at epoch {self.best_epoch}"
+        self.stopped = {"epoch": epoch, "reason": self._reason(), "best": best}
+        return f"stopped early after epoch {epoch}: {self._reason()} (best {best})"
+
+    def _beats(self, value: float, best: float) -> bool:
+        if HIGHER_IS_BETTER[self.metric]:
+            return value > best + self.min_delta
+        return value < best - self.min_delta
+
+    def _reason(self) -> str:
+        """`val_acc did not improve by more than 0.001 for 5 epochs`."""
+        by = f" by more than {self.min_delta:g}" if self.min_delta > 0 else ""
+        epochs = f"{self.waited} epoch{'' if self.waited == 1 else 's'}"
+        return f"{self.metric} did not improve{by} for {epochs}"
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint keeps of the count."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited}
+
+    def restore(self, state: dict[str, Any] | None) -> None:
+        """Go on from a checkpoint's `state()`; None (a checkpoint from before early
+        stopping, or of a run without it) starts the count afresh."""
+        if state is not None:
+            self.best, self.best_epoch = state["best"], state["best_epoch"]
+            self.waited = state["waited"]
