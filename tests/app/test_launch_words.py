@@ -33,6 +33,8 @@ REFUSED = [
     ("folds", "1", "must be from 2 to 20"),
     ("unfreeze_every", "0", "must be a positive number"),
     ("probe_epochs", "0", "must be a positive number"),
+    ("early_stop_patience", "0", "must be a positive number"),
+    ("early_stop_min_delta", "-1", "must be 0 or more"),
 ]
 
 

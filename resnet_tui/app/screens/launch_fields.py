@@ -31,6 +31,8 @@ TEXT_FIELDS = (
     ("folds", "Cross-val folds"),
     ("unfreeze_every", "Unfreeze every"),
     ("probe_epochs", "Probe epochs"),
+    ("early_stop_patience", "Early stop after"),
+    ("early_stop_min_delta", "Early stop delta"),
 )
 # Form fields chosen from a list: (spec option, label).
 CHOSEN_FIELDS = (
@@ -55,6 +57,8 @@ PLACEHOLDERS = {
     "folds": "off; K runs, e.g. 5",
     "unfreeze_every": "1 (gradual: epochs a stage)",
     "probe_epochs": "1 (lp-ft: epochs of probe)",
+    "early_stop_patience": "off; N epochs without a better val acc",
+    "early_stop_min_delta": "0 (a better val acc beats the best by more)",
 }
 
 INIT_CHOICES = [
