@@ -66,7 +66,10 @@ def test_report_view(report: dict[str, Any]) -> Group:
     forged report holds in the wrong shape shows as `-`, a confusion matrix as a note."""
     summary = Table(title="Test metrics", show_header=False, box=None, padding=(0, 2))
     summary.add_row("top-1", percent(_fraction(report.get("top1"))))
-    summary.add_row(shown(f"top-{report.get('top5_k', 5)}"), percent(_fraction(report.get("top5"))))
+    k, classes = report.get("top5_k", 5), report.get("classes")
+    if not (isinstance(k, int) and isinstance(classes, list) and k >= len(classes)):
+        # top-k of k classes or more is always 100%: said only where it tells something
+        summary.add_row(shown(f"top-{k}"), percent(_fraction(report.get("top5"))))
     summary.add_row("macro-F1", _formatted(report.get("macro_f1"), ".4f"))
     summary.add_row("macro AUROC", _formatted(report.get("auroc"), ".4f"))
     summary.add_row("loss", _formatted(report.get("loss"), ".4f"))

@@ -176,9 +176,9 @@ def _show(run: Run, predictions: TestPredictions, top: int) -> None:
     for c in per_class(predictions):
         scores.add_row(
             shown(f"{c.index} {c.name}"),
-            f"{c.precision:.3f}",
-            f"{c.recall:.3f}",
-            f"{c.f1:.3f}",
+            percent(c.precision),
+            percent(c.recall),
+            percent(c.f1),
             f"{c.support:,}",
         )
     console.print("", scores)
