@@ -36,6 +36,15 @@ async def opened(pilot, screen_class) -> None:
     await wait_for(pilot, shown, what=screen_class.__name__)
 
 
+async def mistakes_listed(pilot, run_id: int) -> tuple[MistakesScreen, Table]:
+    """Open the run's mistakes and wait for the worst list: the screen and that table."""
+    pilot.app.open_mistakes(run_id)
+    await opened(pilot, MistakesScreen)
+    worst = pilot.app.screen.query_one("#worst-table", Table)
+    await wait_for(pilot, lambda: worst.row_count == len(SAMPLES), what="the worst list")
+    return pilot.app.screen, worst
+
+
 def completed_run(store: RunStore, **options) -> int:
     run_id = store.create_run(RunSpec(**options), status="completed")
     store.run(run_id).folder.mkdir(parents=True, exist_ok=True)
@@ -53,11 +62,7 @@ async def test_mistakes_list_the_worst_narrow_to_a_pair_and_come_back(store):
     write_predictions(store.run(run_id).folder)
     app = ResnetApp(store)
     async with app.run_test(size=(120, 36)) as pilot:
-        app.open_mistakes(run_id)
-        await opened(pilot, MistakesScreen)
-        screen = app.screen
-        worst = screen.query_one("#worst-table", Table)
-        await wait_for(pilot, lambda: worst.row_count == len(SAMPLES), what="the worst list")
+        screen, worst = await mistakes_listed(pilot, run_id)
         assert "5 of 9 test images wrong" in text_of(screen, "#mistakes-title")
         # the highest loss first: image 5, a triangle taken for a square at 99 %
         assert row(worst, 0)[:3] == ["5", "triangle", "square"]
@@ -88,10 +93,7 @@ async def test_images_deleted_under_the_screen_say_so(store):
     write_predictions(folder)
     app = ResnetApp(store)
     async with app.run_test(size=(100, 30)) as pilot:
-        app.open_mistakes(run_id)
-        await opened(pilot, MistakesScreen)
-        worst = app.screen.query_one("#worst-table", Table)
-        await wait_for(pilot, lambda: worst.row_count == len(SAMPLES), what="the worst list")
+        await mistakes_listed(pilot, run_id)
         shutil.rmtree(folder / "mistakes")
         await pilot.press("j")
         await pilot.pause()
@@ -227,11 +229,7 @@ async def test_grad_cam_comes_from_the_engine_and_toggles(trained_store):
     write_predictions(folder)  # our own thumbnails, over the run's: classes fit shapes
     app = ResnetApp(store)
     async with app.run_test(size=(120, 36)) as pilot:
-        app.open_mistakes(run_id)
-        await opened(pilot, MistakesScreen)
-        screen = app.screen
-        worst = screen.query_one("#worst-table", Table)
-        await wait_for(pilot, lambda: worst.row_count == len(SAMPLES), what="the worst list")
+        screen, _ = await mistakes_listed(pilot, run_id)
         await pilot.press("g")
         await wait_for(
             pilot,

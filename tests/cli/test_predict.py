@@ -6,8 +6,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from engine.contract.spec import RunSpec
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.supervisor import ENGINE_MODULE_VARIABLE
 from tests.cli.command import BAD_INPUT, invoke
+from tests.cli.stops import start
 from tests.conftest import record_fault
 
 IMAGES = 12
@@ -158,19 +157,7 @@ def test_mistakes_are_one_line_and_exit_2(store):
 def test_ctrl_c_stops_the_engine_and_exits_130(store):
     """Ctrl-C at a terminal reaches the command and its engine (one process group): the
     engine stops, the command exits with code 130 and no traceback."""
-    env = {**os.environ, "COLUMNS": "120"}
-    env.pop("RESNET_TUI_DB", None)
-    command = [sys.executable, "-m", "resnet_tui", "predict", "1", "images", "--batch-size", "1"]
-    process = subprocess.Popen(
-        command,
-        cwd=store,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    process = start("predict", "1", "images", "--batch-size", "1", cwd=store)
     deadline = time.monotonic() + 60
     while not _engines_under(store) and time.monotonic() < deadline:
         time.sleep(0.05)
