@@ -224,6 +224,7 @@ class RunModel:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     spec: RunSpec
+    record: dict[str, Any]  # the checkpoint's record: all it holds but the weights
 
 
 def network_of_record(record: dict[str, Any]) -> nn.Module:
@@ -279,6 +280,7 @@ def load_run_model(path: Path, what: str) -> RunModel:
         mean=tuple(record["mean"]),
         std=tuple(record["std"]),
         spec=spec,
+        record=record,
     )
 
 

@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from engine.contract.errors import RunError
-from engine.contract.spec import RunSpec
 from engine.contract.stopping import StopRequest, signals_held
 from engine.transfer.weights import network_of_record
 from engine.use import parity
@@ -83,8 +82,9 @@ def export(
     if model_format == "onnx":
         _refuse_without_onnx()
     _emit({"kind": "progress", "stage": "loading"})
-    trained, record, spec = _load(checkpoint, run_id)
-    inputs = parity.check_inputs(spec, data_root, trained.preprocessing)
+    trained = _load(checkpoint, run_id)
+    record = trained.record
+    inputs = parity.check_inputs(trained.spec, data_root, trained.preprocessing)
     sidecar = {
         **trained.sidecar(out.name, model_format),
         "torch_version": torch.__version__,
@@ -196,21 +196,18 @@ def _refuse_without_onnx() -> None:
         )
 
 
-def _load(checkpoint: Path, run_id: int | None) -> tuple[TrainedModel, dict[str, Any], RunSpec]:
-    """The run's network, and its checkpoint's record (epoch, architecture) and spec."""
+def _load(checkpoint: Path, run_id: int | None) -> TrainedModel:
+    """The run's network with its checkpoint's record; a damaged file says so, with what to
+    do."""
     try:
         trained = load_trained_model(checkpoint, run_id)
-        # mapped, not read: the tensors were read above; the record is what is wanted here
-        record = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-        record.pop("model", None)
-        spec = RunSpec.from_json(record["spec"])
     except RunError as error:
         hint = error.hint if not checkpoint.is_file() else DAMAGED_HINT
         raise RunError(error.kind, error.message, hint) from None
     except (ValueError, KeyError, TypeError, RuntimeError) as error:  # SpecError is a ValueError
         reason = " ".join(str(error).split()) or type(error).__name__
         raise RunError("bad_input", f"{checkpoint} is damaged ({reason})", DAMAGED_HINT) from None
-    return trained, record, spec
+    return trained
 
 
 def _write(model_format: str, trained: TrainedModel, partial: Path, sidecar: dict) -> None:

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from engine.contract.errors import RunError
-from engine.contract.spec import dataset_kind
+from engine.contract.spec import RunSpec, dataset_kind
 from engine.data.batches import evaluation_transform
 from engine.transfer.weights import load_run_model
 
@@ -137,6 +137,8 @@ class TrainedModel:
     classes: list[str]
     preprocessing: Preprocessing
     run_id: int | None
+    spec: RunSpec  # the run's own
+    record: dict[str, Any]  # its checkpoint's record (epoch, best val acc, ...), no weights
 
     def sidecar(self, model_file: str, model_format: str) -> dict[str, Any]:
         """What an exported model's JSON sidecar says: enough to use the file on its own."""
@@ -176,6 +178,8 @@ def load_trained_model(checkpoint: Path, run_id: int | None = None) -> TrainedMo
         classes=loaded.classes,
         preprocessing=preprocessing,
         run_id=run_id,
+        spec=loaded.spec,
+        record=loaded.record,
     )
 
 
