@@ -4,7 +4,8 @@ Run: .venv/bin/python bench/all.py [--device cuda] [--skip store,app]
 
 Runs, one after another (so that none takes CPU from another): start-up, the app's
 responsiveness under live runs, a chart of 50,000 steps redrawn, the store at scale, how
-current runs.db and an open app stay (run state), the data path, predicting with a trained
+current runs.db and an open app stay (run state), the data path, what augmentation and
+mixing cost per batch against a ResNet-20's step, predicting with a trained
 run (against a bare loop, and onnxruntime against torch), and the engine against a
 bare loop (on CPU; with `--device cuda` also on the GPU, with the modes of issue #7:
 fp32, bf16, channels_last, torch.compile). Each writes its own bench/RESULTS-<name>.md as
@@ -28,6 +29,7 @@ BENCHMARKS = {
     "store": ["store_scale.py"],
     "run-state": ["run_state_latency.py"],
     "data": ["data_path.py"],
+    "augmentation": ["augmentation.py"],
     "predict": ["predict.py"],
     "engine-cpu": ["engine_speed.py", "--device", "cpu", "--epochs", "3", "--rounds", "10"],
     "engine-cuda": ["engine_speed.py", "--device", "cuda", "--arch", "resnet18,resnet20"],
@@ -39,6 +41,7 @@ RESULT_FILES = {
     "store": "RESULTS-store.md",
     "run-state": "RESULTS-run-state.md",
     "data": "RESULTS-data.md",
+    "augmentation": "RESULTS-augmentation.md",
     "predict": "RESULTS-predict.md",
     "engine-cpu": "RESULTS-engine-cpu.md",
     "engine-cuda": "RESULTS-engine-cuda.md",

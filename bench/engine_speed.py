@@ -45,6 +45,7 @@ from engine.data.splits import TensorSplit  # noqa: E402
 from engine.models import build_model  # noqa: E402
 from engine.train.loop import Trainer  # noqa: E402
 from engine.train.optimisation import lr_factor  # noqa: E402
+from engine.train.records import emit_started  # noqa: E402
 
 MODES = {
     "fp32": {"amp": "off", "channels_last": False, "compile": False},
@@ -84,7 +85,7 @@ def engine_epochs(spec: RunSpec, bundle: DatasetBundle) -> list[float]:
         events_path = Path(folder) / "events.jsonl"
         writer = EventWriter(events_path)
         trainer = Trainer(spec, writer, Path(folder), StopRequest(), bundle=bundle)
-        trainer.started_event()
+        emit_started(trainer)
         trainer.fit()
         writer.close()
         events = ev.read_events(events_path).events

@@ -3,13 +3,36 @@
 Every model is built by `build_model`, which marks it with its architecture's name, and
 `model_stages` finds its parts (stem, stage 1..n, head) by its family's stage table in the
 catalog: the one description of an architecture's parts that freeze policies use.
+`add_stochastic_depth` gives a ResNet's residual blocks their chance of being skipped.
 """
+
+from functools import partial
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from engine.contract.catalog import ARCHITECTURES, Architecture, stage_table_of
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016) on a residual branch: in training, each sample's
+    branch is dropped with chance `rate` and kept ones are scaled by 1/(1 - rate), so its
+    expected value is unchanged; in eval, the branch as it is. No state of its own."""
+
+    def __init__(self, rate: float = 0.0) -> None:
+        super().__init__()
+        self.rate = rate
+
+    def forward(self, branch: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0:
+            return branch
+        keep = 1 - self.rate
+        shape = (branch.shape[0],) + (1,) * (branch.dim() - 1)
+        return branch * branch.new_empty(shape).bernoulli_(keep).div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:g}"
 
 
 class BasicBlock(nn.Module):
@@ -29,6 +52,7 @@ class BasicBlock(nn.Module):
         self.stride = stride
         self.extra_channels = out_channels - in_channels
         self.shortcut = shortcut
+        self.drop_path = DropPath()  # its rate set by add_stochastic_depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -37,7 +61,7 @@ class BasicBlock(nn.Module):
             identity = x[:, :, :: self.stride, :: self.stride] if self.stride > 1 else x
             if self.extra_channels:
                 identity = F.pad(identity, (0, 0, 0, 0, 0, self.extra_channels))
-            out = out + identity
+            out = self.drop_path(out) + identity
         return F.relu(out)
 
 
@@ -143,6 +167,46 @@ def build_model(
         model = _torchvision_resnet(arch, num_classes, in_channels, small_stem)
     model.arch_name = arch_name  # for `model_stages`; not in the state dict
     return model
+
+
+def residual_blocks(model: nn.Module) -> list[nn.Module]:
+    """The model's blocks with a shortcut, from the input up: those of the CIFAR ResNets, and
+    the basic and bottleneck blocks of torchvision's."""
+    if ARCHITECTURES[model.arch_name].family != "torchvision":
+        return [m for m in model.modules() if isinstance(m, BasicBlock) and m.shortcut]
+    from torchvision.models import resnet
+
+    kinds = (resnet.BasicBlock, resnet.Bottleneck)
+    return [module for module in model.modules() if isinstance(module, kinds)]
+
+
+def add_stochastic_depth(model: nn.Module, rate: float) -> list[float]:
+    """Let training skip the residual branch of each sample in each block, by the linear rule:
+    block i of the L blocks (from 1, input up) with chance `rate` * i / L. Returns the rates.
+
+    A torchvision block gets a `drop_path` module and a hook on its branch's last BatchNorm
+    (bn2 of a basic block, bn3 of a bottleneck) that passes the branch through it, before the
+    block adds its shortcut: torchvision's code stays as it is, and so do the state dict's
+    keys. Call it on the model as it trains (after any SyncBatchNorm conversion, which makes
+    new BatchNorm modules without the hooks).
+    """
+    blocks = residual_blocks(model)
+    rates = [rate * index / len(blocks) for index in range(1, len(blocks) + 1)]
+    for block, block_rate in zip(blocks, rates, strict=True):
+        if isinstance(block, BasicBlock):
+            block.drop_path.rate = block_rate
+            continue
+        block.drop_path = DropPath(block_rate)
+        branch_end = block.bn3 if hasattr(block, "bn3") else block.bn2
+        branch_end.register_forward_hook(partial(_through, block.drop_path))
+    return rates
+
+
+def _through(
+    drop_path: DropPath, module: nn.Module, inputs: tuple, output: torch.Tensor
+) -> torch.Tensor:
+    """A forward hook's answer: the branch's output as `drop_path` leaves it."""
+    return drop_path(output)
 
 
 def model_stages(model: nn.Module) -> dict[str, list[nn.Module]]:

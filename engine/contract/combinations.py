@@ -87,7 +87,7 @@ def lwf_needs_a_source_run(spec: "RunSpec") -> None:
 
 
 def lp_ft_leaves_epochs_to_fine_tune(spec: "RunSpec") -> None:
-    if spec.freeze == "lp-ft" and spec.probe_epochs >= spec.epochs:
+    if spec.freeze == "lp-ft" and spec.probe == "sgd" and spec.probe_epochs >= spec.epochs:
         raise ValueError(
             f"--probe-epochs ({spec.probe_epochs}) leaves no epoch to fine-tune in; "
             f"give fewer than --epochs ({spec.epochs})"
@@ -136,6 +136,23 @@ def early_stop_options_need_a_patience(spec: "RunSpec") -> None:
         )
 
 
+def drop_path_needs_residual_blocks(spec: "RunSpec") -> None:
+    arch = catalog.ARCHITECTURES[spec.arch]
+    if spec.drop_path > 0 and (arch.family == "cnn" or not arch.shortcuts):
+        raise ValueError(
+            f"--drop-path skips residual blocks, which {spec.arch} has none of; choose a "
+            "ResNet (e.g. --arch resnet20) or leave --drop-path out"
+        )
+
+
+def best_from_needs_an_average(spec: "RunSpec") -> None:
+    if spec.best_from != "either" and spec.ema_decay is None:
+        raise ValueError(
+            f"--best-from {spec.best_from} chooses between the weights and their average; "
+            "add --ema-decay (e.g. 0.999) or leave --best-from out"
+        )
+
+
 RUN_RULES = (
     imagenet_weights_need_torchvision,
     processes_fit_the_devices,
@@ -150,6 +167,8 @@ RUN_RULES = (
     warmup_ends_before_training,
     width_is_for_cifar_resnets_and_cnn,
     early_stop_options_need_a_patience,
+    drop_path_needs_residual_blocks,
+    best_from_needs_an_average,
 )
 
 

@@ -11,10 +11,12 @@ import os
 import stat
 import time
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from engine.contract.json_fields import checked_fields, field_names, type_name
+from engine.contract.log_lines import read_lines
 
 # The version of the event format, given in every `started` event; a log without one is
 # version 1.
@@ -122,7 +124,8 @@ class Progress(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class EpochEnded(Event):
-    """An epoch's training and validation metrics; `partial` where a stop cut it short."""
+    """An epoch's training and validation metrics; `partial` where a stop cut it short; with
+    an average of the weights (--ema-decay), the average's validation metrics too."""
 
     TYPE: ClassVar[str] = EPOCH_ENDED
     epoch: int
@@ -138,6 +141,8 @@ class EpochEnded(Event):
     partial: bool = False
     train_ce_loss: float | None = None
     train_kd_loss: float | None = None
+    ema_val_loss: float | None = None
+    ema_val_acc: float | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -155,11 +160,15 @@ class Policy(Event):
 
 @dataclass(frozen=True, kw_only=True)
 class Checkpoint(Event):
+    """A checkpoint written; with an average of the weights, `weights` says which the file's
+    model holds: `raw`, or `ema` (best.pt, where the average did better)."""
+
     TYPE: ClassVar[str] = CHECKPOINT
     path: str
     name: str
     epoch: int
     best: bool
+    weights: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -300,32 +309,9 @@ def read_events(
     if not stat.S_ISREG(os.fstat(descriptor).st_mode):
         os.close(descriptor)
         return EventsRead([], offset, [(offset, "the log is not a file")])
-    with os.fdopen(descriptor, "rb") as file:
-        return _read_lines(file, offset, end, final)
-
-
-def _read_lines(file: Any, offset: int, end: int | None, final: bool) -> EventsRead:
-    """The lines from `offset` as events, read by chunks: no more of a line than LONGEST_LINE."""
     read = EventsRead([], offset, [])
-    file.seek(offset)
-    line, length, start, position = bytearray(), 0, offset, offset  # the line gathered
-    while end is None or position < end:
-        chunk = file.read(2**20 if end is None else min(2**20, end - position))
-        if not chunk:
-            break
-        position += len(chunk)
-        *whole, tail = chunk.split(b"\n")
-        for piece in whole:
-            length += len(piece)
-            _take(read, line + piece if length <= LONGEST_LINE else b"", start, length)
-            start += length + 1
-            line, length = bytearray(), 0
-        length += len(tail)
-        line += tail if length <= LONGEST_LINE else b""
-    read.offset = start
-    if final and length:
-        _take(read, line, start, length)
-        read.offset = start + length
+    with os.fdopen(descriptor, "rb") as file:
+        read.offset = read_lines(file, offset, end, final, LONGEST_LINE, partial(_take, read))
     return read
 
 
@@ -335,7 +321,7 @@ def _take(read: EventsRead, line: bytes, start: int, length: int) -> None:
         read.rejected.append((start, f"a line of {length} bytes, longer than any event"))
     elif line.strip():
         try:
-            read.events.append(parse_event(bytes(line)))
+            read.events.append(parse_event(line))
         except BadEvent as error:
             read.rejected.append((start, str(error)))
 

@@ -93,10 +93,16 @@ def stage_names(arch: str) -> list[str]:
 
 
 def what_trains(
-    arch: str, freeze: str, epochs: int, unfreeze_every: int = 1, probe_epochs: int = 1
+    arch: str,
+    freeze: str,
+    epochs: int,
+    unfreeze_every: int = 1,
+    probe_epochs: int = 1,
+    probe: str = "lbfgs",
 ) -> str:
     """One plain line saying which parts of `arch` train under `freeze`, and when, e.g.
     "resnet20, last-2: stage2, stage3 and the head train; the stem and stage1 stay frozen".
+    `probe` is how `head` and `lp-ft` fit a linear head (`lbfgs`, converged, or `sgd`).
     Raises ValueError for an architecture or a policy there is not."""
     name = catalog.resolve_name(arch, list(catalog.ARCHITECTURES), "architecture")
     policy = parse_freeze(freeze)
@@ -104,9 +110,20 @@ def what_trains(
     said = f"{name}, {policy.text}: "
     if policy.name == "gradual":
         return said + _gradual(parts, epochs, unfreeze_every)
+    if policy.name == "lp-ft" and probe == "lbfgs":
+        return said + (
+            "the head first, a linear probe fitted to convergence (L-BFGS), then everything "
+            "fine-tunes "
+            f"for {_count(epochs, 'epoch')} at --ft-lr-scale times the rate"
+        )
     if policy.name == "lp-ft":
         return said + _probe_then_fine_tune(epochs, probe_epochs)
     training = trainable_parts(policy, parts, 1)
+    if training == ["head"] and probe == "lbfgs":
+        return said + (
+            "only the head trains, fitted to convergence (L-BFGS) in one epoch; "
+            + _frozen(parts, training)
+        )
     if len(training) == len(parts):
         return said + f"everything trains: {_listed(parts)}"
     if training == ["head"]:

@@ -25,6 +25,8 @@ from engine.contract.options import (
     positive_up_to,
     whole_numbers,
 )
+from engine.contract.pruning import PRUNING, Pruning
+from engine.contract.regularisation import REGULARISATION, Regularisation
 from engine.contract.values import (
     read_device,
     read_devices,
@@ -36,16 +38,22 @@ from engine.contract.values import (
 
 WEIGHTS, TRAINING = "Weights", "Training"
 DISTILLATION, DEVICE, SEVERAL_DEVICES = "Distillation", "Device", "Several devices (DDP)"
-PANELS = (MODEL, DATA, WEIGHTS, TRAINING, DISTILLATION, DEVICE, SEVERAL_DEVICES)
+PANELS = (
+    *(MODEL, DATA, WEIGHTS, TRAINING, REGULARISATION, DISTILLATION, DEVICE, SEVERAL_DEVICES),
+    PRUNING,
+)
 
+# How a linear head is fitted under `head` and `lp-ft`: converged by L-BFGS, or by epochs.
+PROBE_METHODS = ("lbfgs", "sgd")
 # What early stopping may watch: the validation metrics of each epoch.
 EARLY_STOP_METRICS = ("val_acc", "val_loss")
 
 
 @dataclass
-class RunOptions(ModelAndData):
+class RunOptions(Pruning, Regularisation, ModelAndData):
     """The options of one training run, as declared; RunSpec is these checked. Those of its
-    model and data (contract/model_and_data.py) come first."""
+    model and data (contract/model_and_data.py) come first, then its regularisers
+    (contract/regularisation.py) and a sweep's pruning (contract/pruning.py)."""
 
     init: str = option(
         WEIGHTS,
@@ -85,11 +93,19 @@ class RunOptions(ModelAndData):
         "gradual: epochs between thawing one more stage.",
         whole_numbers(1, MOST_EPOCHS),
     )
+    probe: str = option(
+        WEIGHTS,
+        str,
+        "lbfgs",
+        "How head and lp-ft fit a linear head: lbfgs (to convergence on the frozen features, "
+        "weight decay chosen on val, before the first epoch) or sgd (trained by the epochs).",
+        Choice(PROBE_METHODS, "probe method"),
+    )
     probe_epochs: int = option(
         WEIGHTS,
         int,
         1,
-        "lp-ft: epochs of the linear probe before fine-tuning.",
+        "lp-ft with --probe sgd: epochs of the linear probe before fine-tuning.",
         whole_numbers(1, MOST_EPOCHS),
     )
     ft_lr_scale: float = option(
@@ -249,13 +265,6 @@ class RunOptions(ModelAndData):
         0.1,
         "Factor of the step schedule.",
         Bounds("{flag} must be above 0 and at most 1, e.g. 0.1", above=0, at_most=1),
-    )
-    label_smoothing: float = option(
-        TRAINING,
-        float,
-        0.0,
-        "Label smoothing of the cross-entropy loss.",
-        Bounds("{flag} must be at least 0 and below 1, e.g. 0.1", at_least=0, below=1),
     )
     grad_clip: float | None = option(
         TRAINING,

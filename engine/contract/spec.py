@@ -27,6 +27,7 @@ from engine.contract.options import (
     read_options,
     user_fields,
 )
+from engine.contract.pruning import pruning_options_fit
 from engine.contract.run_options import RunOptions
 from engine.contract.values import (
     read_device,
@@ -35,6 +36,11 @@ from engine.contract.values import (
     read_weights,
     whole_number,
 )
+
+# A stored spec (a run's spec.json, the store's copy, a checkpoint's) holds every option of
+# its day; where one predates an option whose default changed what a run does, it means
+# what it meant then: a head trained by epochs (`--probe` came with the converged probe).
+STORED_BEFORE = {"probe": "sgd"}
 
 
 class SpecError(ValueError):
@@ -121,6 +127,8 @@ class RunSpec(RunOptions):
 
     @classmethod
     def from_json(cls, text: str) -> "RunSpec":
+        """A stored spec read back: an option it predates means what it did then
+        (`STORED_BEFORE`). Raises SpecError for JSON that is no spec."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -133,7 +141,7 @@ class RunSpec(RunOptions):
             raise SpecError("the spec is not valid JSON (nested too deeply)") from None
         if not isinstance(data, dict):
             raise SpecError("the spec must be a JSON object of option names and values")
-        return cls.from_dict(data)
+        return cls.from_dict({**STORED_BEFORE, **data})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "RunSpec":
@@ -150,7 +158,7 @@ class RunSpec(RunOptions):
             check_fields(self)
             if self.devices:
                 self.device = self.devices[0]  # with --devices, --device is the first of them
-            for rule in RUN_RULES:
+            for rule in (*RUN_RULES, pruning_options_fit):
                 rule(self)
             if self.classes is not None:
                 known = catalog.DATASETS[dataset_kind(self.dataset)].classes

@@ -5,6 +5,7 @@ import re
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +14,7 @@ from torch.nn import functional as F
 
 from engine.contract.errors import UnreadableImage
 from engine.contract.spec import RunSpec
+from engine.data.augment_policies import AugmentPolicy
 from engine.data.datasets import DatasetBundle
 from engine.data.splits import FileSplit, Split, TensorSplit
 
@@ -22,7 +24,9 @@ class TensorBatches:
 
     Training batches of natural images get a random crop (padding of 1/8 of the side) and a
     horizontal flip; shapes, whose positions are random already, only the flip; digits
-    nothing. All are resized to `image_size` and normalised.
+    nothing. All are resized to `image_size` and normalised. A training `policy` then
+    applies RandAugment or TrivialAugmentWide to each image at that size (before
+    normalising) and random erasing (after), all drawn from the epoch's generator.
 
     With a `shard` (rank, ranks) of a run on several processes, training batches are this
     rank's share of each global batch of `batch_size` (every rank draws the same order; a last
@@ -40,6 +44,7 @@ class TensorBatches:
         augment: bool,
         seed: int,
         shard: tuple[int, int] = (0, 1),
+        policy: AugmentPolicy | None = None,
     ) -> None:
         self.rank, self.ranks = shard
         if not train and self.ranks > 1:
@@ -57,6 +62,7 @@ class TensorBatches:
         self.std = torch.tensor(bundle.std, device=device).view(1, -1, 1, 1) * 255
         self.seed = seed
         self.device = device
+        self.policy = policy if train else None
 
     def __len__(self) -> int:
         count = len(self.labels)
@@ -88,7 +94,12 @@ class TensorBatches:
                 images = F.interpolate(
                     images, size=(self.size, self.size), mode="bilinear", antialias=True
                 )
-            yield (images - self.mean) / self.std, self.labels[index]
+            if self.policy is not None:
+                images = self.policy.augment(images, generator)
+            images = (images - self.mean) / self.std
+            if self.policy is not None:
+                images = self.policy.erase(images, generator)
+            yield images, self.labels[index]
 
     def _augment(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.crop:
@@ -154,14 +165,18 @@ def evaluation_transform(
     scaled to 0-1 and normalised."""
     from torchvision import transforms  # loaded only where used: see engine/__init__.py
 
-    return transforms.Compose(
-        [
-            ShorterSideResize(int(size * 1.14), LONGEST_SIDE_TIMES_SIZE * size),
-            transforms.CenterCrop(size),
-            transforms.ToTensor(),
-            transforms.Normalize(mean, std),
-        ]
-    )
+    steps = [*evaluation_framing(size), transforms.ToTensor(), transforms.Normalize(mean, std)]
+    return transforms.Compose(steps)
+
+
+def evaluation_framing(size: int) -> list[Callable[[Image.Image], Image.Image]]:
+    """How evaluation frames an image file: its shorter side resized, the centre cropped."""
+    from torchvision import transforms
+
+    return [
+        ShorterSideResize(int(size * 1.14), LONGEST_SIDE_TIMES_SIZE * size),
+        transforms.CenterCrop(size),
+    ]
 
 
 # The longer side of an image resized at evaluation is at most this many times the input
@@ -222,20 +237,26 @@ class FileBatches:
         workers: int,
         seed: int,
         shard: tuple[int, int] = (0, 1),
+        policy: AugmentPolicy | None = None,
     ) -> None:
         """With a `shard` (rank, ranks), training batches of `batch_size` / ranks come from
         this rank's part of each epoch's order (DistributedSampler), and evaluation reads this
-        rank's contiguous part of the split."""
+        rank's contiguous part of the split. A training `policy` adds torchvision's
+        RandAugment or TrivialAugmentWide and random erasing to each image."""
         from torchvision import transforms  # loaded only where used: see engine/__init__.py
 
         size = bundle.image_size
-        if train and augment:
-            steps = [
-                transforms.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True),
-                transforms.RandomHorizontalFlip(),
-            ]
+        if train and (augment or policy is not None):
+            steps: list[Any] = evaluation_framing(size)
+            if augment:
+                steps = [
+                    transforms.RandomResizedCrop(size, scale=(0.35, 1.0), antialias=True),
+                    transforms.RandomHorizontalFlip(),
+                ]
+            picture, tensor = policy.file_transforms() if policy is not None else ([], [])
             normalise = transforms.Normalize(bundle.mean, bundle.std)
-            transform = transforms.Compose([*steps, transforms.ToTensor(), normalise])
+            steps += [*picture, transforms.ToTensor(), normalise, *tensor]
+            transform = transforms.Compose(steps)
         else:
             transform = evaluation_transform(size, bundle.mean, bundle.std)
         self.seed = seed
@@ -289,12 +310,14 @@ def make_batches(
     shard: tuple[int, int] = (0, 1),
 ) -> TensorBatches | FileBatches:
     """Batches of `split` for training (shuffled, augmented) or evaluation (in order); with
-    a `shard` (rank, ranks), this rank's part of them."""
+    a `shard` (rank, ranks), this rank's part of them. Training batches go through the
+    spec's augmentation policy and random erasing, whether or not crop and flip are on."""
+    policy = AugmentPolicy.for_spec(spec) if train else None
     if isinstance(split, TensorSplit):
         return TensorBatches(
-            split, bundle, batch_size, device, train, spec.augment, spec.seed, shard
+            split, bundle, batch_size, device, train, spec.augment, spec.seed, shard, policy
         )
     workers = spec.workers if spec.workers is not None else min(4, torch.get_num_threads())
     return FileBatches(
-        split, bundle, batch_size, device, train, spec.augment, workers, spec.seed, shard
+        split, bundle, batch_size, device, train, spec.augment, workers, spec.seed, shard, policy
     )

@@ -122,21 +122,36 @@ def _keep(source: Path, folder: Path, stem: str, role: str, resume: bool) -> Pat
 
 
 def save_epoch(
-    folder: Path, payload: dict[str, Any], epoch: int, improved: bool, writer: EventWriter
+    folder: Path,
+    payload: dict[str, Any],
+    epoch: int,
+    improved: bool,
+    writer: EventWriter,
+    best_payload: dict[str, Any] | None = None,
 ) -> None:
     """Write an epoch's checkpoint as last.pt; when the epoch improved, best.pt becomes the
-    same file. Each written file is a `checkpoint` event."""
+    same file, or holds `best_payload` where one is given (the average of the weights won).
+    Each written file is a `checkpoint` event, saying which weights it holds where the run
+    has an average of them."""
     folder.mkdir(parents=True, exist_ok=True)
     last = folder / "last.pt"
     save_checkpoint(last, payload)
-    writer.emit(ev.CHECKPOINT, path=str(last), name="last", epoch=epoch, best=False)
-    if improved:
-        best = folder / "best.pt"
+    weights = payload.get("weights")
+    writer.emit(
+        ev.CHECKPOINT, path=str(last), name="last", epoch=epoch, best=False, weights=weights
+    )
+    if not improved:
+        return
+    best = folder / "best.pt"
+    if best_payload is not None:
+        save_checkpoint(best, best_payload)
+        weights = best_payload.get("weights")
+    else:
         try:
             share_file(last, best)
         except OSError as error:
             raise write_failure(error, best, "last.pt holds this epoch") from None
-        writer.emit(ev.CHECKPOINT, path=str(best), name="best", epoch=epoch, best=True)
+    writer.emit(ev.CHECKPOINT, path=str(best), name="best", epoch=epoch, best=True, weights=weights)
 
 
 def read_checkpoint(path: Path, device: torch.device) -> dict[str, Any]:

@@ -16,11 +16,9 @@ from engine.contract.stopping import StopRequest
 from engine.data.batches import make_batches
 from engine.data.datasets import DatasetBundle, load_dataset
 from engine.distributed import STOP_CHECK_STEPS, Ranks, any_rank, total
-from engine.models import count_parameters
 from engine.train.checkpoints import (
     damaged_checkpoint,
     last_checkpoint,
-    random_state,
     read_checkpoint,
     restore_random_state,
     save_epoch,
@@ -30,11 +28,12 @@ from engine.train.devices import (
     autocast,
     peak_memory_mb,
     pick_device,
-    process_facts,
     use_all_cores,
 )
 from engine.train.early_stopping import EarlyStopping
+from engine.train.ema import average_of, epoch_scores, restore_average
 from engine.train.evaluation import loss_and_accuracy, predict, test_report
+from engine.train.mixing import Labels, hits, mixed_batches
 from engine.train.network import build_network
 from engine.train.objective import make_objective
 from engine.train.optimisation import (
@@ -44,7 +43,9 @@ from engine.train.optimisation import (
     parameter_groups,
     take_step,
 )
+from engine.train.records import best_payload, checkpoint_payload
 from engine.transfer.freeze import freeze_schedule, policy_summary
+from engine.transfer.probe import fit_head, probe_applies
 from engine.use.mistakes import keep_test_predictions
 
 PROGRESS_INTERVAL_S = 0.25
@@ -90,9 +91,13 @@ class Trainer:
         self.objective = make_objective(
             spec, self.model, self.bundle, self.device, self.memory_format
         )
-        self.freeze = freeze_schedule(self.model, spec)
+        # the head fitted by the converged probe (`head`, `lp-ft`) before the first epoch
+        self.probe_images = len(self.bundle.train) + len(self.bundle.val)
+        self.probe = probe_applies(spec, self.model, self.probe_images)
+        self.freeze = freeze_schedule(self.model, spec, self.probe)
         self.freeze.apply_at(self.model, 1)
         self._wrap_for_ranks()
+        self.ema = average_of(spec, self.model)  # None without --ema-decay
         self.optimizer = make_optimizer(parameter_groups(self.model, spec), spec, self.device)
         self.starting_point = StartingPoint(self.model, spec.l2sp) if spec.l2sp > 0 else None
         eval_batch = spec.eval_batch_size or 2 * spec.batch_size
@@ -114,7 +119,10 @@ class Trainer:
         )
         self.best_val_acc = -1.0
         self.best_epoch = 0
+        self.best_weights = "raw"  # or "ema": which weights best.pt holds
         self.early_stopping = EarlyStopping.for_spec(spec)
+        # `head` fitted by the converged probe is trained by it alone: one epoch.
+        self.epochs = 1 if self.probe and spec.freeze == "head" else spec.epochs
         self.step = 0
         self.first_epoch = 1
         self.elapsed_before = 0.0  # training seconds of the processes before a resume
@@ -179,6 +187,7 @@ class Trainer:
             self.best_epoch, self.elapsed_before = state["best_epoch"], state["elapsed"]
             self.first_epoch = state["epoch"] + 1
             self.early_stopping.restore(state.get("early_stopping"))
+            restore_average(self, state)
             self.freeze.apply_at(self.model, state["epoch"])
             restore_random_state(state["rng"], self.device)
         except (KeyError, TypeError, ValueError, RuntimeError) as error:
@@ -186,31 +195,6 @@ class Trainer:
             reason = f"no {error}" if isinstance(error, KeyError) else str(error).splitlines()[0]
             raise damaged_checkpoint(self.checkpoints / "last.pt", reason) from None
         self._wrap_for_ranks()
-
-    def started_event(self) -> None:
-        """The run's first event, then the dataset's notes as `log` events."""
-        total, trainable = count_parameters(self.model)
-        self.writer.emit(
-            ev.STARTED,
-            **process_facts(self.device),
-            parameters=total,
-            trainable_parameters=trainable,
-            sizes=self.bundle.sizes(),
-            classes=self.bundle.classes,
-            image_size=self.bundle.image_size,
-            amp=str(self.amp).replace("torch.", "") if self.amp else "off",
-            channels_last=self.channels_last,
-            steps_per_epoch=self.steps_per_epoch,
-            epochs=self.spec.epochs,
-            init=self.init_report.as_event(),
-            processes=self.processes,
-            nodes=self.ranks.nodes if self.ranks else 1,
-            resumed_from_epoch=self.first_epoch - 1,
-            best_val_acc=self.best_val_acc if self.best_val_acc >= 0 else None,
-            distillation=self.objective.started_info(),
-        )
-        for note in self.bundle.notes:
-            self.writer.emit(ev.LOG, level="info", message=note)
 
     def _autocast(self) -> Any:
         return autocast(self.device, self.amp)
@@ -220,7 +204,7 @@ class Trainer:
         return images.contiguous(memory_format=self.memory_format)
 
     def _loss(
-        self, images: torch.Tensor, labels: torch.Tensor
+        self, images: torch.Tensor, labels: Labels
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """The logits of a batch, its loss and, when distilling, the loss's parts."""
         with self._autocast():
@@ -229,8 +213,9 @@ class Trainer:
         return logits, loss, parts
 
     def train_epoch(self, epoch: int) -> tuple[float, float, dict[str, float]]:
-        """One pass over the training data; returns mean loss, accuracy and, when
-        distilling, the means of the loss's parts (`ce_loss`, `kd_loss`)."""
+        """One pass over the training data, mixed where the spec says (mixup, CutMix);
+        returns mean loss, accuracy (of a mixed image, against its label of larger weight)
+        and, when distilling, the means of the loss's parts (`ce_loss`, `kd_loss`)."""
         self.model.train()
         self.freeze.after_train_mode(self.model)
         loss_sum = torch.zeros((), device=self.device)
@@ -238,12 +223,15 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
         window_start, window_seen, last_report = time.perf_counter(), 0, time.perf_counter()
-        for index, (images, labels) in enumerate(self.train_batches.epoch(epoch)):
+        batches = mixed_batches(self.train_batches, self.spec, epoch)
+        for index, (images, labels) in enumerate(batches):
             logits, loss, parts = self._loss(self._prepare(images), labels)
             objective = loss
             if self.starting_point is not None:
                 objective = loss + self.starting_point.penalty()
             take_step(objective, self.optimizer, self.scaler, self.model, self.spec.grad_clip)
+            if self.ema is not None:
+                self.ema.update()
             self.scheduler.step()
             self.step += 1
             batch = len(labels)
@@ -252,7 +240,7 @@ class Trainer:
             loss_sum += loss.detach().float() * batch
             if parts is not None:
                 parts_sum += parts * batch
-            correct += (logits.argmax(1) == labels).sum()
+            correct += hits(logits, labels)
             now = time.perf_counter()
             last_step = index + 1 == self.steps_per_epoch
             if self.ranks is None:
@@ -296,69 +284,51 @@ class Trainer:
     def evaluate(self, batches: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """The model's logits and the labels over a whole split, in order."""
         self.model.eval()
-        return predict(self._predict_batch, batches, self.ranks, self.writer.heartbeat)
+        return predict(self.predict_batch, batches, self.ranks, self.writer.heartbeat)
 
-    def _predict_batch(self, images: torch.Tensor) -> torch.Tensor:
+    def predict_batch(self, images: torch.Tensor) -> torch.Tensor:
+        """The logits of a batch of images, in eval mode as the model is set."""
         with self._autocast():
             return self.forward(self._prepare(images))
-
-    def checkpoint_payload(self, epoch: int, elapsed: float) -> dict[str, Any]:
-        """What a checkpoint holds: the network's description, the epoch's counters, and the
-        state of every part of training, to resume from or to rebuild the model."""
-        return {
-            "format": 1,
-            "arch": self.spec.arch,
-            "classes": self.bundle.classes,
-            "in_channels": self.bundle.channels,
-            "width": self.spec.width,
-            "small_stem": self.small_stem,
-            "image_size": self.bundle.image_size,
-            "mean": list(self.bundle.mean),
-            "std": list(self.bundle.std),
-            "epoch": epoch,
-            "step": self.step,
-            "best_val_acc": self.best_val_acc,
-            "best_epoch": self.best_epoch,
-            "elapsed": elapsed,
-            "early_stopping": self.early_stopping.state(),
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict(),
-            "rng": random_state(self.device),
-            "spec": self.spec.to_json(),
-        }
 
     def save(self, epoch: int, improved: bool, elapsed: float) -> None:
         """Write the epoch's checkpoints. On several ranks, each machine's first rank writes
         (their weights are the same)."""
         if self.writes:
-            payload = self.checkpoint_payload(epoch, elapsed)
-            save_epoch(self.checkpoints, payload, epoch, improved, self.writer)
+            payload = checkpoint_payload(self, epoch, elapsed)
+            best = best_payload(self, payload)  # None: best.pt is a copy of last.pt
+            save_epoch(self.checkpoints, payload, epoch, improved, self.writer, best)
 
     def fit(self) -> str:
         """Train for the spec's epochs or until early stopping ends it: `completed`, or
         `stopped` where a stop was asked for."""
         started = time.perf_counter() - self.elapsed_before
-        for epoch in range(self.first_epoch, self.spec.epochs + 1):
-            self.writer.emit(ev.EPOCH_STARTED, epoch=epoch, epochs=self.spec.epochs)
+        for epoch in range(self.first_epoch, self.epochs + 1):
+            self.writer.emit(ev.EPOCH_STARTED, epoch=epoch, epochs=self.epochs)
             self.update_policy(epoch)
             epoch_start = time.perf_counter()
-            train_loss, train_acc, loss_parts = self.train_epoch(epoch)
+            probe = fit_head(self) if self.probe and epoch == 1 else None
+            if probe is not None and self.ema is not None:
+                self.ema.restore(None)  # the average starts from the fitted head
+            if probe is not None and self.spec.freeze == "head":  # lp-ft fine-tunes on
+                train_loss, train_acc, loss_parts = probe.train_loss, probe.train_acc, {}
+            else:
+                train_loss, train_acc, loss_parts = self.train_epoch(epoch)
             val_loss, val_acc = loss_and_accuracy(*self.evaluate(self.val_batches))
             self._check_finite(val_loss)  # weights gone to inf can still give a finite train loss
-            improved = val_acc > self.best_val_acc
+            scores = epoch_scores(self, val_loss, val_acc)  # and the average's, with one
+            improved = scores.acc > self.best_val_acc
             if improved:
-                self.best_val_acc, self.best_epoch = val_acc, epoch
-            early = self.early_stopping.update(epoch, val_loss, val_acc)
+                self.best_val_acc, self.best_epoch = scores.acc, epoch
+                self.best_weights = scores.weights
+            early = self.early_stopping.update(epoch, scores.loss, scores.acc)
             self.writer.emit(
                 ev.EPOCH_ENDED,
                 epoch=epoch,
-                epochs=self.spec.epochs,
+                epochs=self.epochs,
                 train_loss=train_loss,
                 train_acc=train_acc,
-                val_loss=val_loss,
-                val_acc=val_acc,
+                **scores.fields(),
                 lr={g["name"]: g["lr"] for g in self.optimizer.param_groups},
                 seconds=time.perf_counter() - epoch_start,
                 elapsed=time.perf_counter() - started,
@@ -371,7 +341,7 @@ class Trainer:
             self.stopping = self.agreed(self.stop.requested)
             if self.stopping:
                 return "stopped"
-            if epoch < self.spec.epochs and self.agreed(early is not None):
+            if epoch < self.epochs and self.agreed(early is not None):
                 self.writer.emit(ev.LOG, level="info", message=self.early_stopping.stop_at(epoch))
                 return "completed"
         return "completed"
@@ -391,6 +361,8 @@ class Trainer:
             self.objective.old_task,
             self._autocast,
         )
+        if "weights" in best:  # a run with an average of its weights: which were tested
+            report["weights"] = best["weights"]
         if self.writes:  # the report names the file of each test image's prediction
             run_dir = self.checkpoints.parent
             report.update(keep_test_predictions(run_dir, logits, labels, self.bundle, self.writer))

@@ -37,6 +37,7 @@ from engine.train.network import build_network
 from engine.train.objective import make_objective
 from engine.train.optimisation import StartingPoint, make_optimizer, parameter_groups, take_step
 from engine.transfer.freeze import freeze_schedule
+from engine.transfer.probe import probe_applies
 
 # fastai's smoothing of the loss (an EMA, its start's bias corrected) and its stop: the
 # smoothed loss above DIVERGED times the lowest it has been.
@@ -143,6 +144,17 @@ def range_test(
     amp = amp_dtype(spec, device)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     objective = make_objective(spec, model, bundle, device, network.memory_format)
+    if probe_applies(spec, model, len(bundle.train) + len(bundle.val)):
+        raise RunError(
+            "bad_input",
+            f"--freeze {spec.freeze} fits its head by L-BFGS, which needs no learning rate",
+            "give --probe sgd to find the rate of a head trained by epochs"
+            + (
+                ", or --freeze full for lp-ft's fine-tuning (at --ft-lr-scale times it)"
+                if spec.freeze == "lp-ft"
+                else ""
+            ),
+        )
     freeze = freeze_schedule(model, spec)
     freeze.apply_at(model, 1)
     optimizer = make_optimizer(parameter_groups(model, spec), spec, device)

@@ -7,7 +7,7 @@ from torch import nn
 
 from engine.contract.spec import RunSpec
 from engine.data.datasets import DatasetBundle
-from engine.models import build_model
+from engine.models import add_stochastic_depth, build_model
 from engine.transfer.weights import InitReport, load_initial_weights, replace_head
 
 
@@ -24,7 +24,8 @@ class Network:
 
 def build_network(spec: RunSpec, bundle: DatasetBundle, device: torch.device) -> Network:
     """The spec's architecture for `bundle`'s classes and channels, with the spec's head and
-    starting weights (SyncBatchNorm with --sync-bn), on `device` in its memory format.
+    starting weights (SyncBatchNorm with --sync-bn, stochastic depth with --drop-path), on
+    `device` in its memory format.
 
     Where the starting weights come with their inputs' mean and std, `bundle` takes them, so
     that the source's features see inputs normalised as they know them.
@@ -38,6 +39,8 @@ def build_network(spec: RunSpec, bundle: DatasetBundle, device: torch.device) ->
         bundle.mean, bundle.std = init_report.mean, init_report.std
     if spec.sync_bn:
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    if spec.drop_path > 0:  # after the conversion, which drops a torchvision block's hooks
+        add_stochastic_depth(model, spec.drop_path)
     model = model.to(device)
     channels_last = spec.channels_last if spec.channels_last is not None else device.type == "cuda"
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from engine.contract.errors import RunError
 from engine.contract.spec import RunSpec
 from engine.data.datasets import DatasetBundle
+from engine.train.mixing import Labels, mixture
 from engine.transfer.distill import OldTask, Teachers, distillation_loss
 
 
@@ -81,27 +82,41 @@ class Objective:
         return self.old_task is not None or self.teachers is not None
 
     def loss(
-        self, logits: torch.Tensor, images: torch.Tensor, labels: torch.Tensor
+        self, logits: torch.Tensor, images: torch.Tensor, labels: Labels
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The loss of the model's `logits` for a batch and, when distilling, its cross-entropy
-        and KD parts. Call it under the autocast of the forward pass that gave the logits."""
+        and KD parts. Call it under the autocast of the forward pass that gave the logits.
+
+        For a batch mixed by mixup or CutMix (`labels` MixedLabels), the part on the labels
+        is the mixture of the two labels' losses (each with the label smoothing); the parts
+        on the images (KD against the teachers or the old task) take the mixed images as
+        they are.
+        """
         spec = self.spec
+
+        def cross_entropy(target: torch.Tensor) -> torch.Tensor:
+            return F.cross_entropy(logits, target, label_smoothing=spec.label_smoothing)
+
         if self.old_task is not None:
-            new = F.cross_entropy(logits, labels, label_smoothing=spec.label_smoothing)
+            new = mixture(labels, cross_entropy)
             old = self.old_task.loss(images)
             loss = spec.lwf * old + (1 - spec.lwf) * new
             return loss, torch.stack([new.detach().float(), old.detach()])
         if self.teachers is None:
-            return F.cross_entropy(logits, labels, label_smoothing=spec.label_smoothing), None
-        loss, cross_entropy, kd = distillation_loss(
-            logits,
-            self.teachers.logits(images),
+            return mixture(labels, cross_entropy), None
+        teacher_logits = self.teachers.logits(images)
+        loss, cross_entropy_part, kd = mixture(
             labels,
-            spec.kd_alpha,
-            spec.kd_temperature,
-            spec.label_smoothing,
+            lambda target: distillation_loss(
+                logits,
+                teacher_logits,
+                target,
+                spec.kd_alpha,
+                spec.kd_temperature,
+                spec.label_smoothing,
+            ),
         )
-        return loss, torch.stack([cross_entropy.detach(), kd.detach()])
+        return loss, torch.stack([cross_entropy_part.detach(), kd.detach()])
 
     def mean_parts(self, parts_sum: torch.Tensor, seen: int) -> dict[str, float]:
         """The means of a distilled loss's parts over `seen` images: `ce_loss` on the labels

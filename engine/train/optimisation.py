@@ -127,3 +127,23 @@ def take_step(
         nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     scaler.step(optimizer)
     scaler.update()
+
+
+# Fewer optimiser steps than this in a whole run is too few for training to settle.
+FEW_STEPS = 100
+
+
+def few_steps_note(steps: int, images: int, batch_size: int, epochs: int) -> str | None:
+    """A warning for a run of fewer than `FEW_STEPS` optimiser steps in all (a few-shot set
+    in large batches: an epoch is a step or two), saying what gives it more; None if enough."""
+    if steps >= FEW_STEPS:
+        return None
+    per_epoch = max(steps // max(epochs, 1), 1)
+    smaller = max(1, min(images * epochs // FEW_STEPS, batch_size // 2))
+    # in batches of 1 already, more epochs are the one way to more steps
+    batches = f" or a smaller --batch-size (e.g. {smaller})" if smaller < batch_size else ""
+    return (
+        f"this run takes only {steps} optimiser steps in all ({per_epoch} an epoch: "
+        f"{images} training images in batches of {batch_size}), where training wants about "
+        f"{FEW_STEPS} or more: give more --epochs{batches}"
+    )

@@ -11,6 +11,7 @@ from engine.distributed import NoEvents, RankFailures, Ranks
 from engine.train.checkpoints import keep_sources
 from engine.train.failures import report_failures
 from engine.train.loop import Trainer
+from engine.train.records import emit_started
 
 
 def run(
@@ -48,7 +49,7 @@ def _run(spec: RunSpec, events_path: Path, run_dir: Path, stop: StopRequest, res
         trainer = Trainer(spec, writer, run_dir, stop, ranks=ranks)
         if resume:
             trainer.resume()
-        trainer.started_event()
+        emit_started(trainer)
         status = trainer.fit()
         test = trainer.test() if status == "completed" else None
         writer.emit(

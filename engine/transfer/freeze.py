@@ -14,7 +14,7 @@ from torch import nn
 from engine.contract.catalog import BATCHNORM_MODES
 from engine.contract.freezing import FreezePolicy, parse_freeze, trainable_parts
 from engine.contract.spec import RunSpec
-from engine.models import model_stages
+from engine.models import DropPath, model_stages
 
 # A stage that `gradual` thaws trains at this share of the backbone's learning rate, as
 # Lightning's BackboneFinetuning does, so fresh gradients do not wreck its features.
@@ -25,16 +25,20 @@ class FreezeSchedule:
     """A freeze policy applied to one model: the parts that train now, changed as epochs
     start. This one (`full`, `head`, `last-K`) leaves the learning rates as they are."""
 
-    def __init__(self, policy: FreezePolicy, part_names: list[str], spec: RunSpec) -> None:
+    def __init__(
+        self, policy: FreezePolicy, part_names: list[str], spec: RunSpec, probed: bool = False
+    ) -> None:
         self.policy = policy
         self.part_names = part_names
         self.spec = spec
+        # a head fitted by the converged probe before the first epoch needs no probe epochs
+        self.probe_epochs = 0 if probed else spec.probe_epochs
         self.trainable = self.trainable_in(1)
 
     def trainable_in(self, epoch: int) -> list[str]:
         """The parts that train in `epoch` (from 1), in model order."""
         return trainable_parts(
-            self.policy, self.part_names, epoch, self.spec.unfreeze_every, self.spec.probe_epochs
+            self.policy, self.part_names, epoch, self.spec.unfreeze_every, self.probe_epochs
         )
 
     def learning_rate_scales(self, thawed: list[str]) -> dict[str, float]:
@@ -82,10 +86,23 @@ class GradualThaw(FreezeSchedule):
 
 
 class ProbeThenFineTune(FreezeSchedule):
-    """`lp-ft`: when the probe ends, every part fine-tunes at `--ft-lr-scale` times its rate."""
+    """`lp-ft`: when the probe ends, every part fine-tunes at `--ft-lr-scale` times its rate;
+    after a converged probe (fitted before the first epoch), from the first epoch."""
 
     def learning_rate_scales(self, thawed: list[str]) -> dict[str, float]:
         return dict.fromkeys(self.part_names, self.spec.ft_lr_scale)
+
+    def at_epoch_start(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: torch.optim.lr_scheduler.LRScheduler,
+        epoch: int,
+    ) -> list[str] | None:
+        trainable = super().at_epoch_start(model, optimizer, scheduler, epoch)
+        if epoch == 1 and self.probe_epochs == 0:
+            scale_learning_rates(optimizer, scheduler, self.learning_rate_scales([]))
+        return trainable
 
 
 SCHEDULES: dict[str, type[FreezeSchedule]] = {
@@ -97,10 +114,11 @@ SCHEDULES: dict[str, type[FreezeSchedule]] = {
 }
 
 
-def freeze_schedule(model: nn.Module, spec: RunSpec) -> FreezeSchedule:
-    """The spec's freeze policy for `model`; call its `apply_at` to freeze the model."""
+def freeze_schedule(model: nn.Module, spec: RunSpec, probed: bool = False) -> FreezeSchedule:
+    """The spec's freeze policy for `model`; call its `apply_at` to freeze the model.
+    `probed`: the head is fitted by the converged probe before the first epoch."""
     policy = parse_freeze(spec.freeze)
-    return SCHEDULES[policy.name](policy, list(model_stages(model)), spec)
+    return SCHEDULES[policy.name](policy, list(model_stages(model)), spec, probed)
 
 
 def scale_learning_rates(
@@ -129,7 +147,8 @@ def apply_freeze(model: nn.Module, trainable: list[str]) -> None:
 
 
 def set_batchnorm_modes(model: nn.Module, trainable: list[str], mode: str) -> None:
-    """Set BatchNorm in the frozen parts; call it after `apply_freeze` and every `model.train()`.
+    """Set BatchNorm in the frozen parts, and stochastic depth there off (a frozen part is a
+    fixed map); call it after `apply_freeze` and every `model.train()`.
 
     BatchNorm in the parts that train is left as `model.train()` set it. In a frozen part:
 
@@ -151,6 +170,8 @@ def set_batchnorm_modes(model: nn.Module, trainable: list[str], mode: str) -> No
                 if isinstance(layer, nn.modules.batchnorm._BatchNorm):
                     layer.train(mode == "train")
                     layer.requires_grad_(mode == "eval")
+                elif isinstance(layer, DropPath):  # a frozen part is a fixed map: no drops
+                    layer.train(False)
 
 
 def trainable_count(model: nn.Module) -> int:

@@ -160,7 +160,8 @@ class ResnetApp(RunActions, App[None]):
                 self.live[run.id] = run
             elif self.live.pop(run.id, None) is not None:
                 self.stalled.discard(run.id)
-                severity = "information" if run.status == "completed" else "warning"
+                ended_well = run.status in ("completed", "pruned")  # pruned: as the sweep says
+                severity = "information" if ended_well else "warning"
                 self.tell(f"run {run.id} {run.status}", severity=severity)
 
     def _stall_changed(self, run: Run) -> bool:

@@ -63,6 +63,7 @@ ESSENTIAL = frozenset(
         "compare.back",
         "compare.metric",
         "launch.launch",
+        "launch.find_lr",
         "launch.back",
         "queue.back",
         "queue.open",

@@ -84,7 +84,7 @@ def ended_words(status: str, state: RunState) -> str | None:
     engine's where the store still has it live."""
     if status in ("queued", "running") and state.ended:
         status = state.status or status
-    if status not in ("stopped", "failed", "crashed"):
+    if status not in ("stopped", "pruned", "failed", "crashed"):
         return None
     started, progress = state.started, state.progress
     if started is None:

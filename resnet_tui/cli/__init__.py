@@ -3,8 +3,9 @@
 `resnet-tui app` (or `resnet-tui` alone, see main.py) opens the interactive app. Every bad
 input ends in one line on stderr and exit code 2. One module per group of commands: run.py
 (run, resume, stop), runs.py (runs, show, compare, rm, app), queue.py (sweep, worker,
-summary, queue), fuse.py (ensemble, soup) and catalog.py (archs, datasets, devices); what
-they share is in common.py, and the options made from the run spec in spec_options.py.
+summary, queue), search.py (search), fuse.py (ensemble, soup) and catalog.py (archs,
+datasets, devices); what they share is in common.py, and the options made from the run
+spec in spec_options.py.
 """
 
 import errno
@@ -25,6 +26,7 @@ from resnet_tui.cli import (
     queue,
     run,
     runs,
+    search,
 )
 from resnet_tui.cli.common import EXIT_USER_ERROR, say_error
 from resnet_tui.runs.identity import StoreError, describe_database_error, is_passing_fault
@@ -62,6 +64,7 @@ COMMANDS = (
     ("soup", fuse.soup_runs),
     ("rm", runs.remove_runs),
     ("sweep", queue.sweep_command),
+    ("search", search.search_command),
     ("lr-find", lr_find.lr_find_command),
     ("worker", queue.run_worker),
     ("summary", queue.show_summary),

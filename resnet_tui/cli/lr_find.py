@@ -2,14 +2,12 @@
 rate drawn in the terminal and the rate it suggests; nothing is saved."""
 
 import json
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.text import Text
 
-from engine.contract.image_sizes import choose_image_size
 from engine.contract.lr_range import (
     DEFAULT_END_LR,
     DEFAULT_START_LR,
@@ -27,8 +25,8 @@ from resnet_tui.cli.spec_options import (
     spec_parameters,
 )
 from resnet_tui.display import shown
-from resnet_tui.runs import launcher
-from resnet_tui.runs.sources import resolve_init, resolve_teachers
+from resnet_tui.runs import range_test
+from resnet_tui.runs.engine_jobs import EngineJobError, EngineJobStopped
 
 PANEL = "Range test"
 # The chart's colours: each step's loss faint, the smoothed loss and the suggestions bright.
@@ -38,21 +36,16 @@ CHART_ROWS, WIDEST = 16, 100
 
 
 def _settle(spec: RunSpec, db: Path | None) -> None:
-    """What `run` settles before it starts: the image size where an image folder's run gives
-    none, and the checkpoints of the runs the spec starts from or learns from (the store is
-    opened only where it names one)."""
-    if not (spec.init.startswith("run:") or spec.teacher):
-        choose_image_size(spec, [])
-        return
-    store = open_store(db)
+    """What `run` settles before it starts (`range_test.settle`); the store is opened only
+    where the spec names a run."""
+    store = open_store(db) if range_test.needs_the_store(spec) else None
     try:
-        launcher.settle_image_size(store, spec)
-        resolve_init(store, spec)
-        resolve_teachers(store, spec)
+        range_test.settle(spec, store)
     except SpecError as error:
         raise fail(str(error)) from None
     finally:
-        store.close()
+        if store is not None:
+            store.close()
 
 
 def _lr_find(
@@ -70,24 +63,19 @@ def _lr_find(
         raise fail(str(error)) from None
     spec = spec_from_options(config_file, options)
     _settle(spec, db)
-    with tempfile.TemporaryDirectory(prefix="resnet-tui-lr-find-") as folder:
-        spec_file = Path(folder) / "spec.json"
-        spec_file.write_text(spec.to_json(), encoding="utf-8")
-        # each value joined to its option: one that starts with `-` is no option
-        arguments = [f"--spec={spec_file}", f"--start-lr={start_lr!r}", f"--end-lr={end_lr!r}"]
-        finished = _follow([*arguments, f"--steps={steps}"], steps, as_json)
+    finished = _follow(spec, start_lr, end_lr, steps, as_json)
     if as_json:
         print(json.dumps(finished), flush=True)
         return
     _show(finished)
 
 
-def _follow(arguments: list[str], steps: int, as_json: bool) -> dict[str, Any]:
+def _follow(
+    spec: RunSpec, start_lr: float, end_lr: float, steps: int, as_json: bool
+) -> dict[str, Any]:
     """Run the engine's range test with a progress bar (none with --json); returns its
     `finished` message. A stop or a failure exits with the engine's line."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    from resnet_tui.runs.engine_jobs import EngineJob, EngineJobError, EngineJobStopped
 
     progress = Progress(
         TextColumn("range test"),
@@ -99,27 +87,23 @@ def _follow(arguments: list[str], steps: int, as_json: bool) -> dict[str, Any]:
         disable=as_json,
     )
     task = progress.add_task("steps", total=steps, lr="-", loss="-")
-    finished = None
+
+    def advanced(message: dict[str, Any]) -> None:
+        smoothed = message.get("smoothed")
+        shown = f"{smoothed:.4g}" if isinstance(smoothed, float) else "not finite"
+        lr = f"{message.get('lr', 0.0):.2e}"
+        progress.update(task, completed=message.get("step", 0), lr=lr, loss=shown)
+
+    test = range_test.RangeTest(spec, start_lr, end_lr, steps, shares_ctrl_c=True)
     try:
-        with progress, EngineJob("lr-find", arguments, shares_ctrl_c=True) as job:
-            for message in job.lines():
-                if message.get("kind") == "progress":
-                    smoothed = message.get("smoothed")
-                    shown = f"{smoothed:.4g}" if isinstance(smoothed, float) else "not finite"
-                    lr = f"{message.get('lr', 0.0):.2e}"
-                    progress.update(task, completed=message.get("step", 0), lr=lr, loss=shown)
-                elif message.get("kind") == "finished":
-                    finished = message
+        with progress:
+            return test.run(advanced)
     except EngineJobStopped as stopped:
         say_error("lr-find stopped; nothing was saved")
         raise typer.Exit(stopped.exit_code) from None
     except EngineJobError as error:
         say_error(error.message)
         raise typer.Exit(error.exit_code) from None
-    if finished is None:
-        say_error("the engine ended the range test without its result")
-        raise typer.Exit(1)
-    return finished
 
 
 def _show(finished: dict[str, Any]) -> None:
@@ -129,10 +113,7 @@ def _show(finished: dict[str, Any]) -> None:
     valley_ink, steepest_ink = SMOOTHED + 1, SMOOTHED + 2
 
     lrs, valley, steepest = finished["lrs"], finished["valley"], finished["steepest"]
-    ended = "stopped early" if finished["stopped_early"] else "completed"
-    ended += f": {finished['reason']}" if finished["reason"] else ""
-    title = f"loss against learning rate, {len(lrs)} steps ({ended}, {finished['seconds']:.0f} s)"
-    console.print(shown(title), highlight=False, soft_wrap=True)
+    console.print(shown(range_test.title(finished)), highlight=False, soft_wrap=True)
     found = valley is not None
     marks = [Mark("valley", valley, valley_ink), Mark("steepest", steepest, steepest_ink)]
     styles = {AXIS: "dim", LOSS: LOSS_STYLE, SMOOTHED: SMOOTHED_STYLE}
@@ -147,12 +128,9 @@ def _show(finished: dict[str, Any]) -> None:
         legend += [(f"  ▲ steepest {steepest:.3g}", STEEPEST_STYLE)]
     console.print(Text.assemble(*legend), soft_wrap=True)
     if not found:
-        say_error(
-            "no learning rate to suggest: the loss was not finite from the first step; "
-            "give a lower --start-lr"
-        )
+        say_error(f"{range_test.NO_SUGGESTION}; give a lower --start-lr")
         raise typer.Exit(1)
-    say(f"suggested --lr {valley:.3g} (valley; steepest descent at {steepest:.3g})")
+    say(range_test.suggestion(finished, "--lr"))
 
 
 lr_find_command = command_from_parameters(

@@ -149,6 +149,12 @@ class RunProgress:
                 f"epoch{'' if run.epochs_done == 1 else 's'}; "
                 "its last checkpoint is kept"
             )
+        elif run.status == "pruned":
+            self.console.print(
+                f"[magenta]pruned[/] run {self.run_id} after {run.epochs_done} "
+                f"epoch{'' if run.epochs_done == 1 else 's'} by its sweep's rule "
+                f"(`resnet-tui show {self.run_id}` says why); its curves are kept"
+            )
         elif run.status == "crashed":
             self.console.print(
                 Text.assemble(("crashed", "red"), f" run {self.run_id}: ", shown(run_error(run)))

@@ -11,6 +11,7 @@ from rich.table import Table
 from engine.contract import locate
 from engine.contract.spec import SpecError
 from resnet_tui.cli.common import DbOption, JsonOption, console, fail, get_run, open_store, say
+from resnet_tui.cli.search_report import print_search, search_report
 from resnet_tui.cli.spec_options import (
     command_from_parameters,
     json_and_db_parameters,
@@ -25,18 +26,20 @@ from resnet_tui.runs.worker import MOST_RUNS_PER_DEVICE, Worker, missing_device
 
 
 def print_summary(store: RunStore, sweep: int, as_json: bool) -> None:
-    """A sweep's results per setting, as a table or as JSON."""
+    """A sweep's results per setting, as a table or as JSON; a column of the runs pruned
+    where its pruning ended any."""
     rows = summary(store.sweep_runs(sweep))
     if as_json:
         print(json.dumps({"sweep": sweep, "settings": rows}))
         return
-    table = Table(
-        "setting", "completed", "best val acc", "test acc", "time", title=f"sweep {sweep}"
-    )
+    pruned = any(row["pruned"] for row in rows)
+    columns = ["setting", "completed", *(["pruned"] if pruned else [])]
+    table = Table(*columns, "best val acc", "test acc", "time", title=f"sweep {sweep}")
     for row in rows:
         table.add_row(
             shown(row["setting"]),
             f"{row['completed']}/{row['runs']}",
+            *([str(row["pruned"])] if pruned else []),
             spread(row["best_val_acc"]),
             spread(row["test_acc"]),
             spread(row["seconds"], as_time=True),
@@ -81,7 +84,8 @@ sweep_command = command_from_parameters(
     ],
     "Queue one run for every combination of the options given as lists, e.g. "
     "`--arch resnet20,resnet56 --freeze head,full --lr 0.1,0.01` (8 runs), as one sweep; "
-    "`resnet-tui worker` runs the queue.",
+    "`resnet-tui worker` runs the queue. With --prune median or asha, a run that falls "
+    "behind the others ends early, status pruned (its curves kept; `resume` goes on).",
 )
 
 
@@ -161,11 +165,22 @@ def show_summary(
     db: DbOption = None,
 ) -> None:
     """A sweep's results: per setting (its folds together, with --folds), the mean and
-    standard deviation of best val acc, test acc and time over its completed runs."""
+    standard deviation of best val acc, test acc and time over its completed runs; of a
+    search, its trials, the best so far and each parameter's importance."""
     store = open_store(db)
     if not store.sweep_runs(sweep):
         raise fail(f"no sweep {sweep} in {store.path}; `resnet-tui runs --json` shows sweeps")
-    print_summary(store, sweep, as_json)
+    try:
+        found = search_report(store, sweep)  # a search: its trials, best and importances
+    except SpecError as error:
+        raise fail(str(error)) from None
+    if found is None:
+        print_summary(store, sweep, as_json)
+    elif as_json:
+        rows = summary(store.sweep_runs(sweep))
+        print(json.dumps({"sweep": sweep, "settings": rows, "search": found}))
+    else:
+        print_search(found)
 
 
 def show_queue(

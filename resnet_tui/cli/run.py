@@ -49,7 +49,7 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def _exit_code(run: Run) -> int:
-    if run.status == "completed":
+    if run.status in ("completed", "pruned"):  # pruned: its sweep's rule ended it, as meant
         return 0
     if run.status == "failed" and run.error is not None:
         return EXIT_USER_ERROR if run.error.kind in ev.USER_ERROR_KINDS else 1
@@ -135,6 +135,12 @@ def spec_from_options(config_file: Path | None, options: dict[str, Any]) -> RunS
         except config.ConfigError as error:
             raise fail(str(error)) from None
     values.update({name: value for name, value in options.items() if value is not None})
+    pruning = [n for n in ("prune", "prune_after", "prune_factor") if values.get(n) is not None]
+    if pruning:
+        raise fail(
+            f"--{pruning[0].replace('_', '-')} is for sweeps, whose runs are judged against each "
+            "other; e.g. `resnet-tui sweep --lr 0.1,0.01,0.001 --prune median`"
+        )
     if isinstance(values.get("name"), str):
         label(values["name"], "name")
     if values.get("data_root"):
@@ -229,7 +235,9 @@ run_command = command_from_parameters(
 
 
 def resume_run(
-    run_id: Annotated[int, typer.Argument(help="The id of a stopped, crashed or failed run.")],
+    run_id: Annotated[
+        int, typer.Argument(help="The id of a stopped, pruned, crashed or failed run.")
+    ],
     detach: Annotated[
         bool, typer.Option("--detach", help="Print the run id and return; the run goes on.")
     ] = False,
@@ -246,7 +254,8 @@ def resume_run(
     ] = None,
     db: DbOption = None,
 ) -> None:
-    """Continue a stopped, crashed or failed run in place from its last checkpoint.
+    """Continue a stopped, pruned, crashed or failed run in place from its last checkpoint (a
+    pruned run then trains on, unpruned).
 
     Weights, optimiser, schedule, freeze policy, random state and epoch counter all carry on,
     so a seeded CPU run ends as it would have without the interruption.

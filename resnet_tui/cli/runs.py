@@ -122,6 +122,7 @@ def list_runs(
             ratio=1 if column == "name" else None,
         )
     colours = {"completed": "green", "running": "cyan", "failed": "red", "crashed": "red"}
+    colours["pruned"] = "magenta"  # ended early by its sweep's pruning, as the sweep meant
     for run in runs:
         cells = {
             "id": str(run.id),
@@ -175,6 +176,7 @@ def show_run(
             "fusion": [event.to_dict() for event in candidates],
             "skipped_lines": state.skipped_notes,
             "early_stop": asdict(state.early_stop) if state.early_stop else None,
+            "pruned": asdict(state.pruned) if state.pruned else None,
         }
         print(json.dumps(summary, indent=2))
         return
@@ -211,10 +213,14 @@ def show_run(
         console.print(Text.assemble(("policy", "cyan"), " ", shown(policy_line(event))))
     if epochs:
         console.print(_epoch_table(epochs))
+    if state.ema_line:  # a run with an average of its weights (--ema-decay)
+        console.print(shown(state.ema_line), highlight=False)
     for note in state.skipped_notes:  # a damaged or forged line of the log
         console.print(shown(note, style="dim"))
     if state.early_stop:
         console.print(shown(state.early_stop.line), highlight=False)
+    if state.pruned:
+        console.print(shown(state.pruned.line), highlight=False)
     _show_outcome(run)
 
 

@@ -173,7 +173,7 @@ def start_queued(store: RunStore, run: Run, device: str) -> subprocess.Popen[byt
     return supervise(store, run)
 
 
-RESUMABLE_STATUSES = ("stopped", "crashed", "failed")
+RESUMABLE_STATUSES = ("stopped", "pruned", "crashed", "failed")
 
 
 def resume(store: RunStore, run_id: int, device: str | None = None) -> subprocess.Popen[bytes]:

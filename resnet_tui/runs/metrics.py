@@ -34,6 +34,9 @@ def metric_rows(run_id: int, event: ev.Event) -> list[MetricRow]:
     for name, value in (("ce_loss", event.train_ce_loss), ("kd_loss", event.train_kd_loss)):
         if value is not None:  # the parts of a distilled run's loss
             rows.append((run_id, seq, epoch, None, "train", name, value))
+    for name, value in (("ema_loss", event.ema_val_loss), ("ema_acc", event.ema_val_acc)):
+        if value is not None:  # the average of the weights, scored beside them
+            rows.append((run_id, seq, epoch, None, "val", name, value))
     rows.append((run_id, seq, epoch, None, "epoch", "seconds", event.seconds))
     for group, lr in event.lr.items():
         rows.append((run_id, seq, epoch, None, "epoch", f"lr/{group}", lr))
@@ -102,6 +105,8 @@ def summary_columns(state: RunState, recipe: dict[str, Any] | None) -> dict[str,
         columns["started_at"] = state.first_started_at
     if state.started is not None:
         columns["engine_info"] = json.dumps(state.started.to_dict())
+        if state.started.epochs:  # the engine's plan: one epoch for a head the probe fits
+            columns["epochs"] = state.started.epochs
     if state.finished is not None and state.finished.fusion:
         columns["recipe"] = json.dumps({**(recipe or {}), "outcome": state.finished.fusion})
     return columns

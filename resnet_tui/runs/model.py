@@ -11,7 +11,9 @@ from typing import Any
 from engine.contract import events as ev
 from engine.contract.spec import FusionSpec, RunSpec
 
-STATUSES = ("queued", "running", "completed", "stopped", "failed", "crashed")
+# `pruned`: ended early by its sweep's pruning (resnet_tui/runs/pruning.py), as a sweep
+# meant to; like `stopped`, it keeps its curves and checkpoints and can be resumed.
+STATUSES = ("queued", "running", "completed", "pruned", "stopped", "failed", "crashed")
 LIVE_STATUSES = ("queued", "running")
 
 
@@ -245,4 +247,7 @@ def _event_fields(event: ev.Event | None) -> dict[str, Any] | None:
 
 def _ids(text: str | None) -> tuple[int, ...]:
     """Run ids as SQL's group_concat gives them: `3,4,5`."""
-    return tuple(int(part) for part in text.split(",")) if text else ()
+    if not text:
+        return ()
+    # a forged row is not a run id: left out, so that the run still lists
+    return tuple(int(part) for part in text.split(",") if part.strip().isdigit())

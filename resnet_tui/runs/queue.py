@@ -22,7 +22,10 @@ class RunQueue:
             last, group = connection.execute(
                 "SELECT max(queue_position), max(sweep) FROM runs"
             ).fetchone()
-            group = (group or 0) + 1 if sweep else None
+            # a search keeps its number though every trial of it be deleted
+            searched = connection.execute("SELECT max(sweep) FROM searches").fetchone()[0]
+            group = max(group or 0, searched or 0)
+            group = group + 1 if sweep else None
             revision = next_revision(connection)
             for place, run_id in enumerate(run_ids, start=1):
                 connection.execute(

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from resnet_tui.runs.identity import make_identity
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 # The columns of `runs` as version 1 made them, with their types.
 _FIRST_COLUMNS = {
@@ -136,6 +136,23 @@ def _add_lineage_settings_and_revisions(connection: sqlite3.Connection) -> None:
     connection.execute("INSERT INTO store_revision VALUES (0)")
 
 
+def _add_searches(connection: sqlite3.Connection) -> None:
+    """Version 6: searches (`resnet-tui search`), each a sweep whose runs are its trials:
+    its space, sampler, seed, trial count and objective, and each trial's run with the
+    parameters asked for it (kept when its run is deleted, so a trial's number is never
+    given twice)."""
+    connection.execute(
+        "CREATE TABLE searches (sweep INTEGER PRIMARY KEY, space TEXT NOT NULL, "
+        "fixed TEXT NOT NULL, sampler TEXT NOT NULL, seed INTEGER NOT NULL, "
+        "trials INTEGER NOT NULL, objective TEXT NOT NULL, created_at FLOAT NOT NULL)"
+    )
+    connection.execute(
+        "CREATE TABLE search_trials (run_id INTEGER PRIMARY KEY, sweep INTEGER NOT NULL, "
+        "number INTEGER NOT NULL, params TEXT NOT NULL)"
+    )
+    connection.execute("CREATE INDEX idx_search_trials_sweep ON search_trials (sweep)")
+
+
 def _id_list(text: str | None) -> list[int]:
     """Run ids from a JSON list column of versions 1 to 3 (damage reads as none)."""
     try:
@@ -162,4 +179,5 @@ MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [
     _add_sweeps_and_the_queue,
     _add_lineage_settings_and_revisions,
     make_identity,  # version 5: the store's id, its runs folder and its run folders marked
+    _add_searches,
 ]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.contract import events as ev
+from resnet_tui.runs.pruning import PRUNED_AT, Pruned
 
 # The events that say where a run is in its life: the newest of them gives its status.
 Lifecycle = ev.Started | ev.Finished | ev.Error
@@ -56,6 +57,11 @@ class RunState:
     step_losses: dict[int, ev.Progress] = field(default_factory=dict)
     policies: dict[int, ev.Policy] = field(default_factory=dict)
     fusion_steps: dict[int, ev.Fusion] = field(default_factory=dict)
+    best_checkpoint: ev.Checkpoint | None = None  # the newest best.pt written
+    # The newest line a supervisor wrote on pruning the run, and the newest end it wrote
+    # then (`finished` with status pruned): a run resumed after it is pruned no more.
+    prune_note: ev.Log | None = None
+    pruned_end: ev.Finished | None = None
     # The lines of the log that were no event, by byte offset: why each was skipped.
     skipped: dict[int, str] = field(default_factory=dict)
 
@@ -74,6 +80,10 @@ class RunState:
                 self.first_started_at = event.t if first is None else min(first, event.t)
         elif isinstance(event, ev.Finished):
             self.finished = _newer(self.finished, event)
+            if event.status == "pruned":
+                self.pruned_end = _newer(self.pruned_end, event)
+        elif isinstance(event, ev.Log) and event.message.startswith(PRUNED_AT):
+            self.prune_note = _newer(self.prune_note, event)
         elif isinstance(event, ev.Progress):
             self.progress = _newer(self.progress, event)
             if self.keep_steps:
@@ -84,6 +94,8 @@ class RunState:
             self.policies[event.seq] = event
         elif isinstance(event, ev.Fusion):
             self.fusion_steps[event.seq] = event
+        elif isinstance(event, ev.Checkpoint) and event.best:
+            self.best_checkpoint = _newer(self.best_checkpoint, event)
         return self
 
     def apply_all(self, events: list[ev.Event]) -> "RunState":
@@ -134,7 +146,8 @@ class RunState:
 
     @property
     def status(self) -> str | None:
-        """`running`, `completed`, `stopped` or `failed`; None before the engine started."""
+        """`running`, `completed`, `stopped`, `pruned` or `failed`; None before the engine
+        started."""
         if isinstance(self.lifecycle, ev.Started):
             return "running"
         if isinstance(self.lifecycle, ev.Finished):
@@ -182,6 +195,20 @@ class RunState:
         return max(seen, default=None)
 
     @property
+    def ema_line(self) -> str | None:
+        """`EMA val acc 91.2% (epoch 7) · best from ema, epoch 7`: the best val acc of the
+        average of the weights (--ema-decay) and which weights best.pt holds; None without."""
+        averaged = [(e.ema_val_acc, e.epoch) for e in self.epochs if e.ema_val_acc is not None]
+        if not averaged:
+            return None
+        acc, epoch = max(averaged, key=lambda pair: pair[0])
+        line = f"EMA val acc {100 * acc:.1f}% (epoch {epoch})"
+        best = self.best_checkpoint
+        if best is not None and best.weights:
+            line += f" · best from {best.weights}, epoch {best.epoch}"
+        return line
+
+    @property
     def seconds(self) -> float | None:
         """Training time so far (the whole of it once finished)."""
         end = self.ended_by_finish
@@ -206,6 +233,18 @@ class RunState:
         epoch = told.get("epoch")
         words = [str(told.get(key) or "") for key in ("reason", "best")]
         return EarlyStop(epoch if type(epoch) is int else None, *words)
+
+    @property
+    def pruned(self) -> Pruned | None:
+        """Why the sweep's pruning ended the run, where it did: the line its supervisor wrote
+        before the run's `finished` event of status pruned (a reason unknown where the line is
+        not there)."""
+        end = self.ended_by_finish
+        if end is None or end.status != "pruned":
+            return None
+        note = self.prune_note
+        told = Pruned.read(note.message) if note is not None and note.seq < end.seq else None
+        return told or Pruned(self.epochs_done, "the reason was not kept")
 
     # Where it is now, and how fast it goes
 

@@ -5,25 +5,32 @@ starts the engine as its child, follows `events.jsonl` into `runs.db` as it is w
 records how the engine ended the moment it ends: a run whose engine dies without a final
 event is `crashed` within a poll, with the exit code or signal, whether or not anyone is
 looking. A stop (SIGINT or SIGTERM) is passed on to the engine, its own child, so no reused
-process id is ever signalled. `python -m resnet_tui.runs.supervisor --db DB --run ID
---lock-fd FD [--resume] [--fusion]`. The engine is `python -m engine`, or the module that
+process id is ever signalled. A run of a pruned sweep (`--prune`) is judged after each
+epoch against its sweep's other runs (sweeps.SweepPruning); one pruned is stopped, and ends
+`pruned`. `python -m resnet_tui.runs.supervisor --db DB --run ID --lock-fd FD [--resume]
+[--fusion]`. The engine is `python -m engine`, or the module that
 RESNET_TUI_ENGINE_MODULE names (the tests' torch-free stand-in, say).
 """
 
 import argparse
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from engine.contract import events as ev
 from engine.contract.stopping import signals_held
 from resnet_tui.runs.follower import RunFollower
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.ownership import Owners, ProcessName
+from resnet_tui.runs.pruning import Pruned
+from resnet_tui.runs.state import Lifecycle
 from resnet_tui.runs.store import RunStore, StoreError
+from resnet_tui.runs.sweeps import SweepPruning
 
 # How often the supervisor reads the events file: the engine reports progress about four
 # times a second, and the store need not be fresher than that.
@@ -130,6 +137,8 @@ class Supervisor:
         self.fusion = fusion
         self.engine: subprocess.Popen[bytes] | None = None
         self.stop_asked = False
+        self.pruning: SweepPruning | None = None
+        self.pruned: Pruned | None = None
 
     def ask_to_stop(self, signum: int, frame: Any) -> None:
         """A stop for the run: passed on to the engine (held until it has one)."""
@@ -144,6 +153,10 @@ class Supervisor:
         me = ProcessName.of(os.getpid())
         Owners(me).write(self.run.folder)
         follower = RunFollower(self.store, self.run)
+        if not self.fusion:
+            self.pruning = SweepPruning.of(self.store, self.run, follower.state)
+        if follower.state.pruned_end is not None:
+            note(f"run {self.run.id}: resumed after it was pruned, so it trains on unpruned")
         try:
             self.engine = start_engine(self.run.folder, self.resume, self.fusion)
         except OSError as error:
@@ -161,10 +174,14 @@ class Supervisor:
         note(f"run {self.run.id}: engine {self.engine.pid} started")
         while True:
             exit_code = self.engine.poll()
+            if exit_code is not None and self.pruned is not None:
+                self.end_pruned(follower)
             # Once the engine is gone, a last line that lost its newline is read as it is.
-            follow(follower, final=exit_code is not None)
+            events = follow(follower, final=exit_code is not None)
             if exit_code is not None:  # and all it wrote is read
                 break
+            if self.pruning is not None and self.pruned is None and not self.stop_asked:
+                self.judge(events)
             time.sleep(POLL_INTERVAL_S)
         after = self.store.run(self.run.id)
         if after is not None and after.live:  # no end in the log: the engine died
@@ -175,6 +192,56 @@ class Supervisor:
             note(f"run {self.run.id}: the engine ended ({_meaning(exit_code)})")
         return 0
 
+    def judge(self, events: list[ev.Event]) -> None:
+        """Prune the run where its sweep's rule says so after an epoch it just ended (not its
+        last: a run that got there completes). A decision that cannot be made (the store
+        cannot be read, say) leaves the run running."""
+        assert self.pruning is not None and self.engine is not None
+        for event in events:
+            if not isinstance(event, ev.EpochEnded) or event.partial or event.epoch >= event.epochs:
+                continue
+            try:
+                found = self.pruning.judge(event.epoch)
+            except (sqlite3.Error, OSError, ValueError, TypeError) as error:
+                note(f"run {self.run.id}: not judged after epoch {event.epoch}: {error}")
+                continue
+            if found is not None:
+                self.pruned = found
+                note(f"run {self.run.id}: {found.line}; stopping it")
+                if self.engine.poll() is None:
+                    self.engine.send_signal(signal.SIGTERM)
+                return
+
+    def end_pruned(self, follower: RunFollower) -> None:
+        """Where the engine of a run pruned ended as asked (`stopped`), follow its end in the
+        log with why it was pruned and an end of status pruned (its best val acc and time
+        the same), so the run's events tell it, and the store from them. An engine that
+        ended otherwise (it completed first, or failed) keeps its own end."""
+        assert self.pruned is not None
+        tail = ev.read_events(follower.path, follower.offset, final=True)
+        ends = [e for e in [follower.state.lifecycle, *tail.events] if isinstance(e, Lifecycle)]
+        end = max(ends, key=lambda event: event.seq, default=None)
+        if not isinstance(end, ev.Finished) or end.status != "stopped":
+            note(f"run {self.run.id}: the engine ended before its pruning; its end stands")
+            return
+        try:
+            writer = ev.EventWriter(follower.path)
+            try:
+                writer.emit(ev.LOG, level="info", message=self.pruned.line)
+                writer.emit(
+                    ev.FINISHED,
+                    status="pruned",
+                    best_val_acc=end.best_val_acc,
+                    best_epoch=end.best_epoch,
+                    seconds=end.seconds,
+                )
+            finally:
+                writer.close()
+        except OSError as error:
+            note(
+                f"run {self.run.id}: its pruning could not be written, so it stays stopped: {error}"
+            )
+
 
 def _meaning(exit_code: int) -> str:
     """What the engine's exit code says (the run's status is in the store)."""
@@ -182,11 +249,13 @@ def _meaning(exit_code: int) -> str:
     return f"exit code {exit_code}: {known.get(exit_code, 'unknown')}"
 
 
-def follow(follower: RunFollower, final: bool = False) -> None:
-    """Record what the engine wrote since the last look; note the lines skipped."""
-    follower.poll(final)
+def follow(follower: RunFollower, final: bool = False) -> list[ev.Event]:
+    """Record what the engine wrote since the last look; note the lines skipped. Returns the
+    new events."""
+    events = follower.poll(final)
     for position, reason in follower.rejected:
         note(f"skipped the line at byte {position} of {follower.path}: {reason}")
+    return events
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from engine.contract import events as ev
 from engine.contract.spec import RunSpec, SpecError, normalise_device
 from resnet_tui.runs.launcher import list_devices, queue, start_queued, stop
 from resnet_tui.runs.model import Run
 from resnet_tui.runs.queue import RunQueue
+from resnet_tui.runs.state import RunState
 from resnet_tui.runs.store import RunStore
 from resnet_tui.runs.sweeps import fold_specs
 
@@ -41,7 +43,8 @@ class Worker:
     so several workers (on other devices) can share one queue and none takes a run twice.
 
     A worker given `among` (the runs of one sweep) runs only those, and takes no more once
-    the user stopped one of them: the rest wait in the queue.
+    the user stopped one of them: the rest wait in the queue. A run its sweep's pruning
+    ended (`pruned`) is done, as a completed one is.
     """
 
     def __init__(
@@ -169,6 +172,9 @@ def _outcome(run: Run | None) -> str:
     if run is None:
         return "a run was deleted while it trained"
     line = f"run {run.id} ({run.name}) {run.status}"
+    if run.status == "pruned":  # and why, as its events tell
+        pruned = RunState(keep_steps=False).apply_read(ev.read_events(run.events_path)).pruned
+        line = f"run {run.id} ({run.name}) {pruned.line}" if pruned else line
     if run.test_acc is not None:
         line += f": test accuracy {100 * run.test_acc:.1f}%"
     return line

@@ -188,13 +188,13 @@ async def test_a_run_made_again_keeps_the_options_the_form_has_no_field_for(
     tmp_path, monkeypatch, fake_devices
 ):
     store = app_store(tmp_path, monkeypatch)
-    earlier = RunSpec(arch="resnet8", width=4, label_smoothing=0.1, epochs=3)
+    earlier = RunSpec(arch="resnet8", width=4, weight_decay=0.01, epochs=3)
     async with ResnetApp(store).run_test(size=SIZE) as pilot:
         started = started_runs(pilot.app)
         await pilot.app.push_screen(LaunchScreen(earlier))
         form = pilot.app.screen
         await pilot.pause()
-        assert "kept from the run it repeats: width 4, label smoothing 0.1" in problem_of(form)
+        assert "kept from the run it repeats: width 4, weight decay 0.01" in problem_of(form)
         await pilot.press("ctrl+l")
         await pilot.pause()
-        assert [(s.width, s.label_smoothing, s.epochs) for s in started] == [(4, 0.1, 3)]
+        assert [(s.width, s.weight_decay, s.epochs) for s in started] == [(4, 0.01, 3)]

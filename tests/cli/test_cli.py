@@ -193,6 +193,7 @@ def test_a_run_starts_from_an_earlier_one_and_the_store_keeps_the_lineage(tmp_pa
         "run",
         *TINY,
         *("--init", "run:2:last", "--keep-head", "--classes", "0,1,2", "--freeze", "lp-ft"),
+        *("--probe", "sgd"),
         cwd=tmp_path,
     )
     assert grandchild.returncode == 0, grandchild.stderr

@@ -36,7 +36,10 @@ BAD_INPUTS = [
     (["--init", "weights.bin"], "unknown --init"),
     (["--freeze", "last-0"], "write last-K"),
     (["--freeze", "heads"], "did you mean head"),
-    (["--freeze", "lp-ft", "--epochs", "2", "--probe-epochs", "2"], "no epoch to fine-tune"),
+    (
+        ["--freeze", "lp-ft", "--probe", "sgd", "--epochs", "2", "--probe-epochs", "2"],
+        "no epoch to fine-tune",
+    ),
     (["--head", "conv"], "unknown head"),
     (["--bn", "sync"], "BatchNorm mode"),
     (["--layer-decay", "1.5"], "--layer-decay must be above 0"),

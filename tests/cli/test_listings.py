@@ -17,7 +17,8 @@ from tests.cli.command import cli, invoke, runs_json
 COMMANDS = ["run", "runs", "show", "compare", "mistakes", "export-metrics", "predict", "export"]
 COMMANDS += ["gradcam", "resume"]
 COMMANDS += ["ensemble", "soup"]
-COMMANDS += ["rm", "sweep", "lr-find", "worker", "summary", "queue", "stop", "archs", "datasets"]
+COMMANDS += ["rm", "sweep", "search", "lr-find", "worker", "summary", "queue", "stop", "archs"]
+COMMANDS += ["datasets"]
 COMMANDS += ["devices"]
 COMMANDS += ["app"]
 

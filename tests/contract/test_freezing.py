@@ -194,8 +194,24 @@ def test_every_architecture_has_a_stem_stages_and_a_head_in_order(arch):
             "cnn",
             "head",
             10,
-            {},
+            {"probe": "sgd"},
             "cnn, head: only the head trains; stage1, stage2 and stage3 stay frozen",
+        ),
+        (
+            "cnn",
+            "head",
+            10,
+            {},
+            "cnn, head: only the head trains, fitted to convergence (L-BFGS) in one epoch; "
+            "stage1, stage2 and stage3 stay frozen",
+        ),
+        (
+            "resnet20",
+            "lp-ft",
+            10,
+            {"probe_epochs": 2},
+            "resnet20, lp-ft: the head first, a linear probe fitted to convergence (L-BFGS), "
+            "then everything fine-tunes for 10 epochs at --ft-lr-scale times the rate",
         ),
         (
             "resnet18",
@@ -226,7 +242,7 @@ def test_every_architecture_has_a_stem_stages_and_a_head_in_order(arch):
             "resnet20",
             "LP-FT",
             10,
-            {"probe_epochs": 2},
+            {"probe_epochs": 2, "probe": "sgd"},
             "resnet20, lp-ft: only the head trains for 2 epochs (a linear probe), then "
             "everything fine-tunes for 8 epochs at --ft-lr-scale times the rate",
         ),
@@ -234,7 +250,7 @@ def test_every_architecture_has_a_stem_stages_and_a_head_in_order(arch):
             "resnet20",
             "lp-ft",
             1,
-            {},
+            {"probe": "sgd"},
             "resnet20, lp-ft: only the head trains for 1 epoch (a linear probe), "
             "and a run of 1 epoch has none left to fine-tune",
         ),

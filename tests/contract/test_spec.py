@@ -209,6 +209,8 @@ def test_the_float_options_are_all_checked_below():
         "kd_temperature",
         "lwf",
         "early_stop_min_delta",
+        *("mixup", "cutmix", "mix_prob", "mix_switch_prob", "random_erasing"),
+        *("ema_decay", "drop_path"),
     }
 
 

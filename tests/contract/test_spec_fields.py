@@ -23,16 +23,22 @@ HELP_PANELS = {
         *("folds", "limit", "image_size", "augment"),
     ],
     "Weights": [
-        *("init", "keep_head", "head", "head_init", "freeze", "unfreeze_every", "probe_epochs"),
+        *("init", "keep_head", "head", "head_init", "freeze", "unfreeze_every", "probe"),
+        "probe_epochs",
         *("ft_lr_scale", "backbone_lr_scale", "layer_decay", "l2sp", "bn", "lwf"),
     ],
     "Training": [
         *("optimizer", "lr", "momentum", "nesterov"),
-        *("weight_decay", "schedule", "warmup_epochs", "lr_gamma", "label_smoothing"),
+        *("weight_decay", "schedule", "warmup_epochs", "lr_gamma"),
         *("grad_clip", "epochs", "batch_size", "eval_batch_size", "seed"),
         *("early_stop_patience", "early_stop_min_delta", "early_stop_metric"),
     ],
+    "Regularisation": [
+        *("label_smoothing", "mixup", "cutmix", "mix_prob", "mix_switch_prob", "auto_augment"),
+        *("augment_magnitude", "random_erasing", "ema_decay", "best_from", "drop_path"),
+    ],
     "Distillation": ["teacher", "kd_alpha", "kd_temperature"],
+    "Pruning (sweeps)": ["prune", "prune_after", "prune_factor"],
     "Device": ["device", "amp", "channels_last", "compile", "workers"],
     "Several devices (DDP)": ["devices", "nproc", "sync_bn", "nnodes", "rdzv_endpoint"],
 }

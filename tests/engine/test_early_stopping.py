@@ -204,3 +204,10 @@ def test_two_ranks_stop_early_together_after_the_same_epoch(tmp_path):
     finished = events[-1]
     assert finished["status"] == "completed" and finished["early_stop"]["epoch"] == 2
     assert finished["test"]["epoch"] == finished["best_epoch"]
+
+
+def test_a_gain_of_exactly_the_delta_in_floats_is_judged_as_its_difference():
+    """1.0 - 0.95 is a little above 0.05 in floats; 0.95 + 0.05 is exactly 1.0."""
+    values = [0.95, 0.0, 0.0, 1.0]
+    said = stops(EarlyStopping(3, 0.05, "val_acc"), values, "val_acc")
+    assert said == [] and first_stop(values, 3, 0.05, higher=True) is None

@@ -41,7 +41,7 @@ def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     ],
 )
 def test_frozen_parts_stay_bit_identical_and_trainable_ones_move(tmp_path, policy, training):
-    run = trainer(tmp_path, freeze=policy, epochs=3, probe_epochs=1)
+    run = trainer(tmp_path, freeze=policy, epochs=3, probe_epochs=1, probe="sgd")
     run.update_policy(1)
     parts = model_stages(run.model)
     before = {name: snapshot(torch.nn.ModuleList(parts[name])) for name in parts}
@@ -104,7 +104,7 @@ def test_gradual_thaws_one_part_every_n_epochs_from_the_top():
 
 
 def test_lp_ft_probes_then_fine_tunes_everything_at_the_scaled_rate(tmp_path):
-    run = trainer(tmp_path, freeze="lp-ft", epochs=4, probe_epochs=2, ft_lr_scale=0.5)
+    run = trainer(tmp_path, freeze="lp-ft", epochs=4, probe_epochs=2, ft_lr_scale=0.5, probe="sgd")
     base = list(run.scheduler.base_lrs)
     for epoch in (1, 2):
         run.update_policy(epoch)

@@ -48,13 +48,15 @@ def epoch_results(events: list[dict]) -> dict[int, dict]:
 
 
 @pytest.mark.parametrize(
-    "policy, killed_after",
-    [("full", 1), ("gradual", 2), ("lp-ft", 1)],
+    "policy, killed_after, probe",
+    [("full", 1, "sgd"), ("gradual", 2, "sgd"), ("lp-ft", 1, "sgd"), ("lp-ft", 1, "lbfgs")],
 )
 def test_a_killed_and_resumed_run_ends_bit_for_bit_as_an_uninterrupted_one(
-    tmp_path, monkeypatch, policy, killed_after
+    tmp_path, monkeypatch, policy, killed_after, probe
 ):
-    spec = RunSpec.from_dict({**TINY, "epochs": 3, "freeze": policy, "probe_epochs": 1})
+    spec = RunSpec.from_dict(
+        {**TINY, "epochs": 3, "freeze": policy, "probe_epochs": 1, "probe": probe}
+    )
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     whole.mkdir(), broken.mkdir()
     assert run(spec, whole / "events.jsonl", whole) == 0

@@ -24,9 +24,19 @@ def _opened(path: Path) -> Iterator[sqlite3.Connection]:
         db.close()
 
 
+def back_to_version_five(path: Path) -> None:
+    """Take a store of this version back to version 5's tables: its searches go (their
+    trials stay, as runs of their sweeps)."""
+    with _opened(path) as db:
+        db.execute("DROP TABLE search_trials")
+        db.execute("DROP TABLE searches")
+        db.execute("PRAGMA user_version = 5")
+
+
 def back_to_version_four(path: Path) -> None:
     """Take a store of this version back to version 4's tables: the store's identity (its
     id, its runs folder) goes; its run folders keep their marks."""
+    back_to_version_five(path)
     with _opened(path) as db:
         db.execute("DROP TABLE store_info")
         db.execute("PRAGMA user_version = 4")

@@ -8,7 +8,12 @@ import pytest
 from engine.contract.spec import RunSpec
 from resnet_tui.runs.schema import MIGRATIONS, SCHEMA_VERSION
 from resnet_tui.runs.store import RunStore, StoreError
-from tests.runs.old_stores import back_to_version_four, back_to_version_one, back_to_version_three
+from tests.runs.old_stores import (
+    back_to_version_five,
+    back_to_version_four,
+    back_to_version_one,
+    back_to_version_three,
+)
 
 # Migrations
 
@@ -38,7 +43,12 @@ def _schema(connection: sqlite3.Connection) -> tuple[list[tuple[str, str]], list
 
 @pytest.mark.parametrize(
     "version, back",
-    [(1, back_to_version_one), (3, back_to_version_three), (4, back_to_version_four)],
+    [
+        (1, back_to_version_one),
+        (3, back_to_version_three),
+        (4, back_to_version_four),
+        (5, back_to_version_five),
+    ],
 )
 def test_the_old_stores_of_the_tests_have_the_tables_of_their_version(tmp_path, version, back):
     made = sqlite3.connect(tmp_path / "made.db", isolation_level=None)

@@ -48,6 +48,7 @@ STATUS_STYLES = {
     "completed": "green",
     "running": "cyan",
     "queued": "cyan",
+    "pruned": "magenta",
     "stopped": "yellow",
     "failed": "red",
     "crashed": "red",

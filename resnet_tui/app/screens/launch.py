@@ -1,23 +1,22 @@
 """The launch screen: a form for a new run, validated as you type, said in the form's words."""
 
+from collections.abc import Callable
 from typing import Any
 
 from textual import events, on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Grid, Horizontal, VerticalScroll
+from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widget import Widget
 from textual.widgets import Button, Checkbox, Header, Input, Label, Select, Static
 
-from engine.contract import catalog, locate
 from engine.contract.spec import RunSpec, SpecError, dataset_kind
 from resnet_tui.app.dialogs import ConfirmDialog
 from resnet_tui.app.screens.launch_dataset import (
     FolderFacts,
     check_named_dataset,
-    dataset_options,
     detected_size,
     download_note,
     folder_lines,
@@ -26,25 +25,19 @@ from resnet_tui.app.screens.launch_dataset import (
     scan_folder,
 )
 from resnet_tui.app.screens.launch_fields import (
-    AUTO_DEVICE,
     FOLDER,
     FORM_CSS,
-    FREEZE_CHOICES,
-    INIT_CHOICES,
-    LABELS,
-    PLACEHOLDERS,
-    TEXT_FIELDS,
-    arch_options,
     device_options,
     in_form_words,
     kept_options,
     naming_the_field,
-    resolved_root,
+    recipe_help,
     several_devices_refused,
     summary,
-    text_of,
     warnings,
 )
+from resnet_tui.app.screens.launch_find_lr import LrFinder
+from resnet_tui.app.screens.launch_form import form_fields, form_values, show_the_fields_that_apply
 from resnet_tui.app.screens.run_picker import RunPicker
 from resnet_tui.app.widgets.footer import KeyFooter
 from resnet_tui.display import markup_safe
@@ -56,18 +49,20 @@ from resnet_tui.runs.sweeps import fold_specs
 DATASET_CHECK_DELAY_S = 0.3
 # The label of the field each widget belongs to, where the widget's id is not the option's.
 LABEL_OF_WIDGET = {"folder": "dataset", "init-source": "init", "pick-init": "init"}
-LABEL_OF_WIDGET |= {"pick-teacher": "teacher", "download": "data_root"}
+LABEL_OF_WIDGET |= {"pick-teacher": "teacher", "download": "data_root", "find-lr": "lr"}
 
 
 class LaunchScreen(Screen[None]):
-    """A new run's choices; Ctrl+L (or the button) launches it, Ctrl+O picks an earlier run."""
+    """A new run's choices; Ctrl+L (or the button) launches it, Ctrl+O picks an earlier run,
+    Ctrl+F finds a learning rate for it."""
 
     DEFAULT_CSS = FORM_CSS
 
     BINDINGS = [
         Binding("ctrl+l", "launch", "Launch", priority=True, id="launch.launch"),
         Binding("ctrl+o", "pick_run", "Pick a run", priority=True, id="launch.pick_run"),
-        Binding("escape", "app.pop_screen", "Back", id="launch.back"),
+        Binding("ctrl+f", "find_lr", "Find LR", priority=True, id="launch.find_lr"),
+        Binding("escape", "back", "Back", id="launch.back"),
     ]
 
     def __init__(self, start_from: RunSpec | None = None) -> None:
@@ -83,94 +78,40 @@ class LaunchScreen(Screen[None]):
         self.folders: dict[str, FolderFacts | SpecError] = {}
         self.dataset_timer: Timer | None = None
         self.scanning: str | None = None  # the folder being scanned (or about to be)
+        self.lr_finder = LrFinder(self, self._use_lr)
 
     def compose(self) -> ComposeResult:
-        spec = self.start_from
-        folder = folder_of(spec.dataset)
-        data_root = spec.data_root or str(locate.default_data_root())
         yield Header()
         with VerticalScroll(id="form"):
-            yield Label("Architecture", id="arch-label", classes="field-label")
-            yield Select(
-                arch_options(), value=spec.arch, allow_blank=False, compact=True, id="arch"
-            )
-            yield Label("Dataset", id="dataset-label", classes="field-label")
-            yield Select(
-                dataset_options(data_root),
-                value=FOLDER if folder else spec.dataset,
-                allow_blank=False,
-                compact=True,
-                id="dataset",
-            )
-            yield Input(
-                folder,
-                placeholder="image folder path (train/ and val/, or classes)",
-                id="folder",
-                compact=True,
-            )
-            yield Static(id="folder-facts")
-            with Horizontal(id="data-row", classes="field-row"):
-                yield Label("Data root", id="data_root-label", classes="field-label")
-                yield Input(
-                    data_root, placeholder="where datasets live", id="data_root", compact=True
-                )
-                yield Checkbox("Download if missing", spec.download, id="download", compact=True)
-            with Horizontal(id="init-row", classes="field-row"):
-                yield Input(
-                    spec.init.split(":", 1)[1] if spec.init.startswith(("run:", "file:")) else "",
-                    placeholder="the run's id (12, or 12:last), or the weights file's path",
-                    id="init-source",
-                    compact=True,
-                )
-                yield Button("runs… ctrl+o", id="pick-init", compact=True)
-            with Grid(id="choices"):
-                yield from self._choices(spec)
+            yield from form_fields(self.start_from)
         yield Static(id="problem")
         yield Static(id="warnings")
         with Horizontal(id="launch-bar"):
+            yield Static(id="find-lr-status")
             yield Button("Launch", id="launch", variant="success")
         yield KeyFooter()
 
-    def _choices(self, spec: RunSpec) -> ComposeResult:
-        devices = [AUTO_DEVICE, ("cpu", "cpu")]
-        if spec.device not in ("auto", "cpu"):
-            devices.append((spec.device, spec.device))
-        choices = (
-            ("init", INIT_CHOICES),
-            ("freeze", FREEZE_CHOICES),
-            ("optimizer", [(k, k) for k in catalog.OPTIMIZERS]),
-            ("device", devices),
-        )
-        for key, options in choices:
-            value = getattr(spec, key).split(":", 1)[0] if key == "init" else getattr(spec, key)
-            yield Label(LABELS[key], id=f"{key}-label", classes="field-label")
-            yield Select(
-                options,
-                value=value if any(value == v for _, v in options) else options[0][1],
-                allow_blank=False,
-                compact=True,
-                id=key,
-            )
-        for key, label in TEXT_FIELDS:
-            yield Label(label, id=f"{key}-label", classes="field-label")
-            default = getattr(RunSpec(), key)
-            field = Input(
-                text_of(getattr(spec, key)) if getattr(spec, key) != default else "",
-                placeholder=PLACEHOLDERS.get(key) or text_of(default) or "default",
-                id=key,
-                compact=True,
-            )
-            if key == "teacher":
-                with Horizontal(classes="field-row"):
-                    yield field
-                    yield Button("runs…", id="pick-teacher", compact=True)
-            else:
-                yield field
-
     def on_mount(self) -> None:
         self.query_one("#arch", Select).focus()
+        self.query_one("#find-lr-status", Static).display = False
+        self.query_one("#recipe-help", Static).update(recipe_help(None))
         self.find_devices()
         self.validate_form()
+
+    def on_screen_resume(self) -> None:
+        """Back on the form: the curve of a range test that finished meanwhile."""
+        self.lr_finder.show_the_curve()
+
+    def on_unmount(self) -> None:
+        """Leaving the form stops its range test."""
+        self.lr_finder.stop()
+
+    def action_back(self) -> None:
+        """Stop a range test under way; else leave the form."""
+        if self.lr_finder.stop():
+            self.app.tell("Find LR stopped")
+            return
+        self.app.pop_screen()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
         """Mark the focused field's label, beside the field's own highlight."""
@@ -180,6 +121,7 @@ class LaunchScreen(Screen[None]):
         if labelled:
             for label in self.query(f"#{labelled}-label"):
                 label.add_class("-focused")
+        self.query_one("#recipe-help", Static).update(recipe_help(labelled))
 
     def _field_of(self, widget: Widget) -> str | None:
         for node in (widget, *widget.ancestors):
@@ -218,27 +160,13 @@ class LaunchScreen(Screen[None]):
             self.query_one(f"#{key}-label", Label).display = shown
 
     def form_values(self) -> dict[str, Any]:
-        values: dict[str, Any] = dict(self.kept)
-        for key in ("arch", "init", "freeze", "optimizer", "device"):
-            values[key] = self.query_one(f"#{key}", Select).value
-        if "," in values["device"]:  # all the GPUs: several devices (DDP)
-            values["devices"] = values["device"]
-            values["device"] = values["device"].split(",")[0]
-        if values["init"] in ("run", "file"):
-            values["init"] += ":" + self.query_one("#init-source", Input).value.strip()
-        dataset = str(self.query_one("#dataset", Select).value)
-        if catalog.DATASETS[dataset].source == "torchvision":  # where it is, and fetch it?
-            root = self.query_one("#data_root", Input).value.strip()
-            values["data_root"] = resolved_root(root) if root else None
-            values["download"] = self.query_one("#download", Checkbox).value
-        if dataset == FOLDER:
-            dataset = FOLDER + ":" + self.query_one("#folder", Input).value.strip()
-        values["dataset"] = dataset
-        for key, _ in TEXT_FIELDS:
-            text = self.query_one(f"#{key}", Input).value.strip()
-            if text:
-                values[key] = text
-        return values
+        return form_values(self, self.kept)
+
+    @on(Checkbox.Changed, "#recipe-switch")
+    def show_the_recipe(self, event: Checkbox.Changed) -> None:
+        """Bring the recipe's fields into view as its switch shows them."""
+        if event.value:
+            self.call_after_refresh(self.query_one("#recipe-help").scroll_visible)
 
     @on(Input.Changed)
     @on(Select.Changed)
@@ -249,7 +177,7 @@ class LaunchScreen(Screen[None]):
 
         An image folder is scanned off the UI thread, a moment after the typing stops, once
         for each folder the form names."""
-        self._show_the_fields_that_apply()
+        show_the_fields_that_apply(self)
         problem = self.query_one("#problem", Static)
         self.spec = None
         cautions: list[str] = []
@@ -274,17 +202,6 @@ class LaunchScreen(Screen[None]):
         shown.update("\n".join(f"⚠ {markup_safe(line)}" for line in cautions))
         shown.display = bool(cautions)
         self.query_one("#launch", Button).disabled = self.spec is None
-
-    def _show_the_fields_that_apply(self) -> None:
-        dataset = self.query_one("#dataset", Select).value
-        init = self.query_one("#init", Select).value
-        self.query_one("#folder", Input).display = dataset == FOLDER
-        self.query_one("#folder-facts", Static).display = dataset == FOLDER
-        torchvision = catalog.DATASETS[str(dataset)].source == "torchvision"
-        self.query_one("#data-row").display = torchvision
-        for shown in ("#init-row", "#init-source"):
-            self.query_one(shown).display = init in ("run", "file")
-        self.query_one("#pick-init", Button).display = init == "run"
 
     def _check_devices(self, spec: RunSpec) -> str | None:
         """Refuse several devices (DDP) where this machine has fewer than two GPUs; say what
@@ -353,6 +270,21 @@ class LaunchScreen(Screen[None]):
     def action_launch(self) -> None:
         """Start the run; where it downloads its dataset, after the user says yes to the
         download's size."""
+        self._with_valid_spec(self.app.start_run, "start the run", "Download and launch")
+
+    @on(Button.Pressed, "#find-lr")
+    def action_find_lr(self) -> None:
+        """Run the learning-rate range test of the form's spec in the background; refused
+        while one is under way (Escape stops it)."""
+        if self.lr_finder.running:
+            self.app.tell("Find LR is under way: escape stops it", severity="warning")
+            return
+        what = "run the range test"
+        self._with_valid_spec(self.lr_finder.start, what, "Download and find LR")
+
+    def _with_valid_spec(self, act: Callable[[RunSpec], None], what: str, yes: str) -> None:
+        """`act` on the form's spec, where it is valid (else the form's message, as an
+        error); where that downloads its dataset, after the user says yes to its size."""
         self.validate_form()
         spec = self.spec
         if spec is None:
@@ -360,15 +292,22 @@ class LaunchScreen(Screen[None]):
             return
         note = download_note(spec)
         if note is None:
-            self.app.start_run(spec)
+            act(spec)
             return
 
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.app.start_run(spec)
+        def answered(answer: bool | None) -> None:
+            if answer:
+                act(spec)
 
-        question = f"{markup_safe(note)}. Download it and start the run?"
-        self.app.push_screen(ConfirmDialog(question, "Download and launch"), answered)
+        question = f"{markup_safe(note)}. Download it and {what}?"
+        self.app.push_screen(ConfirmDialog(question, yes), answered)
+
+    def _use_lr(self, lr: float) -> None:
+        """Put the rate the range test suggested into the Learning rate field (the form
+        checks itself again)."""
+        field = self.query_one("#lr", Input)
+        field.value = f"{lr:g}"
+        field.focus()
 
     @on(Button.Pressed, "#pick-init")
     def pick_init(self) -> None:

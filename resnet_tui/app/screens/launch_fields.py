@@ -7,6 +7,7 @@ from typing import Any
 
 from engine.contract import catalog
 from engine.contract.freezing import parse_freeze, what_trains
+from engine.contract.regularisation import AUTO_AUGMENTS
 from engine.contract.spec import RunSpec, SpecError, spec_fields
 from resnet_tui.display import markup_safe
 
@@ -43,9 +44,27 @@ CHOSEN_FIELDS = (
     ("optimizer", "Optimizer"),
     ("device", "Device"),
 )
+# The recipe's fields (regularisers and augmentation), shown by the form's Recipe switch:
+# chosen from a list, then typed as text.
+RECIPE_CHOSEN = (("auto_augment", "Auto augment"),)
+RECIPE_FIELDS = (
+    ("label_smoothing", "Label smoothing"),
+    ("mixup", "Mixup alpha"),
+    ("cutmix", "CutMix alpha"),
+    ("random_erasing", "Random erasing"),
+    ("ema_decay", "EMA decay"),
+    ("drop_path", "Stochastic depth"),
+)
+RECIPE = tuple(key for key, _ in RECIPE_CHOSEN + RECIPE_FIELDS)
 # Every option the form has a field for, and the field's label: the one place a message's
 # `--flag` becomes the words on the screen.
-LABELS = dict(CHOSEN_FIELDS + (("data_root", "Data root"), ("download", "Download")) + TEXT_FIELDS)
+LABELS = dict(
+    CHOSEN_FIELDS
+    + (("data_root", "Data root"), ("download", "Download"))
+    + TEXT_FIELDS
+    + RECIPE_CHOSEN
+    + RECIPE_FIELDS
+)
 
 # What a text field takes, where its default says too little.
 PLACEHOLDERS = {
@@ -56,10 +75,17 @@ PLACEHOLDERS = {
     "nproc": "1; or e.g. 2",
     "folds": "off; K runs, e.g. 5",
     "unfreeze_every": "1 (gradual: epochs a stage)",
-    "probe_epochs": "1 (lp-ft: epochs of probe)",
+    "probe_epochs": "1 (lp-ft probing by SGD)",
     "early_stop_patience": "off; N epochs without a better val acc",
     "early_stop_min_delta": "0 (a better val acc beats the best by more)",
+    "label_smoothing": "0: off; e.g. 0.1",
+    "mixup": "0: off; e.g. 0.2",
+    "cutmix": "0: off; e.g. 1.0",
+    "random_erasing": "0: off; e.g. 0.25",
+    "ema_decay": "off; e.g. 0.999",
+    "drop_path": "0: off; e.g. 0.1",
 }
+AUTO_AUGMENT_CHOICES = [(policy, policy) for policy in AUTO_AUGMENTS]
 
 INIT_CHOICES = [
     ("scratch · random weights", "scratch"),
@@ -123,6 +149,28 @@ LaunchScreen #folder-facts {
     height: auto;
     color: $text-muted;
 }
+LaunchScreen #recipe-switch {
+    margin-top: 1;
+}
+LaunchScreen #recipe {
+    grid-size: 4;
+    grid-columns: 16 1fr 16 1fr;
+    grid-rows: 1;
+    grid-gutter: 1 1;
+    height: auto;
+    margin-top: 1;
+}
+LaunchScreen #recipe-help {
+    height: auto;
+    color: $text-muted;
+}
+LaunchScreen #find-lr {
+    min-width: 0;
+}
+LaunchScreen #find-lr-status {
+    width: 1fr;
+    padding-top: 1;
+}
 LaunchScreen #warnings {
     height: auto;
     padding: 0 1;
@@ -171,7 +219,7 @@ def naming_the_field(message: str, values: dict[str, Any]) -> str:
     refused with it ("unknown device 'gpu:x'" is the Devices field's); else as it is."""
     if any(flag.group(1).replace("-", "_") in _OPTIONS for flag in _FLAG.finditer(message)):
         return message
-    for key, label in TEXT_FIELDS:
+    for key, label in TEXT_FIELDS + RECIPE_FIELDS:
         if key not in values:
             continue
         try:
@@ -262,8 +310,11 @@ def warnings(spec: RunSpec) -> list[str]:
 def summary(spec: RunSpec, folds: int, kept: dict[str, Any]) -> str:
     """The form's line for a spec that can run: what it trains, how, and what is frozen."""
     arch = catalog.ARCHITECTURES[spec.arch]
+    # the converged probe fits a linear head on a plain cross-entropy alone (engine/transfer)
+    linear_probe = spec.head == "linear" and not spec.teacher and spec.lwf == 0
+    probe = spec.probe if linear_probe else "sgd"
     trains = what_trains(
-        spec.arch, spec.freeze, spec.epochs, spec.unfreeze_every, spec.probe_epochs
+        spec.arch, spec.freeze, spec.epochs, spec.unfreeze_every, spec.probe_epochs, probe
     )
     return (
         f"[green]✓[/] {spec.arch} ({arch.parameters / 1e6:.2f} M parameters) on "
@@ -278,6 +329,7 @@ def summary(spec: RunSpec, folds: int, kept: dict[str, Any]) -> str:
             else ""
         )
         + (f"; learning without forgetting (alpha {spec.lwf:g})" if spec.lwf else "")
+        + (f"; recipe: {recipe_words(spec)}" if recipe_words(spec) else "")
         + (f"; DDP on {spec.placement}" if spec.processes > 1 else "")
         + (
             f"; {folds}-fold cross-validation: {folds} runs queued as one sweep, trained one "
@@ -295,6 +347,26 @@ def summary(spec: RunSpec, folds: int, kept: dict[str, Any]) -> str:
     )
 
 
+def recipe_help(key: str | None) -> str:
+    """The line under the recipe's fields: what the focused one does, in the form's words
+    (markup), or how to find out."""
+    if key not in RECIPE:
+        return "[dim]Each field's use shows here when it has the focus; empty is off.[/]"
+    (field,) = [field for field in spec_fields() if field.name == key]
+    return in_form_words(field.help, markup=True)
+
+
+def recipe_words(spec: RunSpec) -> str:
+    """The recipe's fields that differ from their defaults, by label: `Mixup alpha 0.2,
+    EMA decay 0.999`; empty where none does."""
+    default = RunSpec()
+    return ", ".join(
+        f"{LABELS[key]} {text_of(getattr(spec, key))}"
+        for key in RECIPE
+        if getattr(spec, key) != getattr(default, key)
+    )
+
+
 def text_of(value: Any) -> str:
     """A spec value as a text field shows it."""
     if value is None:
@@ -308,7 +380,7 @@ def kept_options(start_from: RunSpec) -> dict[str, Any]:
     """The options of the spec the form starts from that it has no field for and that differ
     from the default: kept as they are, so a run made again keeps them."""
     default = RunSpec()
-    shown = set(LABELS) | {"devices"}
+    shown = set(LABELS) | {"devices", "prune", "prune_after", "prune_factor"}  # sweeps' own
     return {
         field.name: getattr(start_from, field.name)
         for field in spec_fields()

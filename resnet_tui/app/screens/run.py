@@ -19,6 +19,7 @@ from resnet_tui.app.messages import RunsAdded, RunsChanged, RunsRemoved
 from resnet_tui.app.screens.run_text import (
     completed_words,
     event_lines,
+    pruned_words,
     settings_text,
     start_lines,
 )
@@ -277,6 +278,8 @@ class RunScreen(Screen[None]):
             self.query_one("#epoch-bar", ProgressBar).update(progress=position)
         progress = state.progress
         ended = ended_words(self.run.status, state)
+        if self.run.status == "pruned":
+            ended = pruned_words(state)
         if self.run.status == "completed" and self.run.seconds is not None:
             ended = completed_words(self.run.seconds, state) + (
                 f" · {progress.samples_per_s:,.0f} img/s" if progress else ""

@@ -70,6 +70,17 @@ def completed_words(seconds: float | None, state: RunState) -> str:
     return f"completed early in {duration(seconds)} ({when}{markup_safe(early.reason)})"
 
 
+def pruned_words(state: RunState) -> str:
+    """`pruned at epoch 3 of 10: best val acc 41.2% is below ...` (markup, the reason
+    escaped), as the run's events tell why its sweep's pruning ended it."""
+    pruned = state.pruned
+    if pruned is None:  # the store has it pruned; its events are still being read
+        return "pruned by its sweep"
+    planned = state.epochs_planned
+    of = f" of {planned}" if planned else ""
+    return f"pruned at epoch {pruned.epoch}{of}: {markup_safe(pruned.reason)}"
+
+
 def start_lines(event: ev.Started) -> list[str]:
     """The log's lines for an engine's start: where, what, from which weights."""
     fusion = event.fusion
@@ -90,7 +101,9 @@ def start_lines(event: ev.Started) -> list[str]:
 def event_lines(event: ev.Event) -> list[str]:
     """The log's lines (markup, user text escaped) for any event but a start."""
     if isinstance(event, ev.EpochEnded):
-        return [markup_safe(epoch_line(event))]
+        ema = event.ema_val_acc  # with an average of the weights (--ema-decay)
+        averaged = f"  EMA val acc {percent(ema)}" if ema is not None else ""
+        return [markup_safe(epoch_line(event) + averaged)]
     if isinstance(event, ev.Log):
         return [f"[dim]{markup_safe(event.level)}: {markup_safe(event.message)}[/]"]
     if isinstance(event, ev.Policy):
@@ -100,7 +113,10 @@ def event_lines(event: ev.Event) -> list[str]:
     if isinstance(event, ev.Finished):
         lines = [f"[b]{markup_safe(event.status)}[/] · best val {percent(event.best_val_acc)}"]
         if event.test:
-            lines.append(f"test accuracy {percent(event.test.get('top1'))} (see the Test tab)")
+            weights = event.test.get("weights")  # raw or ema, with an average of the weights
+            tested = f" of the {markup_safe(weights)} weights" if isinstance(weights, str) else ""
+            top1 = percent(event.test.get("top1"))
+            lines.append(f"test accuracy {top1}{tested} (see the Test tab)")
         return lines
     if isinstance(event, ev.Error):
         return [f"[red]failed ({markup_safe(event.kind)}): {markup_safe(event.line)}[/]"]
