@@ -8,7 +8,7 @@ from engine.train.checkpoints import random_state
 from engine.train.devices import process_facts
 from engine.train.ema import average_note
 from engine.train.optimisation import few_steps_note
-from engine.transfer.probe import too_many_features
+from engine.transfer.probe import why_not_probed
 
 if TYPE_CHECKING:
     from engine.train.loop import Trainer
@@ -47,9 +47,9 @@ def emit_started(trainer: "Trainer") -> None:
     sgd_trains = not (trainer.probe and trainer.spec.freeze == "head")
     if few and sgd_trains and trainer.first_epoch == 1:
         trainer.writer.emit(ev.LOG, level="warning", message=few)
-    too_many = too_many_features(trainer.spec, trainer.model, trainer.probe_images)
-    if too_many and trainer.first_epoch == 1:
-        trainer.writer.emit(ev.LOG, level="warning", message=too_many)
+    not_probed = why_not_probed(trainer.spec, trainer.model, trainer.probe_images)
+    if not_probed and trainer.first_epoch == 1:
+        trainer.writer.emit(ev.LOG, level="info", message=not_probed)
 
 
 def checkpoint_payload(trainer: "Trainer", epoch: int, elapsed: float) -> dict[str, Any]:

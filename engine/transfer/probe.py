@@ -71,19 +71,24 @@ def probe_applies(spec: RunSpec, model: nn.Module, images: int) -> bool:
     return isinstance(head, nn.Linear) and features_fit_in_memory(images, head.in_features)
 
 
-def too_many_features(spec: RunSpec, model: nn.Module, images: int) -> str | None:
-    """Why a run that asks for the converged probe trains its head by epochs instead, where
-    the reason is its size; None otherwise."""
+def why_not_probed(spec: RunSpec, model: nn.Module, images: int) -> str | None:
+    """Why a run that asks for the converged probe (`head` or `lp-ft` with `--probe lbfgs`)
+    trains its head by epochs instead; None where it does not ask, or is probed."""
     head = model_stages(model)["head"][0]
     if spec.probe != "lbfgs" or spec.freeze not in ("head", "lp-ft"):
         return None
-    if not isinstance(head, nn.Linear) or features_fit_in_memory(images, head.in_features):
+    by_epochs = "the head trains by epochs, as with --probe sgd"
+    if spec.teacher or spec.lwf > 0:
+        how = "distillation" if spec.teacher else "learning without forgetting (--lwf)"
+        return f"{how} trains the head by its own loss: {by_epochs}"
+    if not isinstance(head, nn.Linear):
+        return f"the converged probe fits a linear head, not an {spec.head} one: {by_epochs}"
+    if features_fit_in_memory(images, head.in_features):
         return None
     size = images * head.in_features * 4 / 1024**3
     return (
         f"the features of {images:,} images would take {size:.1f} GiB, more than the linear "
-        f"probe holds ({MOST_FEATURE_BYTES // 1024**3} GiB): the head trains by epochs, as "
-        "with --probe sgd"
+        f"probe holds ({MOST_FEATURE_BYTES // 1024**3} GiB): {by_epochs}"
     )
 
 

@@ -21,6 +21,7 @@ from engine.transfer.probe import (
     WEIGHT_DECAYS,
     _fit,
     fit_probe,
+    why_not_probed,
 )
 from tests.engine.tiny_runs import TINY, trained_run
 
@@ -163,6 +164,25 @@ def test_an_mlp_head_or_distillation_keeps_the_epochs(tmp_path, source):
     events = transfer(tmp_path / "mlp", source, freeze="head", head="mlp", epochs=2)
     assert [e["epoch"] for e in events if e["type"] == ev.EPOCH_ENDED] == [1, 2]
     assert not any("L-BFGS" in e.get("message", "") for e in events)
+    said = [e["message"] for e in events if e["type"] == ev.LOG]
+    assert "the converged probe fits a linear head, not an mlp one: the head trains by " in (
+        " ".join(said)
+    )
+
+
+def test_why_a_run_is_not_probed_is_said_for_each_reason(source):
+    from engine.data.datasets import load_dataset
+    from engine.train.network import build_network
+
+    spec = RunSpec.from_dict({**TINY, "freeze": "lp-ft", "lwf": 0.5, "init": f"file:{source}"})
+    bundle = load_dataset(spec)
+    model = build_network(spec, bundle, torch.device("cpu")).model
+    assert why_not_probed(spec, model, 100).startswith("learning without forgetting (--lwf)")
+    assert why_not_probed(spec, model, 10**9).startswith("learning without forgetting")
+    plain = RunSpec.from_dict({**TINY, "freeze": "lp-ft"})
+    assert why_not_probed(plain, model, 100) is None
+    assert "would take" in why_not_probed(plain, model, 10**9)
+    assert why_not_probed(RunSpec.from_dict({**TINY, "freeze": "full"}), model, 10**9) is None
 
 
 def test_a_run_of_few_optimiser_steps_is_told_so():
