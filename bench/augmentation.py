@@ -17,6 +17,7 @@ with their min-max.
 """
 
 import argparse
+import dataclasses
 import os
 import statistics
 import sys
@@ -28,6 +29,7 @@ from typing import Any
 
 import torch
 import torchvision
+from data_path import cifar_size_bundle as cifar_size_images
 from results import machine, publish
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,24 +63,11 @@ CASES = {
 
 
 def cifar_size_bundle(count: int) -> DatasetBundle:
-    """CIFAR-size random images: CIFAR-10's work without its files."""
-    generator = torch.Generator().manual_seed(0)
-    split = TensorSplit(
-        torch.randint(0, 256, (count, 3, 32, 32), dtype=torch.uint8, generator=generator),
-        torch.randint(0, 10, (count,), generator=generator),
-    )
-    return DatasetBundle(
-        name="cifar-size",
-        classes=list("0123456789"),
-        channels=3,
-        image_size=32,
-        natural_images=True,
-        mean=(0.49, 0.48, 0.45),
-        std=(0.25, 0.24, 0.26),
-        train=split,
-        val=TensorSplit(split.images[:256], split.labels[:256]),
-        test=TensorSplit(split.images[:256], split.labels[:256]),
-    )
+    """data_path's CIFAR-size random images, held out to 256 of them so that an epoch's
+    evaluation stays short beside its training."""
+    bundle = cifar_size_images(count)
+    held_out = TensorSplit(bundle.train.images[:256], bundle.train.labels[:256])
+    return dataclasses.replace(bundle, val=held_out, test=held_out)
 
 
 def case_spec(options: dict, device: torch.device) -> RunSpec:
