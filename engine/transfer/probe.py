@@ -58,24 +58,25 @@ class ProbeFit:
         )
 
 
+def asks_for_probe(spec: RunSpec) -> bool:
+    """Whether the spec asks for the converged probe: `head` or `lp-ft` with `--probe lbfgs`."""
+    return spec.probe == "lbfgs" and spec.freeze in ("head", "lp-ft")
+
+
 def probe_applies(spec: RunSpec, model: nn.Module, images: int) -> bool:
-    """Whether this run's head is fitted by the converged probe: `head` or `lp-ft` with
-    `--probe lbfgs`, a single linear head, a plain cross-entropy objective (distilling and
-    learning without forgetting train the head by their own losses), and the features of
-    its `images` (training and validation) within the memory a probe may hold."""
-    if spec.probe != "lbfgs" or spec.freeze not in ("head", "lp-ft"):
-        return False
-    if spec.teacher or spec.lwf > 0:
-        return False
-    head = model_stages(model)["head"][0]
-    return isinstance(head, nn.Linear) and features_fit_in_memory(images, head.in_features)
+    """Whether this run's head is fitted by the converged probe: asked for, and nothing in
+    `why_not_probed` (its `images` are its training and validation images)."""
+    return asks_for_probe(spec) and why_not_probed(spec, model, images) is None
 
 
 def why_not_probed(spec: RunSpec, model: nn.Module, images: int) -> str | None:
-    """Why a run that asks for the converged probe (`head` or `lp-ft` with `--probe lbfgs`)
-    trains its head by epochs instead; None where it does not ask, or is probed."""
+    """Why a run that asks for the converged probe trains its head by epochs instead: a
+    head that is not a single linear layer, an objective that is not a plain cross-entropy
+    (distilling and learning without forgetting train the head by their own losses), or
+    features of more than the memory a probe may hold; None where it does not ask, or is
+    probed."""
     head = model_stages(model)["head"][0]
-    if spec.probe != "lbfgs" or spec.freeze not in ("head", "lp-ft"):
+    if not asks_for_probe(spec):
         return None
     by_epochs = "the head trains by epochs, as with --probe sgd"
     if spec.teacher or spec.lwf > 0:
