@@ -3,7 +3,8 @@
 ResNet-20 on 10,000 CIFAR-10 training images (1,000 a class, from ../shared/data's JPEG
 ImageFolder), the same epochs and everything else at its defaults; `plain` trains with crop
 and flip alone, `recipe` adds TrivialAugmentWide, label smoothing 0.1 and an EMA of the
-weights (0.999, best checkpoint from either). Tested on the official 10,000 test images.
+weights (0.999, best checkpoint from either). Validated on 5,000 other training images held
+out (--val-fraction 0.1), tested on the official 10,000 test images (the folder's val/).
 
     python experiments/recipe.py --data-root ../shared/data --db /tmp/recipe/runs.db
 
@@ -79,7 +80,8 @@ def main() -> None:
         f"`{command.strip()}` on {device_used(store, ids['plain'])}, "
         f"{time.strftime('%Y-%m-%d')}: {minutes:.0f} minutes in all.\n\n"
         f"ResNet-20 on {10 * args.per_class:,} CIFAR-10 training images ({args.per_class:,} a "
-        f"class; the val split is taken from them), {args.epochs} epochs, seeds "
+        f"class, drawn by the seed), validated on 5,000 other training images held out (the "
+        f"folder has no test/), {args.epochs} epochs, seeds "
         f"{', '.join(map(str, SEEDS))}, every other option at its default (AdamW, one-cycle, crop "
         f"and flip); the recipe adds {recipe}. Test: the official 10,000 test images. Mean ± "
         "sample standard deviation over the three seeds.\n\n" + "\n".join(rows) + "\n"

@@ -96,6 +96,18 @@ def run_experiment(store: RunStore, name: str, common: dict[str, Any]) -> list[i
     return ids
 
 
+def as_flags(options: dict[str, Any]) -> str:
+    """Spec fields as the command line gives them: `--lr 0.1 --no-nesterov`."""
+    flags = []
+    for key, value in options.items():
+        flag = key.replace("_", "-")
+        if isinstance(value, bool):
+            flags.append(f"--{flag}" if value else f"--no-{flag}")
+        else:
+            flags.append(f"--{flag} {value}")
+    return " ".join(flags)
+
+
 def device_used(store: RunStore, ids: list[int]) -> str:
     """What the runs trained on, as their engine reported it: `cpu (AMD EPYC, 2 threads)`."""
     info = store.run(ids[-1]).engine_info

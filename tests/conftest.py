@@ -5,6 +5,7 @@ import contextlib
 import os
 import shutil
 import signal
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,9 @@ from tests.fake_engine import EPOCH_S, EPOCH_S_VARIABLE
 # rather than spinning: two xdist workers each training on all the cores otherwise burn a
 # third more CPU time and take longer. Only how threads wait changes, never what they compute.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Whatever the tests keep beside the datasets (folders decoded once) goes to a folder of this
+# session's, never the user's ~/.cache; tests that need their own data root give one.
+os.environ.setdefault("RESNET_TUI_DATA", tempfile.mkdtemp(prefix="resnet-tui-test-data-"))
 
 # Property tests: no per-example deadline, so a busy machine (CI, 2 cores) never fails one
 # for being slow rather than wrong.

@@ -95,6 +95,18 @@ class ModelAndData:
         "Which fold of --folds this run validates on.",
         Bounds("a run's fold must be one of its --folds (0 to K-1)", at_least=0, at_most=19),
     )
+    decode_small_folders: bool = internal(
+        bool,
+        True,
+        "An image folder of images trained at 64 px or less is decoded once and trained from "
+        "memory; a run stored before this decoded its files in workers every epoch.",
+    )
+    val_from_train: bool = internal(
+        bool,
+        True,
+        "An image folder with train/ and val/ but no test/ validates on --val-fraction of "
+        "train/ and tests on val/; a run stored before this rule validated on val/.",
+    )
     limit: int | None = option(
         DATA,
         int,

@@ -39,8 +39,10 @@ from engine.contract.values import (
 
 # A stored spec (a run's spec.json, the store's copy, a checkpoint's) holds every option of
 # its day; where one predates an option whose default changed what a run does, it means
-# what it meant then: a head trained by epochs (`--probe` came with the converged probe).
-STORED_BEFORE = {"probe": "sgd"}
+# what it meant then: a head trained by epochs (`--probe` came with the converged probe),
+# an image folder of train/ and val/ validated on val/ (until validation was held out), one
+# of small images was decoded by workers every epoch (until they were decoded once).
+STORED_BEFORE = {"probe": "sgd", "val_from_train": False, "decode_small_folders": False}
 
 
 class SpecError(ValueError):

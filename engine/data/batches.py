@@ -1,21 +1,17 @@
 """Batches for training and evaluation: in-memory splits on the device, image files by workers."""
 
 import math
-import re
-import warnings
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torch.nn import functional as F
 
-from engine.contract.errors import UnreadableImage
 from engine.contract.spec import RunSpec
 from engine.data.augment_policies import AugmentPolicy
 from engine.data.datasets import DatasetBundle
+from engine.data.image_files import evaluation_framing, evaluation_transform, read_image
 from engine.data.splits import FileSplit, Split, TensorSplit
 
 
@@ -135,92 +131,6 @@ class ImageFileDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         picture = read_image(self.split.files[index], "RGB")
         return self.transform(picture), int(self.split.labels[index])
-
-
-def read_image(path: Path, mode: str) -> Image.Image:
-    """The image file at `path` decoded in PIL's `mode` ("RGB", "L"); an UnreadableImage
-    saying why, in one line, for a file that is not an image, is damaged or too large."""
-    try:
-        with warnings.catch_warnings():
-            # An image claiming more pixels than PIL's limit is refused, not decoded: a
-            # decompression bomb would take the computer's memory.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                return _eight_bits(image).convert(mode)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise UnreadableImage(
-            f"cannot read image {path}: {_claimed_size(error)}, more than the "
-            f"{Image.MAX_IMAGE_PIXELS} pixels an image may have (a decompression bomb?)"
-        ) from None
-    except (OSError, UnidentifiedImageError, ValueError) as error:
-        reason = " ".join(str(error).split())  # one line, so train.py can find it
-        raise UnreadableImage(f"cannot read image {path}: {reason}") from None
-
-
-def evaluation_transform(
-    size: int, mean: tuple[float, ...], std: tuple[float, ...]
-) -> Callable[[Image.Image], torch.Tensor]:
-    """How an image file is made a model's input at evaluation: its shorter side resized to
-    1.14 times the size (its longer side to at most 16 times the size), the centre cropped,
-    scaled to 0-1 and normalised."""
-    from torchvision import transforms  # loaded only where used: see engine/__init__.py
-
-    steps = [*evaluation_framing(size), transforms.ToTensor(), transforms.Normalize(mean, std)]
-    return transforms.Compose(steps)
-
-
-def evaluation_framing(size: int) -> list[Callable[[Image.Image], Image.Image]]:
-    """How evaluation frames an image file: its shorter side resized, the centre cropped."""
-    from torchvision import transforms
-
-    return [
-        ShorterSideResize(int(size * 1.14), LONGEST_SIDE_TIMES_SIZE * size),
-        transforms.CenterCrop(size),
-    ]
-
-
-# The longer side of an image resized at evaluation is at most this many times the input
-# size: a very thin image (100000 x 1 pixels) would otherwise grow to millions of pixels.
-LONGEST_SIDE_TIMES_SIZE = 16
-
-
-class ShorterSideResize:
-    """torchvision's `Resize(shorter, max_size=longest)`, except that a very thin image keeps
-    at least one pixel across (torchvision's would have none, and fail)."""
-
-    def __init__(self, shorter: int, longest: int) -> None:
-        if longest <= shorter:
-            raise ValueError(f"the longest side {longest} must exceed the shorter {shorter}")
-        self.shorter = shorter
-        self.longest = longest
-
-    def __call__(self, image: Image.Image) -> Image.Image:
-        from torchvision.transforms import functional
-
-        width, height = image.size
-        short, long = sorted((width, height))
-        new_short, new_long = self.shorter, int(self.shorter * long / short)
-        if new_long > self.longest:
-            new_short, new_long = max(1, int(self.longest * new_short / new_long)), self.longest
-        new_width, new_height = (new_short, new_long) if width <= height else (new_long, new_short)
-        return functional.resize(image, [new_height, new_width], antialias=True)
-
-
-def _eight_bits(image: Image.Image) -> Image.Image:
-    """A 16-bit greyscale image ("I;16", "I;16B", or "I" of 0-65535) as 8 bits ("L"), its
-    values scaled (PIL's own conversion clips: 1000 of 65535, near black, became white)."""
-    if image.mode != "I" and not image.mode.startswith("I;16"):
-        return image
-    pixels = np.asarray(image)
-    if pixels.dtype.kind == "i":  # "I" holds 32-bit signed values: those of 16 bits are read
-        pixels = pixels.clip(0, 65535)
-    return Image.fromarray((pixels >> 8).astype(np.uint8))
-
-
-def _claimed_size(error: Exception) -> str:
-    """The pixels PIL's message says a refused image claims."""
-    found = re.search(r"\((\d+) pixels\)", str(error))
-    return f"its header claims {found.group(1)} pixels" if found else "it is too large"
 
 
 class FileBatches:

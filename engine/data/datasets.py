@@ -1,18 +1,22 @@
 """The dataset a run asks for: loaded from its source, cut to its classes and subsets, and
 split into training, validation and test data.
 
-Small datasets (shapes, MNIST-like, CIFAR) are held as one uint8 tensor on the training
-device and augmented a whole batch at a time (engine/data/batches.py); image folders are
-decoded per sample by DataLoader worker processes.
+Small datasets (shapes, MNIST-like, CIFAR, image folders of small images) are held as one
+uint8 tensor on the training device and augmented a whole batch at a time
+(engine/data/batches.py); image folders of larger images are decoded per sample by
+DataLoader worker processes.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from engine.contract import catalog, locate
 from engine.contract.errors import RunError
 from engine.contract.spec import RunSpec, dataset_kind
+from engine.data.decoded_folders import decode_once, fits_in_memory
 from engine.data.shapes import draw_shapes
 from engine.data.sources import load_cifar, load_idx_dataset, load_image_folder, unreadable_data
 from engine.data.splits import ShapesSplit, Split, few_shot, fold_split, keep_classes, split_off
@@ -45,8 +49,9 @@ class DatasetBundle:
         return {"train": len(self.train), "val": len(self.val), "test": len(self.test)}
 
 
-def load_dataset(spec: RunSpec) -> DatasetBundle:
-    """Load the spec's dataset with its class subset, few-shot subset, limit and val split."""
+def load_dataset(spec: RunSpec, report: Callable[[str], None] = lambda line: None) -> DatasetBundle:
+    """Load the spec's dataset with its class subset, few-shot subset, limit and val split;
+    `report` is told, in lines, how the first decode of a folder of small images goes."""
     kind = dataset_kind(spec.dataset)
     info = catalog.DATASETS[kind]
     try:
@@ -54,6 +59,7 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
     except OSError as error:
         raise unreadable_data(error, spec) from None
     notes: list[str] = []
+    folder_files: list[Path] = []  # an image folder's files, whatever the run keeps of them
     if kind in SHAPES_SEEDS:
         train_seed, test_seed = SHAPES_SEEDS[kind]
         shifted = kind == "shapes-shift"
@@ -72,6 +78,7 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
         val = None
     else:
         train, val, test, classes, notes = load_image_folder(spec)
+        folder_files = [path for split in (train, val, test) if split for path in split.files]
 
     generator = torch.Generator().manual_seed(spec.seed)
     if spec.classes:
@@ -100,6 +107,14 @@ def load_dataset(spec: RunSpec) -> DatasetBundle:
         split.in_memory() if isinstance(split, ShapesSplit) else split
         for split in (train, val, test)
     )
+    if kind == "imagefolder" and spec.decode_small_folders:
+        size = spec.image_size or info.image_size
+        if fits_in_memory([train, val, test], size, info.channels):
+            root = Path(spec.dataset.split(":", 1)[1])
+            cache = locate.data_root(spec)
+            splits = decode_once([train, val, test], folder_files, root, size, cache, report)
+            train, val, test = splits
+            notes.append(f"images of {size} px decoded once and held in memory")
     if len(train) == 0:
         raise RunError("bad_input", "no training images are left after the subsets", "")
     if len(test) == 0:

@@ -116,9 +116,14 @@ def load_image_folder(
         notes.append(f"one folder: {len(test)} images held out as test data")
         return rest, None, test, classes, notes
     train = as_split(layout.splits["train"])
-    val = as_split(layout.splits["val"]) if "val" in layout.splits else None
-    if "test" in layout.splits or val is not None:
-        folder = "test" if "test" in layout.splits else "val"
+    has_test = "test" in layout.splits
+    # Without test/, val/ is the test data and validation is held out of train/ (by
+    # --val-fraction, in load_dataset): the best checkpoint is never chosen on the images
+    # its test metrics come from. A run stored before this rule goes on validating on val/.
+    val_folder = has_test or not spec.val_from_train
+    val = as_split(layout.splits["val"]) if "val" in layout.splits and val_folder else None
+    if has_test or "val" in layout.splits:
+        folder = "test" if has_test else "val"
         test = as_split(layout.splits[folder])
         if len(test) == 0:
             raise RunError(
@@ -126,8 +131,21 @@ def load_image_folder(
                 f"{root / folder} has no images of the training classes ({', '.join(classes)})",
                 f"give {folder}/ the class folders of train/",
             )
-        if folder == "val":
-            notes.append("test metrics are on val/ (the folder has no test/)")
+        if folder == "val" and val is not None:
+            notes.append(
+                "test metrics are on val/ (the folder has no test/), and so is validation: "
+                "the run is from before validation was held out of train/"
+            )
+        elif folder == "val":
+            notes.append(
+                "test metrics are on val/ (the folder has no test/); validation images are "
+                "held out of train/ "
+                + (
+                    f"(fold {spec.fold})"
+                    if spec.fold is not None
+                    else f"(--val-fraction {spec.val_fraction:g})"
+                )
+            )
     else:
         generator = torch.Generator().manual_seed(TEST_HOLD_OUT_SEED)
         train, test = split_off(train, max(spec.val_fraction, 0.1), generator)

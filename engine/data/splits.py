@@ -11,16 +11,19 @@ from engine.data.shapes import ShapeDraws
 
 @dataclass
 class TensorSplit:
-    """Images held in memory: uint8 (N, C, H, W) and int64 labels (N,)."""
+    """Images held in memory: uint8 (N, C, H, W) and int64 labels (N,); `files`, for images
+    decoded from an image folder, the file each came from."""
 
     images: torch.Tensor
     labels: torch.Tensor
+    files: list[Path] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def subset(self, index: torch.Tensor) -> "TensorSplit":
-        return TensorSplit(self.images[index], self.labels[index])
+        files = None if self.files is None else [self.files[i] for i in index.tolist()]
+        return TensorSplit(self.images[index], self.labels[index], files)
 
 
 @dataclass

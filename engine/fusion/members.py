@@ -11,7 +11,7 @@ from torch import nn
 from engine.contract import events as ev
 from engine.contract.errors import RunError
 from engine.contract.events import EventWriter
-from engine.contract.spec import FusionSpec
+from engine.contract.spec import FusionSpec, dataset_kind
 from engine.contract.stopping import StopRequest
 from engine.data.batches import make_batches
 from engine.data.datasets import DatasetBundle, load_dataset
@@ -59,6 +59,14 @@ class Fusion:
             "images here were its training images; compare the test accuracy"
             for run_id, member in zip(self.ids[1:], self.members[1:], strict=True)
             if member.spec.val_fraction != first.spec.val_fraction
+        ]
+        self.notes += [
+            f"run {run_id} and run {self.ids[0]} validated by different rules (on val/, and on "
+            "training images held out, which came later): the choices here may favour one of "
+            "them; compare the test accuracy"
+            for run_id, member in zip(self.ids[1:], self.members[1:], strict=True)
+            if member.spec.val_from_train != first.spec.val_from_train
+            and dataset_kind(first.spec.dataset) == "imagefolder"
         ]
         self.amp = amp_dtype(self.spec, self.device)
         self.memory_format = (

@@ -77,7 +77,9 @@ class Trainer:
             ranks.join(self.device)
         shard = (ranks.rank, ranks.world) if ranks else (0, 1)
         torch.manual_seed(spec.seed)
-        self.bundle: DatasetBundle = bundle or load_dataset(spec)
+        self.bundle: DatasetBundle = bundle or load_dataset(
+            spec, lambda line: writer.emit(ev.LOG, level="info", message=line)
+        )
         network = build_network(spec, self.bundle, self.device)
         self.model, self.init_report = network.model, network.init_report
         self.small_stem, self.channels_last = network.small_stem, network.channels_last

@@ -17,7 +17,7 @@ from torch.nn import functional as F
 
 from engine.contract.errors import RunError, UnreadableImage
 from engine.contract.stopping import StopRequest
-from engine.data.batches import read_image
+from engine.data.image_files import read_image
 from engine.models import model_stages
 from engine.use.trained import TrainedModel, load_trained_model
 

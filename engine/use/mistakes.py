@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from engine.contract import events as ev
 from engine.contract.events import EventWriter
 from engine.data.datasets import DatasetBundle
-from engine.data.splits import FileSplit, Split, TensorSplit
+from engine.data.splits import Split
 
 PREDICTIONS_FILE = "test-predictions.json"
 # The file's `format`: a reader checks it before trusting the fields below it.
@@ -48,7 +48,7 @@ def keep_test_predictions(
         images = write_thumbnails(run_dir / THUMBNAILS, bundle.test, pictured(table))
     except OSError as error:
         _warn(writer, f"could not write the thumbnails of the test mistakes: {_reason(error)}")
-    if isinstance(bundle.test, FileSplit):
+    if bundle.test.files is not None:
         table["sources"] = {str(i): str(path) for i, path in enumerate(bundle.test.files)}
     table["images"] = images
     path = run_dir / PREDICTIONS_FILE
@@ -119,7 +119,9 @@ def write_thumbnails(folder: Path, split: Split, indices: list[int]) -> dict[str
 
 
 def _picture(split: Split, index: int) -> Image.Image | None:
-    if isinstance(split, TensorSplit):
+    """The test image `index` as its thumbnail shows it: from its file where it has one (an
+    image folder's, decoded in memory or not), else its pixels."""
+    if split.files is None:
         pixels = split.images[index]  # uint8 (C, H, W)
         channels, height, width = pixels.shape
         data = bytes(pixels.permute(1, 2, 0).reshape(-1).tolist())

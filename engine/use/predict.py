@@ -31,7 +31,7 @@ from torch.nn import functional as F
 
 from engine.contract.errors import RunError, UnreadableImage
 from engine.contract.stopping import StopRequest
-from engine.data.batches import read_image
+from engine.data.image_files import read_image
 from engine.use.image_files import FoundImages, image_files
 from engine.use.trained import Preprocessing, load_trained_model, read_sidecar
 

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 
 from engine.contract.errors import RunError
 from engine.contract.spec import RunSpec, dataset_kind
-from engine.data.batches import evaluation_transform
+from engine.data.image_files import evaluation_transform
 from engine.transfer.weights import load_run_model
 
 # The sidecar's `format`: a reader checks it before trusting the fields below it.

@@ -12,7 +12,7 @@ from rich.text import Text
 
 from engine.contract import catalog
 from engine.contract import events as ev
-from engine.contract.spec import RunSpec, SpecError
+from engine.contract.spec import RunSpec, SpecError, spec_fields
 from resnet_tui.cli.common import (
     DbOption,
     JsonOption,
@@ -275,7 +275,10 @@ def _spec_table(run: Run) -> Table:
     run_spec, defaults = run.spec, RunSpec()
     used = {"lr": run_spec.peak_lr, "weight_decay": run_spec.decay}
     settings = Table(title="Spec", show_header=False, box=None, padding=(0, 2))
+    options = {field.name for field in spec_fields()}
     for key, value in run.spec_values.items():
+        if key not in options and getattr(defaults, key, None) == value:
+            continue  # a field the tool keeps (the rules a run was made under), as usual
         marker = "" if getattr(defaults, key, None) == value else " [dim](set)[/]"
         if value is None and key in used:
             value_shown = f"{used[key]:g} [dim](the {run_spec.optimizer} default)[/]"

@@ -41,3 +41,8 @@ def test_a_run_without_early_stopping_shows_no_such_line(tmp_path):
     assert ran.returncode == 0, ran.stdout + ran.stderr
     assert "stopped early" not in ran.stdout
     assert json.loads(invoke("show", "1", "--json", cwd=tmp_path).stdout)["early_stop"] is None
+    # the fields the tool keeps for itself (the data rules a run was made under) are not
+    # settings of the user's: `show` lists them only where they differ from today's
+    shown = invoke("show", "1", cwd=tmp_path).stdout
+    assert "val-from-train" not in shown and "decode-small-folders" not in shown
+    assert "batch-size" in shown

@@ -42,6 +42,8 @@ def test_every_option_has_help_and_the_defaults_are_the_dataclass_defaults():
     # Set by resnet-tui (from the store, or for one fold of --folds), not users' options:
     assert defaults.pop("init_checkpoint") is None and defaults.pop("teacher_checkpoints") is None
     assert defaults.pop("fold") is None
+    assert defaults.pop("val_from_train") is True
+    assert defaults.pop("decode_small_folders") is True
     assert {field.name: field.default for field in options} == defaults
 
 

@@ -149,7 +149,13 @@ def test_every_option_users_set_has_help_and_the_panel_the_help_shows_it_in():
 
 def test_the_fields_users_never_set_are_not_options():
     internal = {f.name for f in dataclasses.fields(RunSpec)} - {f.name for f in spec_fields()}
-    assert internal == {"fold", "init_checkpoint", "teacher_checkpoints"}
+    assert internal == {
+        "fold",
+        "init_checkpoint",
+        "teacher_checkpoints",
+        "val_from_train",
+        "decode_small_folders",
+    }
     with pytest.raises(dataclasses.FrozenInstanceError):
         spec_fields()[0].help = "changed"
 

@@ -193,7 +193,8 @@ def test_cropped_natural_images_go_through_the_policies_on_the_device():
 
 def test_an_image_folder_gets_torchvisions_policies_in_its_workers(tmp_path):
     write_images(tmp_path / "colours", 10)
-    options = {"dataset": f"imagefolder:{tmp_path / 'colours'}", "image_size": 8, "workers": 0}
+    # at more than 64 px: smaller images are decoded once and take the batched path
+    options = {"dataset": f"imagefolder:{tmp_path / 'colours'}", "image_size": 72, "workers": 0}
     options |= {"auto_augment": "randaugment", "augment_magnitude": 12, "random_erasing": 1.0}
     chosen = spec(**options)
     bundle = load_dataset(chosen)
@@ -204,7 +205,7 @@ def test_an_image_folder_gets_torchvisions_policies_in_its_workers(tmp_path):
     assert v2.RandAugment in kinds and kinds[-1] is v2.RandomErasing
     assert next(s for s in steps if isinstance(s, v2.RandAugment)).magnitude == 12
     images, labels = next(batches.epoch(1))
-    assert images.shape == (4, 3, 8, 8) and images.dtype == torch.float32
+    assert images.shape == (4, 3, 72, 72) and images.dtype == torch.float32
     evaluation = make_batches(bundle.test, bundle, 4, CPU, False, chosen)
     assert not any(
         isinstance(s, v2.RandAugment | v2.RandomErasing)

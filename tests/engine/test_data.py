@@ -1,5 +1,6 @@
 """Datasets and batches: subsets, splits, the in-memory path, real MNIST and an image folder."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -158,21 +159,25 @@ def test_the_ants_and_bees_folder_is_found_and_its_stray_gif_reported(hymenopter
     assert set(layout.splits) == {"train", "val"}
     assert [p.name for p in layout.skipped] == ["imageNotFound.gif"]
     assert check_dataset(spec(dataset=f"imagefolder:{hymenoptera}")) == ["ants", "bees"]
-    bundle = load_dataset(spec(dataset=f"imagefolder:{hymenoptera}", image_size=32, workers=0))
-    # train/ has 245 files less the gif; val/ is both the validation and the test data
-    assert bundle.sizes() == {"train": 244, "val": 153, "test": 153}
-    assert bundle.val.files == bundle.test.files
+    # at more than 64 px, photos are decoded per batch by workers
+    bundle = load_dataset(spec(dataset=f"imagefolder:{hymenoptera}", image_size=72, workers=0))
+    # train/ has 245 files less the gif, a tenth of it held out for validation; val/ is the
+    # test data, never the validation data
+    assert bundle.sizes() == {"train": 220, "val": 24, "test": 153}
+    assert not set(bundle.val.files) & set(bundle.test.files)
+    assert all("/train/" in str(path) for path in bundle.val.files)
     assert all("/val/" in str(path) for path in bundle.test.files)
     assert any("imageNotFound.gif" in note for note in bundle.notes)
     assert any("test metrics are on val/" in note for note in bundle.notes)
+    assert any("held out of train/ (--val-fraction 0.1)" in note for note in bundle.notes)
     batches = make_batches(bundle.train, bundle, 8, CPU, True, spec(workers=0))
-    assert isinstance(batches, FileBatches) and len(batches) == 31
+    assert isinstance(batches, FileBatches) and len(batches) == 28
     images, labels = next(batches.epoch(1))
-    assert images.shape == (8, 3, 32, 32) and images.dtype == torch.float32
+    assert images.shape == (8, 3, 72, 72) and images.dtype == torch.float32
     assert labels.shape == (8,) and set(labels.tolist()) <= {0, 1}
     evaluation = make_batches(bundle.test, bundle, 4, CPU, False, spec(workers=0))
     images, labels = next(evaluation.epoch(0))
-    assert images.shape == (4, 3, 32, 32) and torch.equal(labels, bundle.test.labels[:4])
+    assert images.shape == (4, 3, 72, 72) and torch.equal(labels, bundle.test.labels[:4])
 
 
 def test_an_image_folder_class_subset_by_index(hymenoptera):
@@ -300,3 +305,19 @@ def test_an_image_folder_scan_is_bounded_and_names_a_folder_it_cannot_read(tmp_p
     if Path("/proc/1").is_dir():
         with pytest.raises(SpecError, match=r"^cannot read /proc/\S+ in the image folder /proc"):
             check_dataset(spec(dataset="imagefolder:/proc"))
+
+
+def test_a_train_and_val_folder_validates_on_held_out_training_images(tmp_path):
+    for split in ("train", "val"):
+        write_images(tmp_path / "colours" / split, 10)
+    options = {"dataset": f"imagefolder:{tmp_path / 'colours'}", "image_size": 8}
+    bundle = load_dataset(spec(**options))
+    assert bundle.sizes() == {"train": 18, "val": 2, "test": 20}
+    assert all("/train/" in str(path) for path in bundle.val.files)
+    assert all("/val/" in str(path) for path in bundle.test.files)
+    # a run stored before the rule (its spec has no val_from_train) validates on val/ still
+    stored = RunSpec.from_json(json.dumps({**options, "val_fraction": 0.1}))
+    old = load_dataset(stored)
+    assert old.sizes() == {"train": 20, "val": 20, "test": 20}
+    assert old.val.files == old.test.files
+    assert any("from before validation was held out" in note for note in old.notes)

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision import transforms
 
-from engine.data.batches import LONGEST_SIDE_TIMES_SIZE, evaluation_transform, read_image
+from engine.data.image_files import LONGEST_SIDE_TIMES_SIZE, evaluation_transform, read_image
 from engine.use.predict import ImageFiles
 from engine.use.trained import RESIZE_CROP, Preprocessing
 

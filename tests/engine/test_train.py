@@ -283,7 +283,11 @@ def test_an_image_folder_trains_from_files(tmp_path, tiny_spec_options):
     code, events = train(tmp_path, **{**folder_options(tiny_spec_options, root), "epochs": 1})
     assert code == 0 and events[-1]["type"] == "finished"
     types = [e["type"] for e in events]
-    assert types[:2] == ["started", "log"]  # the dataset's notes come after `started`
+    # the first decode of the folder's small images says how it goes before `started`; the
+    # dataset's notes come after it
+    started = types.index("started")
+    assert all("decod" in e["message"] for e in events[:started])
+    assert types[started + 1] == "log"
     assert any("held out as test data" in e["message"] for e in of_type(events, "log"))
     assert events[-1]["test"]["classes"] == ["blue", "red"]
 
