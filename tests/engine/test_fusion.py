@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 import torch
+from PIL import Image
 
 from engine.contract import events as ev
 from engine.contract.spec import FusionSpec
@@ -163,3 +164,24 @@ def test_a_soup_of_different_networks_is_refused(tmp_path, runs):
     events = logged(folder / "events.jsonl")
     assert code == 1 and events[-1]["type"] == ev.ERROR and events[-1]["kind"] == "bad_input"
     assert "run 4 is not the same network as run 2" in events[-1]["message"]
+
+
+def test_members_validated_by_different_rules_are_named_in_a_note(tmp_path):
+    """An image folder of train/ and val/: a run from before validation was held out of
+    train/ validated on val/, so a fusion judged on held-out images may favour one side."""
+    for split in ("train", "val"):
+        for name, colour in (("red", (220, 30, 30)), ("blue", (20, 40, 230))):
+            (tmp_path / "colours" / split / name).mkdir(parents=True)
+            for i in range(6):
+                Image.new("RGB", (12, 12), colour).save(
+                    tmp_path / "colours" / split / name / f"{i}.png"
+                )
+    folder = {"dataset": f"imagefolder:{tmp_path / 'colours'}", "image_size": 8, "workers": 0}
+    trained_run(tmp_path / "new", **folder)
+    trained_run(tmp_path / "old", **folder, val_from_train=False, seed=1)
+    events = fuse(tmp_path, "ensemble", [member(tmp_path / "new", 1), member(tmp_path / "old", 2)])
+    finished(events)
+    said = [e["message"] for e in events if e["type"] == ev.LOG]
+    assert any("run 2 and run 1 validated by different rules" in line for line in said), said
+    same = fuse(tmp_path, "ensemble", [member(tmp_path / "new", 1), member(tmp_path / "new", 3)])
+    assert not any("different rules" in e.get("message", "") for e in same)
