@@ -61,16 +61,18 @@ def decode_once(
     so a prediction on a file sees what training saw. The folder's images come from the
     cache where it holds them at this size; else the whole folder is decoded (on all cores)
     and cached, one process at a time, or only the kept files where they are a small part
-    of it. `report` is told the progress and what happened, in lines."""
+    of it or the whole would not fit in MOST_BYTES. `report` is told the progress and what
+    happened, in lines."""
     kept = sorted({path for split in splits for path in split.files})
     everything = sorted(set(folder_files) | set(kept))
     name = hashlib.sha256(os.fsencode(f"{root.resolve()}\0{size}")).hexdigest()[:12]
     cache_file = cache_root / CACHE_FOLDER / f"{name}-{cache_key(everything, root, size)}.pt"
+    fits_whole = len(everything) * 3 * size * size <= MOST_BYTES
     with _one_process_at_a_time(cache_file):
         images = _read_cache(cache_file, len(everything), size, report)
         if images is not None:
             files = everything
-        elif len(kept) < SMALL_PART * len(everything):
+        elif len(kept) < SMALL_PART * len(everything) or not fits_whole:
             report(f"{len(kept):,} of the folder's {len(everything):,} images kept: decoding them")
             files, images = kept, _decode(kept, size, report)
         else:

@@ -254,3 +254,12 @@ def test_a_run_stored_before_decoding_once_reads_its_files_in_workers(tmp_path):
     assert stored.decode_small_folders is False
     bundle = load_dataset(stored)
     assert isinstance(bundle.train, FileSplit) and isinstance(bundle.test, FileSplit)
+
+
+def test_a_folder_too_large_to_hold_whole_decodes_only_what_the_run_keeps(tmp_path, monkeypatch):
+    root = small_folder(tmp_path / "pictures", per_class=40) / "train"  # class folders
+    monkeypatch.setattr(decoded_folders, "MOST_BYTES", 60 * 3 * 12 * 12)  # 60 of its 80
+    lines: list[str] = []
+    bundle = load(root, tmp_path / "data", lines, limit=40, val_fraction=0.05)
+    assert lines[0] == "52 of the folder's 80 images kept: decoding them"
+    assert isinstance(bundle.train, TensorSplit) and not cache_files(tmp_path / "data")
