@@ -208,7 +208,13 @@ async def test_fuse_marked_runs_into_an_ensemble_and_choose_a_teacher_in_the_for
             pilot, lambda: "completed" in str(app.screen.query_one("#settings").render())
         )
         assert "ensemble of runs 1, 2" in str(app.screen.query_one("#settings").render())
-        log = "\n".join(line.text for line in app.screen.query_one("RichLog").lines)
+
+        def log_text() -> str:
+            return "\n".join(line.text for line in app.screen.query_one("RichLog").lines)
+
+        # the store can say `completed` a moment before the log has drawn the last events
+        await wait_for(pilot, lambda: "ensemble       val acc" in log_text())
+        log = log_text()
         assert "ensemble       val acc" in log and "run 1          val acc" in log
         assert store.run(3).kind == "ensemble" and store.run(3).parents == (1, 2)
 
